@@ -1,0 +1,1 @@
+"""From a field to single cells: segmentation and crops."""

@@ -1,0 +1,1 @@
+"""Where pixels come from: BBBC021 tables, fields, synthetic plates, benchmark datasets."""

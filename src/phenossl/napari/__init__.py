@@ -1,0 +1,1 @@
+"""The napari plugin: a thin GUI over the library."""

@@ -1,0 +1,1 @@
+"""Self-supervised learning: losses (pure functions), methods (registry), momentum and memory."""

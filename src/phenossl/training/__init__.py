@@ -1,0 +1,1 @@
+"""Headless training: trainer, evaluation, sweeps, bias analysis, reports."""

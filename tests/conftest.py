@@ -1,0 +1,58 @@
+"""Shared fixtures: the real data in ../shared/data (skipped cleanly when absent)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def _shared_data_dir() -> Path:
+    env = os.environ.get("PHENOSSL_SHARED_DATA")
+    return Path(env) if env else REPO_ROOT.parent / "shared" / "data"
+
+
+SHARED_DATA = _shared_data_dir()
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """Root of the real data (BBBC021 CSVs + one field, MNIST); skip when absent."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"real data not found at {SHARED_DATA} (set PHENOSSL_SHARED_DATA)")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def bbbc021_root(shared_data: Path) -> Path:
+    """The BBBC021 root with the official CSVs and one real field."""
+    root = shared_data / "bbbc021"
+    if not (root / "BBBC021_v1_image.csv").is_file():
+        pytest.skip(f"BBBC021 CSVs not found under {root}")
+    return root
+
+
+@pytest.fixture(scope="session")
+def real_field_paths(bbbc021_root: Path) -> dict[str, Path]:
+    """The three channel TIFFs of the one real field (Week2_24381, B02, site 1, DMSO)."""
+    folder = bbbc021_root / "Week2" / "Week2_24381"
+    files = sorted(folder.glob("Week2_180607_B02_s1_w*.tif"))
+    by_channel = {}
+    for f in files:
+        tag = f.name.split("_s1_")[1][:2]
+        by_channel[{"w1": "dapi", "w2": "tubulin", "w4": "actin"}[tag]] = f
+    if len(by_channel) != 3:
+        pytest.skip(f"the real field's three TIFFs are not all in {folder}")
+    return by_channel
+
+
+@pytest.fixture(scope="session")
+def mnist_root(shared_data: Path) -> Path:
+    """Folder holding the four official MNIST .gz files."""
+    root = shared_data / "mnist"
+    if not (root / "train-images-idx3-ubyte.gz").is_file():
+        pytest.skip(f"MNIST files not found under {root}")
+    return root

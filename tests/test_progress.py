@@ -1,0 +1,37 @@
+import pytest
+
+import phenossl
+from phenossl._progress import Progress, run
+
+
+def _work(n):
+    total = 0
+    for i in range(n):
+        total += i
+        yield Progress(i + 1, n, f"item {i}")
+    return total
+
+
+def test_run_returns_generator_result_and_reports_every_event():
+    events = []
+    assert run(_work(4), events.append) == 6
+    assert [e.done for e in events] == [1, 2, 3, 4]
+    assert events[-1].fraction == 1.0
+
+
+def test_progress_fraction_handles_zero_total():
+    assert Progress(0, 0).fraction == 1.0
+    assert Progress(1, 4).fraction == 0.25
+
+
+def test_unknown_public_name_is_an_attribute_error():
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        phenossl.nope
+
+
+def test_version_is_a_string():
+    assert isinstance(phenossl.__version__, str)
+
+
+def test_every_lazy_name_is_exported():
+    assert set(phenossl._LAZY) <= set(phenossl.__all__)
