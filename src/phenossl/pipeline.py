@@ -1,0 +1,354 @@
+"""Fields -> segment -> crops -> embed -> cluster, streaming.
+
+The pipeline never holds a whole plate's crops: fields are read, segmented and cropped (optionally
+in worker processes, a bounded number in flight), their crops are embedded in batches as they
+arrive and then dropped; only the per-cell table and the embeddings are kept. Crops are written to
+disk (a CropSet) only when asked, e.g. for a training subset or the centroid gallery.
+
+A failing field (corrupt TIFF, mismatched channels, ...) is recorded in the result and the run
+goes on; fields whose files are missing are listed, not read.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import multiprocessing
+import warnings
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from phenossl._progress import Progress, ProgressCallback, ProgressGenerator, run
+
+# columns copied from the field table onto every cell of that field
+FIELD_COLUMNS = (
+    "field_id",
+    "plate",
+    "well",
+    "site",
+    "replicate",
+    "compound",
+    "concentration",
+    "moa",
+    "treatment",
+)
+
+
+@dataclass(frozen=True)
+class FieldFailure:
+    """A field that could not be processed, and why."""
+
+    field_id: str
+    error: str
+
+
+@dataclass
+class FieldCrops:
+    """What one field contributes: its crops and their per-cell rows."""
+
+    field_id: str
+    images: np.ndarray  # uint8 (n, 3, S, S)
+    table: pd.DataFrame
+    n_dropped: int
+
+
+@dataclass
+class PipelineResult:
+    """Outcome of :func:`run_pipeline`.
+
+    ``cells`` has one row per embedded cell (field metadata, label, centroid and, after clustering,
+    ``cluster``); ``embeddings`` is aligned with it row for row.
+    """
+
+    cells: pd.DataFrame
+    embeddings: np.ndarray
+    clustering: Any | None = None  # phenossl.clustering.ClusterResult
+    failures: list[FieldFailure] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+    empty_fields: list[str] = field(default_factory=list)
+    n_fields: int = 0
+    n_dropped_border: int = 0
+    cropset: Path | None = None
+
+    def summary(self) -> dict[str, Any]:
+        """JSON-ready counts: fields processed, failed, missing, cells kept and dropped."""
+        return {
+            "fields_requested": self.n_fields,
+            "fields_processed": self.n_fields
+            - len(self.failures)
+            - len(self.missing),
+            "fields_failed": len(self.failures),
+            "fields_missing": len(self.missing),
+            "fields_without_cells": len(self.empty_fields),
+            "cells": len(self.cells),
+            "cells_dropped_at_border": self.n_dropped_border,
+            "failures": [asdict(f) for f in self.failures],
+            "missing": list(self.missing),
+        }
+
+
+def process_field(
+    row: Mapping[str, Any],
+    *,
+    segment_params: Mapping[str, Any] | None = None,
+    crop_size: int = 196,
+    border: str = "drop",
+    normalize_percentiles: tuple[float, float] = (1.0, 99.8),
+) -> FieldCrops:
+    """Read, normalise, segment and crop one field (a field-table row).
+
+    Runs in worker processes, so it only imports what it needs (no torch).
+    """
+    from phenossl.cells.crops import crop_cells
+    from phenossl.cells.segment import segment
+    from phenossl.data.fields import read_field
+
+    image = read_field(row, percentiles=normalize_percentiles)
+    seg = segment(image, **dict(segment_params or {}))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the pipeline reports empty fields itself
+        crops = crop_cells(image, seg, size=crop_size, border=border)
+    table = crops.table.copy()
+    for col in FIELD_COLUMNS:
+        if col in row:
+            table[col] = row[col]
+    front = [c for c in FIELD_COLUMNS if c in table.columns]
+    table = table[front + [c for c in table.columns if c not in front]]
+    return FieldCrops(str(row.get("field_id", "")), crops.images, table, int(crops.n_dropped))
+
+
+def _bounded_map(
+    fn: Callable[[Any], Any], items: Iterable[Any], workers: int
+) -> Iterator[tuple[Any, Any, BaseException | None]]:
+    """Yield ``(item, result, error)`` in input order, with at most ``2 * workers`` in flight.
+
+    ``workers <= 1`` runs inline. Keeping few futures in flight bounds memory: results (a field's
+    crops) are consumed as they arrive instead of piling up for a whole plate.
+    """
+    if workers <= 1:
+        for item in items:
+            try:
+                yield item, fn(item), None
+            except Exception as err:  # noqa: BLE001 - reported per field by the caller
+                yield item, None, err
+        return
+    ctx = multiprocessing.get_context("spawn")  # safe with torch/Qt loaded in the parent
+    with cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+        pending: deque[tuple[Any, cf.Future]] = deque()
+        iterator = iter(items)
+        exhausted = False
+        while pending or not exhausted:
+            while not exhausted and len(pending) < 2 * workers:
+                try:
+                    item = next(iterator)
+                except StopIteration:
+                    exhausted = True
+                    break
+                pending.append((item, pool.submit(fn, item)))
+            if not pending:
+                break
+            item, future = pending.popleft()
+            try:
+                yield item, future.result(), None
+            except Exception as err:  # noqa: BLE001
+                yield item, None, err
+
+
+class _FieldJob:
+    """Picklable callable for worker processes."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        self.kwargs = kwargs
+
+    def __call__(self, row: Mapping[str, Any]) -> FieldCrops:
+        return process_field(row, **self.kwargs)
+
+
+def iter_field_crops(
+    fields: pd.DataFrame,
+    *,
+    segment_params: Mapping[str, Any] | None = None,
+    crop_size: int = 196,
+    border: str = "drop",
+    workers: int = 0,
+    failures: list[FieldFailure] | None = None,
+    missing: list[str] | None = None,
+) -> Iterator[FieldCrops]:
+    """Yield :class:`FieldCrops` for every readable field of a field table, in table order.
+
+    Fields whose ``exists`` is False are appended to ``missing``; fields that raise are appended to
+    ``failures``; neither stops the iteration.
+    """
+    if "exists" in fields.columns:
+        absent = fields.loc[~fields["exists"].astype(bool), "field_id"].astype(str).tolist()
+        if missing is not None:
+            missing.extend(absent)
+        fields = fields[fields["exists"].astype(bool)]
+    job = _FieldJob(segment_params=segment_params, crop_size=crop_size, border=border)
+    rows = (row.to_dict() for _, row in fields.iterrows())
+    for row, result, error in _bounded_map(job, rows, workers):
+        if error is not None:
+            if failures is not None:
+                failures.append(FieldFailure(str(row.get("field_id", "?")), _describe(error)))
+            continue
+        yield result
+
+
+def _describe(error: BaseException) -> str:
+    return f"{type(error).__name__}: {error}"
+
+
+@dataclass
+class PipelineOptions:
+    """Every knob of a pipeline run; saved next to the results for reproducibility."""
+
+    model: str = "vgg13_bn"
+    weights: str | None = None
+    device: str = "auto"
+    batch_size: int = 64
+    crop_size: int = 196
+    border: str = "drop"
+    segment_params: dict[str, Any] = field(default_factory=dict)
+    k: int | None = 2
+    label_column: str = "treatment"
+    seed: int = 0
+    n_init: int = 10
+    n_permutations: int = 10
+    n_nearest: int = 8
+    workers: int = 0
+
+
+def iter_pipeline(
+    fields: pd.DataFrame,
+    options: PipelineOptions | None = None,
+    *,
+    cropset: str | Path | None = None,
+    overwrite: bool = False,
+) -> ProgressGenerator[PipelineResult]:
+    """Run fields -> segment -> crops -> embed -> cluster, yielding progress per field.
+
+    Parameters
+    ----------
+    fields
+        A field table (:func:`phenossl.data.bbbc021.load_image_table` or a selection of it).
+    options
+        Model, segmentation, clustering and parallelism settings.
+    cropset
+        If given, the crops are also written to a CropSet at this folder (for training or the
+        centroid gallery); otherwise they are discarded once embedded.
+    overwrite
+        Allow replacing an existing CropSet folder.
+
+    Returns
+    -------
+    PipelineResult
+        Per-cell table, embeddings, clustering (when ``options.k`` is set and there are enough
+        cells) and the list of failed / missing / empty fields.
+    """
+    from phenossl.cells.crops import CropSetWriter
+    from phenossl.embedding import Embedder
+
+    opts = options or PipelineOptions()
+    total = len(fields)
+    failures: list[FieldFailure] = []
+    missing: list[str] = []
+    empty: list[str] = []
+    tables: list[pd.DataFrame] = []
+    chunks: list[np.ndarray] = []
+    n_dropped = 0
+    embedder = Embedder(
+        opts.model, weights=opts.weights, device=opts.device, batch_size=opts.batch_size
+    )
+    writer = (
+        CropSetWriter(cropset, size=opts.crop_size, overwrite=overwrite)
+        if cropset is not None
+        else None
+    )
+    yield Progress(0, total, "starting")
+    stream = iter_field_crops(
+        fields,
+        segment_params=opts.segment_params,
+        crop_size=opts.crop_size,
+        border=opts.border,
+        workers=opts.workers,
+        failures=failures,
+        missing=missing,
+    )
+    try:
+        for crops in stream:
+            n_dropped += crops.n_dropped
+            if len(crops.images) == 0:
+                empty.append(crops.field_id)
+                warnings.warn(f"field {crops.field_id}: no cells found", stacklevel=2)
+            else:
+                chunks.append(embedder(crops.images))
+                tables.append(crops.table)
+                if writer is not None:
+                    writer.add(crops.images, crops.table)
+            done = len(missing) + len(failures) + len(empty) + len(tables)
+            yield Progress(done, total, f"{crops.field_id}: {len(crops.images)} cells")
+    finally:
+        if writer is not None:
+            writer.close()
+
+    cells = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
+    embeddings = (
+        np.concatenate(chunks).astype(np.float32, copy=False)
+        if chunks
+        else np.zeros((0, embedder.feature_dim), np.float32)
+    )
+    result = PipelineResult(
+        cells=cells,
+        embeddings=embeddings,
+        failures=failures,
+        missing=missing,
+        empty_fields=empty,
+        n_fields=total,
+        n_dropped_border=n_dropped,
+        cropset=Path(cropset) if cropset is not None else None,
+    )
+    if opts.k is not None and len(cells) >= max(opts.k, 2):
+        yield Progress(total, total, f"clustering {len(cells)} cells (K={opts.k})")
+        result.clustering = cluster_cells(cells, embeddings, opts)
+        result.cells = cells.assign(cluster=result.clustering.assignments)
+    return result
+
+
+def cluster_cells(cells: pd.DataFrame, embeddings: np.ndarray, opts: PipelineOptions):
+    """KMeans + AMI of a pipeline's cells against ``opts.label_column``."""
+    from phenossl.clustering import cluster
+
+    labels = None
+    if opts.label_column:
+        if opts.label_column not in cells.columns:
+            raise ValueError(
+                f"label column {opts.label_column!r} is not in the cell table; "
+                f"expected one of {sorted(cells.columns)}"
+            )
+        labels = cells[opts.label_column].astype(str).to_numpy()
+    return cluster(
+        embeddings,
+        labels,
+        k=opts.k,
+        seed=opts.seed,
+        n_init=opts.n_init,
+        n_permutations=opts.n_permutations,
+        n_nearest=opts.n_nearest,
+    )
+
+
+def run_pipeline(
+    fields: pd.DataFrame,
+    options: PipelineOptions | None = None,
+    *,
+    cropset: str | Path | None = None,
+    overwrite: bool = False,
+    progress: ProgressCallback | None = None,
+) -> PipelineResult:
+    """Blocking form of :func:`iter_pipeline`; ``progress`` receives every event."""
+    return run(iter_pipeline(fields, options, cropset=cropset, overwrite=overwrite), progress)
