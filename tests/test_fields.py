@@ -67,7 +67,9 @@ def test_real_field_normalisation_matches_numpy_percentiles(real_field_paths):
 # --- normalisation ----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.int16, np.int32, np.uint32, np.int64])
+@pytest.mark.parametrize(
+    "dtype", [np.uint8, np.uint16, np.int16, np.int32, np.uint32, np.int64, np.uint64]
+)
 @pytest.mark.parametrize("q", [(0.0, 100.0), (1.0, 99.8), (50.0, 50.5), (0.1, 33.3)])
 def test_channel_percentiles_equal_numpy(dtype, q):
     rng = np.random.default_rng(1)
