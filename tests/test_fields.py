@@ -80,6 +80,11 @@ def test_channel_percentiles_equal_numpy(dtype, q):
     )
 
 
+def test_channel_percentiles_high_narrow_unsigned_range():
+    channel = np.array([4_000_000_000, 4_000_000_007, 4_000_000_003], dtype=np.uint32)
+    np.testing.assert_allclose(channel_percentiles(channel, (0, 50, 100)), [4e9, 4e9 + 3, 4e9 + 7])
+
+
 def test_channel_percentiles_wide_integer_range_and_float():
     rng = np.random.default_rng(2)
     wide = rng.integers(-(2**40), 2**40, size=1000)  # too wide for a histogram: numpy's path
@@ -168,6 +173,17 @@ def test_not_an_image_raises_field_read_error(tmp_path):
         with pytest.raises(FieldReadError, match=re.escape(name)) as info:
             read_channel(path)
         assert info.value.path == path
+
+
+def test_nan_in_a_float_channel_names_the_file(tmp_path):
+    paths = _write_field(tmp_path, dtype=np.float32)
+    data = tifffile.imread(paths["dapi"])
+    data[3, 4] = np.nan
+    tifffile.imwrite(paths["dapi"], data)
+    assert np.isnan(read_field(paths, normalize=False)[0, 3, 4])
+    with pytest.raises(FieldReadError, match="NaN") as info:
+        read_field(paths)
+    assert info.value.path == paths["dapi"]
 
 
 def test_mismatched_shapes_name_all_three(tmp_path):

@@ -122,7 +122,8 @@ def read_field(
     FileNotFoundError
         A channel file does not exist (named).
     FieldReadError
-        A channel file cannot be decoded or is not 2D (``path`` attribute; a ``ValueError``).
+        A channel file cannot be decoded, is not 2D, or (with ``normalize``) holds NaN
+        (``path`` attribute; a ``ValueError``).
     ValueError
         The channels differ in shape (the three shapes are named), or a row lacks a path.
     """
@@ -134,11 +135,14 @@ def read_field(
         described = ", ".join(f"{n} {s} ({p})" for n, s, p in zip(CHANNEL_NAMES, shapes, paths))
         raise ValueError(f"the three channels of a field must have the same shape, got {described}")
     out = np.empty((len(channels), *shapes[0]), dtype=np.float32)
-    for channel, target in zip(channels, out):
-        if normalize:
-            _normalize_channel(channel, target, low, high)
-        else:
+    for path, channel, target in zip(paths, channels, out):
+        if not normalize:
             target[...] = channel
+            continue
+        try:
+            _normalize_channel(channel, target, low, high)
+        except ValueError as exc:  # NaN in a float image: say which file
+            raise FieldReadError(path, str(exc)) from exc
     return out
 
 
@@ -212,8 +216,8 @@ def _histogram(flat: np.ndarray, low: int, high: int) -> tuple[np.ndarray, int]:
     # np.bincount copies its input to intp (8 bytes a pixel). Counting in blocks keeps that copy
     # small and reused instead of a fresh 10 MB array per 1024 x 1280 channel, whose page faults
     # cost more than the counting itself.
-    # Unsigned data is counted from 0 (no shift: one pass less); signed data from its minimum.
-    offset = low if flat.dtype.kind == "i" else 0
+    # Small unsigned values (8/16-bit images) are counted from 0, saving a subtraction per block.
+    offset = 0 if flat.dtype.kind == "u" and high < (1 << 16) else low
     counts = np.zeros(high - offset + 1, dtype=np.intp)
     for start in range(0, flat.size, _HISTOGRAM_BLOCK):
         block = flat[start : start + _HISTOGRAM_BLOCK]
