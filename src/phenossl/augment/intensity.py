@@ -25,9 +25,6 @@ from torch import Tensor
 
 GRAY_WEIGHTS = (0.2989, 0.587, 0.114)  # torchvision's rgb_to_grayscale (ITU-R 601-2 luma)
 
-# sextant offsets of the red, green and blue channels in the closed-form HSV -> RGB map
-_HUE_OFFSETS = (5.0, 3.0, 1.0)
-
 
 def _per_sample(v: Tensor) -> Tensor:
     return v.view(-1, 1, 1, 1)
@@ -94,9 +91,9 @@ def adjust_hue(x: Tensor, shift: Tensor) -> Tensor:
         torch.where(maxc == g, 2.0 + (b - r) / safe, 4.0 + (r - g) / safe),
     )
     hue = hue + 6.0 * shift.view(-1, 1, 1)
-    offsets = torch.tensor(_HUE_OFFSETS, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
+    offsets = torch.arange(5.0, 0.0, -2.0, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
     k = torch.remainder(offsets + hue.unsqueeze(1), 6.0)
-    ramp = torch.minimum(k, 4.0 - k).clamp_(0.0, 1.0)
+    ramp = torch.minimum(k, 4.0 - k).clamp_(0.0, 1.0)  # offsets (5, 3, 1): red, green, blue
     return maxc.unsqueeze(1) - chroma.unsqueeze(1) * ramp
 
 
@@ -275,4 +272,4 @@ class Erase(PixelStep):
         in_cols = (cols >= left) & (cols < left + w)  # (n, W)
         keep = valid.any(dim=1) & (torch.rand(n, device=dev) < self.p)
         mask = (in_rows[:, :, None] & in_cols[:, None, :] & keep[:, None, None]).unsqueeze(1)
-        return torch.where(mask, torch.as_tensor(self.value, dtype=x.dtype, device=dev), x)
+        return torch.where(mask, self.value, x)
