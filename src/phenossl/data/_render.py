@@ -276,7 +276,7 @@ def _place_cells(
     aspect = 1.0 + (p["nucleus_aspect"] - 1.0) * np.exp(0.4 * rng.standard_normal(n_cand))
     u = rng.random(n_cand)
     kind = np.where(u < p["binucleate"], 1, np.where(u < p["binucleate"] + p["fragmented"], 2, 0))
-    extent = np.select([kind == 0, kind == 1], [rn * np.sqrt(aspect), 2.0 * rn + 3.0], 1.7 * rn)
+    extent = np.select([kind == 0, kind == 1], [rn * np.sqrt(aspect), 2.0 * rn + 3.0], 1.85 * rn)
     # spacing uses the radius before binucleate cells grow, so that crowding does not select
     # against them (that would make them rarer than the phenotype says)
     chosen = _thin(cy, cx, extent, radius, keep, daughter, n_target, rng, shape)
@@ -390,7 +390,7 @@ def _nuclear_objects(
         )
     m = int(rng.integers(3, 7))  # lobes and micronuclei, overlapping or apart
     size = rn * rng.uniform(0.3, 0.62, m)
-    off = rn * 0.95 * np.sqrt(rng.uniform(0.05, 1.0, m))
+    off = rn * 1.1 * np.sqrt(rng.uniform(0.1, 1.0, m))
     theta = rng.uniform(0, 2 * np.pi, m)
     return np.column_stack(
         [
