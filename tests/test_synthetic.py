@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import hashlib
 import re
 from pathlib import Path
@@ -233,6 +234,16 @@ def test_render_field_is_deterministic_and_typed() -> None:
     for x, y in zip(a, b):
         np.testing.assert_array_equal(x, y)
     assert not np.array_equal(a.image, c.image)
+
+
+def test_a_field_without_cells_is_background_only() -> None:
+    empty = dataclasses.replace(CONTROL, density=0.0)
+    treatment = Treatment("DMSO", 0.0, "DMSO", empty, 0.0)
+    field = render_field(treatment, np.random.default_rng(0), (64, 96), baseline=empty)
+    assert field.cells.max() == 0
+    assert field.nuclei.max() == 0
+    assert field.image.shape == (3, 64, 96)
+    assert 400 < field.image[0].mean() < 1000  # offset + autofluorescence + noise
 
 
 def test_progress_events_count_fields(tmp_path: Path) -> None:

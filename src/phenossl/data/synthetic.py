@@ -33,6 +33,7 @@ import shutil
 import uuid
 from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from numbers import Real
 from pathlib import Path
 from types import MappingProxyType
 
@@ -166,12 +167,16 @@ class Treatment:
             raise ValueError(
                 f"Treatment.compound must be a non-empty string, got {self.compound!r}"
             )
-        if not math.isfinite(self.concentration) or self.concentration < 0:
+        if (
+            not isinstance(self.concentration, Real)
+            or not math.isfinite(self.concentration)
+            or self.concentration < 0
+        ):
             raise ValueError(
                 f"Treatment.concentration of {self.compound!r} must be a finite number >= 0 (uM), "
                 f"got {self.concentration!r}"
             )
-        if not 0.0 <= self.strength <= 1.0:
+        if not isinstance(self.strength, Real) or not 0.0 <= self.strength <= 1.0:
             raise ValueError(
                 f"Treatment.strength of {self.compound!r} must be in [0, 1], got {self.strength!r}"
             )
