@@ -312,6 +312,26 @@ def test_sinkhorn_does_not_overflow_on_large_scores():
     torch.testing.assert_close(codes, reference.float(), atol=1e-6, rtol=1e-5)
 
 
+def test_losses_run_in_float32_under_autocast(pair):
+    z1, z2 = pair
+    queue = _randn(10, 16, seed=70)
+    cases = {
+        "nt_xent": lambda a, b: L.nt_xent_loss(a, b, 0.07),
+        "moco": lambda a, b: L.moco_loss(a, b, queue, 0.07),
+        "barlow": L.barlow_twins_loss,
+        "vicreg": L.vicreg_loss,
+        "swav": lambda a, b: L.swav_loss([a, b], [L.sinkhorn(b), L.sinkhorn(a)]),
+    }
+    for name, loss in cases.items():
+        reference = loss(z1, z2)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            under_autocast = loss(z1, z2)
+            from_bf16 = loss(z1.bfloat16(), z2.bfloat16())
+        assert under_autocast.dtype == torch.float32, name
+        assert torch.equal(under_autocast, reference), name
+        assert from_bf16.dtype == torch.float32, name
+
+
 @pytest.mark.parametrize(
     ("call", "message"),
     [

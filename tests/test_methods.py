@@ -125,6 +125,17 @@ def test_training_step_backward_and_optimizer_step(name):
 
 
 @pytest.mark.parametrize("name", ALL)
+def test_training_step_under_bfloat16_autocast(name):
+    method, _ = _ready(name)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = method.training_step(*_batch(60))
+    assert out["loss"].dtype == torch.float32
+    assert torch.isfinite(out["loss"])
+    out["loss"].backward()
+    assert all(torch.isfinite(p.grad).all() for p in method.backbone.parameters())
+
+
+@pytest.mark.parametrize("name", ALL)
 def test_state_dict_round_trip_reproduces_the_next_loss(name):
     trained, _ = _ready(name, seed=0)
     resumed = _build(name, seed=1)  # different initial weights and queues
@@ -216,6 +227,44 @@ def test_mocov2plus_contrasts_each_query_with_the_other_views_key_and_queue():
     torch.testing.assert_close(method.queues[1].ordered(), F.normalize(k2, dim=1))
 
 
+def test_nearest_neighbour_methods_take_targets_from_their_support_set():
+    from phenossl.ssl.losses import byol_loss, nnclr_loss
+
+    generator = torch.Generator().manual_seed(1)
+    views = [torch.randn(6, 3, 2, 2, generator=generator) for _ in range(2)]
+    for name in ("nnbyol", "nnclr"):
+        torch.manual_seed(0)
+        method = build_method(
+            name,
+            _Flat(),
+            proj_hidden_dim=16,
+            proj_output_dim=16,
+            pred_hidden_dim=16,
+            queue_size=10,
+        )
+        reference = copy.deepcopy(method)
+        loss = method.training_step(views, torch.arange(6))["loss"]
+        with torch.no_grad():
+            z1, z2 = (reference.projector(x.flatten(1)) for x in views)
+            p1, p2 = reference.predictor(z1), reference.predictor(z2)
+            if name == "nnbyol":
+                t1, t2 = (reference.momentum_projector(x.flatten(1)) for x in views)
+                _, nn1 = reference.support.nearest(t1)
+                _, nn2 = reference.support.nearest(t2)
+                expected = byol_loss(p1, nn2) + byol_loss(p2, nn1)
+                without_support = byol_loss(p1, t2) + byol_loss(p2, t1)
+                stored = F.normalize(t1, dim=1)
+            else:
+                _, nn1 = reference.support.nearest(z1)
+                _, nn2 = reference.support.nearest(z2)
+                expected = (nnclr_loss(nn1, p2) + nnclr_loss(nn2, p1)) / 2
+                without_support = (nnclr_loss(z1, p2) + nnclr_loss(z2, p1)) / 2
+                stored = F.normalize(z1, dim=1)
+        assert loss.item() == pytest.approx(expected.item(), abs=1e-6), name
+        assert abs(loss.item() - without_support.item()) > 1e-3, name
+        torch.testing.assert_close(method.support.ordered(), stored)
+
+
 def test_mocov2plus_queues_take_batches_that_do_not_divide_them():
     method = _build("mocov2plus")  # queue 10, batches of 6 and a last batch of 4
     for step in range(3):
@@ -253,6 +302,10 @@ def test_deepclusterv2_first_epoch_fills_memory_then_kmeans_assigns():
     method.on_epoch_start(1)
     assert bool((method.assignments >= 0).all())
     assert bool((method.assignments < 7).all())
+    for head in range(2):  # every sample sits in the cluster of its closest prototype
+        embeddings = method.memory.embeddings[head % 2]
+        closest = (embeddings @ method.prototypes[head].t()).argmax(dim=1)
+        assert torch.equal(method.assignments[head], closest)
     torch.testing.assert_close(method.prototypes.norm(dim=-1), torch.ones(2, 7))
     out = method.training_step(*_batch(0))
     assert out["loss"].item() > 0

@@ -6,13 +6,19 @@ loss's definition (BYOL/SimSiam targets, DINO's teacher, ReSSL's key distributio
 DeepClusterV2 codes) are applied here, so a caller cannot forget them. Stateful updates (queues,
 the DINO centre, k-means) live in :mod:`phenossl.ssl.memory` and :mod:`phenossl.ssl.methods`.
 
+All losses compute in float32 (float64 inputs stay float64), also inside an autocast region:
+low-precision logits would blur the temperature-scaled similarities.
+
 Notation: ``N`` batch size, ``D`` embedding size, ``K`` queue length or number of prototypes,
 ``u = x / ||x||`` an L2-normalised vector, ``tau`` a temperature.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+import functools
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -40,6 +46,47 @@ __all__ = [
 ]
 
 
+_F = TypeVar("_F", bound=Callable[..., Any])
+_LOW_PRECISION = (torch.float16, torch.bfloat16)
+
+
+def _upcast(value: Any) -> Any:
+    if isinstance(value, Tensor):
+        return value.float() if value.dtype in _LOW_PRECISION else value
+    if isinstance(value, list | tuple):
+        return type(value)(_upcast(v) for v in value)
+    return value
+
+
+def _first_tensor(values: Sequence[Any]) -> Tensor | None:
+    for value in values:
+        if isinstance(value, Tensor):
+            return value
+        if isinstance(value, list | tuple) and (found := _first_tensor(value)) is not None:
+            return found
+    return None
+
+
+def _float32(fn: _F) -> _F:
+    """Compute a loss in (at least) float32, also inside an autocast region.
+
+    Under bf16 autocast a cosine of 0.99 is only resolved to ~0.004, i.e. ~0.06 in a logit
+    divided by a temperature of 0.07; the losses are cheap next to the backbone, so they run in
+    full precision.
+    """
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        first = _first_tensor([*args, *kwargs.values()])
+        context: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
+        if first is not None and torch.is_autocast_enabled(first.device.type):
+            context = torch.autocast(first.device.type, enabled=False)
+        with context:
+            return fn(*_upcast(args), **{k: _upcast(v) for k, v in kwargs.items()})
+
+    return wrapper  # type: ignore[return-value]
+
+
 def _check_pair(a: Tensor, b: Tensor, names: str) -> None:
     if a.ndim != 2 or a.shape != b.shape:
         raise ValueError(
@@ -63,6 +110,7 @@ def _off_diagonal(matrix: Tensor) -> Tensor:
 # ------------------------------------------------------------------------------------------------
 
 
+@_float32
 def nt_xent_loss(z1: Tensor, z2: Tensor, temperature: float = 0.2) -> Tensor:
     """SimCLR's normalised temperature-scaled cross entropy (NT-Xent).
 
@@ -90,6 +138,7 @@ def nt_xent_loss(z1: Tensor, z2: Tensor, temperature: float = 0.2) -> Tensor:
     return F.cross_entropy(logits, targets)
 
 
+@_float32
 def moco_loss(query: Tensor, key: Tensor, queue: Tensor, temperature: float = 0.2) -> Tensor:
     """InfoNCE with a queue of negatives (MoCo v2).
 
@@ -120,6 +169,7 @@ def moco_loss(query: Tensor, key: Tensor, queue: Tensor, temperature: float = 0.
     return F.cross_entropy(logits, targets)
 
 
+@_float32
 def nnclr_loss(neighbours: Tensor, predictions: Tensor, temperature: float = 0.2) -> Tensor:
     """NNCLR's contrastive loss between support-set neighbours and predictions of the other view.
 
@@ -140,6 +190,7 @@ def nnclr_loss(neighbours: Tensor, predictions: Tensor, temperature: float = 0.2
     return F.cross_entropy(logits, targets)
 
 
+@_float32
 def ressl_loss(
     query: Tensor,
     key: Tensor,
@@ -172,6 +223,7 @@ def ressl_loss(
 # ------------------------------------------------------------------------------------------------
 
 
+@_float32
 def barlow_twins_loss(z1: Tensor, z2: Tensor, lambd: float = 0.0051, scale: float = 0.1) -> Tensor:
     """Barlow Twins' cross-correlation loss.
 
@@ -193,18 +245,21 @@ def barlow_twins_loss(z1: Tensor, z2: Tensor, lambd: float = 0.0051, scale: floa
     return scale * (on_diagonal + lambd * off_diagonal)
 
 
+@_float32
 def invariance_term(z1: Tensor, z2: Tensor) -> Tensor:
     """VICReg invariance: mean squared error ``mean((z1 - z2)^2)`` over all entries."""
     _check_pair(z1, z2, "invariance_term(z1, z2)")
     return F.mse_loss(z1, z2)
 
 
+@_float32
 def variance_term(z: Tensor, eps: float = 1e-4) -> Tensor:
     """VICReg variance hinge ``mean_d relu(1 - sqrt(Var(z_d) + eps))`` (unbiased variance)."""
     std = torch.sqrt(z.var(dim=0) + eps)
     return F.relu(1.0 - std).mean()
 
 
+@_float32
 def covariance_term(z: Tensor) -> Tensor:
     """VICReg covariance ``sum_{i != j} Cov(z)_ij^2 / D`` with the unbiased covariance."""
     n, d = z.shape
@@ -213,6 +268,7 @@ def covariance_term(z: Tensor) -> Tensor:
     return _off_diagonal(cov).pow(2).sum() / d
 
 
+@_float32
 def normalized_covariance_term(z: Tensor) -> Tensor:
     """VIbCReg's normalised covariance ``sum_{i != j} R_ij^2 / D^2``.
 
@@ -225,6 +281,7 @@ def normalized_covariance_term(z: Tensor) -> Tensor:
     return _off_diagonal(corr).pow(2).sum() / (d * d)
 
 
+@_float32
 def vicreg_loss(
     z1: Tensor,
     z2: Tensor,
@@ -253,6 +310,7 @@ def vicreg_loss(
     )
 
 
+@_float32
 def vibcreg_loss(
     z1: Tensor,
     z2: Tensor,
@@ -283,6 +341,7 @@ def vibcreg_loss(
 # ------------------------------------------------------------------------------------------------
 
 
+@_float32
 def byol_loss(prediction: Tensor, target: Tensor) -> Tensor:
     """BYOL's normalised mean squared error ``2 - 2 cos(p, sg(z))``, averaged over the batch.
 
@@ -293,6 +352,7 @@ def byol_loss(prediction: Tensor, target: Tensor) -> Tensor:
     return 2.0 - 2.0 * F.cosine_similarity(prediction, target.detach(), dim=-1).mean()
 
 
+@_float32
 def simsiam_loss(prediction: Tensor, target: Tensor) -> Tensor:
     """SimSiam's negative cosine similarity ``-cos(p, sg(z))``, averaged over the batch.
 
@@ -308,6 +368,7 @@ def simsiam_loss(prediction: Tensor, target: Tensor) -> Tensor:
 
 
 @torch.no_grad()
+@_float32
 def sinkhorn(scores: Tensor, iterations: int = 3, epsilon: float = 0.05) -> Tensor:
     """Sinkhorn-Knopp soft assignment of ``N`` samples to ``K`` prototypes (SwAV's codes).
 
@@ -334,9 +395,8 @@ def sinkhorn(scores: Tensor, iterations: int = 3, epsilon: float = 0.05) -> Tens
         raise ValueError(f"sinkhorn: expected (N, K) scores, got {tuple(scores.shape)}")
     if iterations < 1:
         raise ValueError(f"sinkhorn: iterations must be >= 1, got {iterations}")
-    q = scores.to(torch.promote_types(scores.dtype, torch.float32))
     # Subtracting the max is a no-op after normalisation but keeps exp() finite.
-    q = torch.exp((q - q.max()) / epsilon).t()  # (K, N)
+    q = torch.exp((scores - scores.max()) / epsilon).t()  # (K, N)
     n_prototypes, n_samples = q.shape
     q /= q.sum()
     for _ in range(iterations):
@@ -348,6 +408,7 @@ def sinkhorn(scores: Tensor, iterations: int = 3, epsilon: float = 0.05) -> Tens
     return q.t()
 
 
+@_float32
 def swav_loss(
     scores: Sequence[Tensor], assignments: Sequence[Tensor], temperature: float = 0.1
 ) -> Tensor:
@@ -381,6 +442,7 @@ def swav_loss(
     return torch.stack(terms).mean()
 
 
+@_float32
 def dino_loss(
     student: Sequence[Tensor],
     teacher: Sequence[Tensor],
@@ -422,12 +484,14 @@ def dino_loss(
 
 
 @torch.no_grad()
+@_float32
 def dino_center_update(center: Tensor, teacher: Sequence[Tensor], momentum: float = 0.9) -> Tensor:
     """New DINO centre ``m * c + (1 - m) * mean(teacher logits over all views and samples)``."""
-    batch_center = torch.cat([t.detach() for t in teacher]).float().mean(dim=0)
+    batch_center = torch.cat([t.detach() for t in teacher]).mean(dim=0)
     return center * momentum + batch_center.view_as(center) * (1.0 - momentum)
 
 
+@_float32
 def deepclusterv2_loss(scores: Tensor, assignments: Tensor, temperature: float = 0.1) -> Tensor:
     """DeepClusterV2's cross entropy against k-means pseudo-labels, averaged over heads.
 
