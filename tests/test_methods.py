@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import functools
 import inspect
 
 import pytest
@@ -85,14 +86,20 @@ def _train(method, steps: range, optimizer, epoch: int = 0) -> dict:
     return out
 
 
-def _ready(name: str, seed: int = 0):
-    """A method after a first epoch over the tiny dataset (DeepClusterV2 then has clusters)."""
+@functools.cache
+def _trained(name: str, seed: int):
     method = _build(name, seed)
     method.on_train_start(total_steps=20)
     optimizer = torch.optim.SGD(method.parameter_groups(), lr=0.05, momentum=0.9)
     _train(method, range(DATASET_SIZE // BATCH), optimizer, epoch=0)
     method.on_epoch_start(1)
     return method, optimizer
+
+
+def _ready(name: str, seed: int = 0):
+    """A method (and its optimiser) after a first epoch over the tiny dataset, so that
+    DeepClusterV2 has clusters and the queues hold keys. A fresh copy on every call."""
+    return copy.deepcopy(_trained(name, seed))
 
 
 ALL = sorted(METHODS)
@@ -175,6 +182,29 @@ def test_momentum_networks_move_towards_the_online_ones(name):
         for new, o, on in zip(target.parameters(), old, online.parameters()):
             torch.testing.assert_close(new, tau * o + (1 - tau) * on, atol=1e-6, rtol=0)
             assert not new.requires_grad
+
+
+_LBR = ["Linear", "BatchNorm1d", "ReLU"]
+PROJECTORS = {  # solo-learn's CIFAR heads
+    "barlow_twins": [*_LBR, *_LBR, "Linear"],
+    "byol": [*_LBR, "Linear"],
+    "deepclusterv2": [*_LBR, "Linear"],
+    "mocov2plus": ["Linear", "ReLU", "Linear"],
+    "nnbyol": [*_LBR, "Linear"],
+    "nnclr": [*_LBR, *_LBR, "Linear", "BatchNorm1d"],
+    "ressl": ["Linear", "ReLU", "Linear"],
+    "simclr": ["Linear", "ReLU", "Linear"],
+    "simsiam": [*_LBR, *_LBR, "Linear", "BatchNorm1d"],
+    "swav": [*_LBR, "Linear"],
+    "vibcreg": ["Linear", "BatchNorm1d", "GELU"] * 2 + ["Linear", "IterNorm"],
+    "vicreg": [*_LBR, *_LBR, "Linear"],
+}
+
+
+@pytest.mark.parametrize("name", sorted(PROJECTORS))
+def test_projector_layouts_follow_solo_learn(name):
+    projector = _build(name).projector
+    assert [type(layer).__name__ for layer in projector] == PROJECTORS[name]
 
 
 def test_simsiam_predictor_has_a_static_learning_rate():

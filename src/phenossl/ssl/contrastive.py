@@ -24,7 +24,7 @@ from phenossl.ssl.momentum import momentum_copy
 class SimCLR(Method):
     """SimCLR (Chen et al., ICML 2020): NT-Xent between the projections of two views.
 
-    Projector: Linear-BN-ReLU-Linear.
+    Projector: Linear-ReLU-Linear (no BatchNorm, as in solo-learn).
     """
 
     name = "simclr"
@@ -39,7 +39,7 @@ class SimCLR(Method):
     ) -> None:
         super().__init__(backbone)
         self.temperature = temperature
-        self.projector = mlp(self.feature_dim, [proj_hidden_dim], proj_output_dim)
+        self.projector = mlp(self.feature_dim, [proj_hidden_dim], proj_output_dim, batch_norm=False)
 
     def head_groups(self) -> list[tuple[str, nn.Module, dict[str, Any]]]:
         return [("projector", self.projector, {})]
