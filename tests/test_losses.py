@@ -11,7 +11,12 @@ import torch.nn.functional as F
 
 from phenossl.ssl import losses as L
 
-lightly_loss = pytest.importorskip("lightly.loss")
+
+@pytest.fixture(scope="module")
+def lightly_loss():
+    """lightly's losses, the test-only oracle (the oracle tests skip without lightly)."""
+    return pytest.importorskip("lightly.loss")
+
 
 ATOL = 1e-5
 
@@ -30,13 +35,13 @@ def pair() -> tuple[torch.Tensor, torch.Tensor]:
 
 
 @pytest.mark.parametrize("temperature", [0.2, 0.5])
-def test_nt_xent_matches_lightly(pair, temperature):
+def test_nt_xent_matches_lightly(pair, temperature, lightly_loss):
     z1, z2 = pair
     expected = lightly_loss.NTXentLoss(temperature=temperature)(z1, z2)
     assert L.nt_xent_loss(z1, z2, temperature).item() == pytest.approx(expected.item(), abs=ATOL)
 
 
-def test_moco_loss_matches_lightly_memory_bank(pair):
+def test_moco_loss_matches_lightly_memory_bank(pair, lightly_loss):
     query, key = pair
     queue = F.normalize(_randn(10, 16, seed=3), dim=1)
     oracle = lightly_loss.NTXentLoss(temperature=0.2, memory_bank_size=(10, 16))
@@ -46,7 +51,7 @@ def test_moco_loss_matches_lightly_memory_bank(pair):
 
 
 @pytest.mark.parametrize("lambd", [0.0051, 0.1])
-def test_barlow_twins_matches_lightly(pair, lambd):
+def test_barlow_twins_matches_lightly(pair, lambd, lightly_loss):
     z1, z2 = pair
     expected = lightly_loss.BarlowTwinsLoss(lambda_param=lambd)(z1, z2)
     ours = L.barlow_twins_loss(z1, z2, lambd=lambd, scale=1.0)
@@ -56,7 +61,7 @@ def test_barlow_twins_matches_lightly(pair, lambd):
     assert scaled.item() == pytest.approx(0.1 * ours.item(), rel=1e-6)
 
 
-def test_vicreg_matches_lightly_with_doubled_variance_weight(pair):
+def test_vicreg_matches_lightly_with_doubled_variance_weight(pair, lightly_loss):
     z1, z2 = pair
     # solo-learn (and we) sum the two variance hinges where lightly averages them.
     oracle = lightly_loss.VICRegLoss(lambda_param=25.0, mu_param=50.0, nu_param=1.0)
@@ -64,7 +69,7 @@ def test_vicreg_matches_lightly_with_doubled_variance_weight(pair):
     assert L.vicreg_loss(z1, z2, 25.0, 25.0, 1.0).item() == pytest.approx(expected.item(), rel=1e-5)
 
 
-def test_vicreg_terms_match_lightly(pair):
+def test_vicreg_terms_match_lightly(pair, lightly_loss):
     from lightly.loss import vicreg_loss as oracle
 
     z1, z2 = pair
@@ -77,14 +82,14 @@ def test_vicreg_terms_match_lightly(pair):
     )
 
 
-def test_byol_and_simsiam_match_lightly_negative_cosine(pair):
+def test_byol_and_simsiam_match_lightly_negative_cosine(pair, lightly_loss):
     p, z = pair
     negative_cosine = lightly_loss.NegativeCosineSimilarity()(p, z).item()
     assert L.simsiam_loss(p, z).item() == pytest.approx(negative_cosine, abs=ATOL)
     assert L.byol_loss(p, z).item() == pytest.approx(2.0 + 2.0 * negative_cosine, abs=ATOL)
 
 
-def test_sinkhorn_matches_lightly():
+def test_sinkhorn_matches_lightly(lightly_loss):
     from lightly.loss.swav_loss import sinkhorn as oracle
 
     scores = (
@@ -95,7 +100,7 @@ def test_sinkhorn_matches_lightly():
     )
 
 
-def test_swav_loss_matches_lightly():
+def test_swav_loss_matches_lightly(lightly_loss):
     s1 = F.normalize(_randn(12, 8, seed=6), dim=1) @ F.normalize(_randn(7, 8, seed=7), dim=1).t()
     s2 = F.normalize(_randn(12, 8, seed=8), dim=1) @ F.normalize(_randn(7, 8, seed=7), dim=1).t()
     expected = lightly_loss.SwaVLoss(temperature=0.1)([s1, s2], [])
@@ -103,7 +108,7 @@ def test_swav_loss_matches_lightly():
     assert L.swav_loss([s1, s2], codes, 0.1).item() == pytest.approx(expected.item(), abs=ATOL)
 
 
-def test_dino_loss_and_centre_match_lightly():
+def test_dino_loss_and_centre_match_lightly(lightly_loss):
     k = 9
     student = [_randn(6, k, seed=10), _randn(6, k, seed=11)]
     teacher = [_randn(6, k, seed=12), _randn(6, k, seed=13)]

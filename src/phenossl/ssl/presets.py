@@ -9,14 +9,16 @@ name; the paper's other settings are named ``<method>_<setting>``:
   ``vicreg_imagenet100`` (B.1, ImageNet-100).
 
 Every preset says in ``source`` which values come from the appendix and which are completed
-from solo-learn's published configurations (``scripts/pretrain/cifar/*.yaml`` and the method
-defaults of its argparse-era releases, the code base the paper's 12 methods come from).
+from solo-learn's published CIFAR configurations (``scripts/pretrain/cifar/*.yaml``) and the
+method defaults of its argparse-era releases: the appendix lists the same methods, and its
+learning rates are exactly those of solo-learn's CIFAR configs.
 
 Learning rates: ``lr`` is a *base* learning rate. With ``lr_scaling == "linear"`` (all SGD
-presets) the optimiser uses ``lr * batch_size / 256``, which is what solo-learn's argparse-era
-``additional_setup_pretrain`` does to the value given in its configs (newer solo-learn releases
-dropped that scaling); the appendix quotes these config values. With ``lr_scaling == "none"``
-(the Adam presets of B.2/B.4, whose values come from the authors' own setup) ``lr`` is used as
+presets) the optimiser uses ``lr * batch_size / 256``: solo-learn's configs are written for
+batch 256 and its argparse-era ``additional_setup_pretrain`` scales them linearly with the batch
+size (newer releases dropped that scaling, so whether the paper's batch-512 runs used 1x or 2x
+is not certain; ``with_overrides(lr_scaling="none")`` gives the other reading). With
+``lr_scaling == "none"`` (the Adam presets of B.2/B.4, the authors' own setup) ``lr`` is used as
 is. :meth:`MethodPreset.effective_lr` applies the rule.
 
 Schedule: ``"warmup_cosine"`` is solo-learn's linear warm-up from ``warmup_start_lr`` for
