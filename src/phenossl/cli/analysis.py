@@ -1,0 +1,145 @@
+"""`phenossl embed` and `phenossl cluster`: from crops to embeddings to clusters."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from phenossl.cli._common import CLIError, run_with_progress
+
+
+def _add_model_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--model",
+        default="vgg13_bn",
+        help="backbone name (vgg11..vgg19[_bn], resnet18..152, convnext_tiny) or a phenossl "
+        "checkpoint file (default vgg13_bn)",
+    )
+    p.add_argument(
+        "--weights",
+        choices=["random", "imagenet"],
+        default="random",
+        help="for a backbone name: random init, or ImageNet weights from the local torch cache",
+    )
+    p.add_argument("--device", default="auto", help="auto (cuda > mps > cpu), cpu, cuda, cuda:N")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument(
+        "--input-size",
+        type=int,
+        default=None,
+        help="resize crops to this size before the model (default: the crop size)",
+    )
+
+
+def _add_embed(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "embed",
+        help="CropSet -> embeddings file (.npz)",
+        description="Embed every crop of a CropSet with a backbone or a phenossl checkpoint.",
+    )
+    p.add_argument("cropset", type=Path, help="CropSet folder (from `phenossl crops`)")
+    p.add_argument("--out", required=True, type=Path, help="embeddings file to write (.npz)")
+    _add_model_options(p)
+    p.set_defaults(handler=_cmd_embed)
+
+
+def _cmd_embed(args: argparse.Namespace) -> int:
+    from phenossl.cells.crops import CropSet
+    from phenossl.embedding import iter_embed, save_embeddings
+
+    crops = CropSet(args.cropset)
+    weights = None if args.weights == "random" else args.weights
+    features = run_with_progress(
+        iter_embed(
+            crops,
+            args.model,
+            weights=weights,
+            device=args.device,
+            batch_size=args.batch_size,
+            input_size=args.input_size,
+        ),
+        args,
+        "embed",
+        "cell",
+    )
+    meta = {
+        "cropset": str(args.cropset.resolve()),
+        "model": str(args.model),
+        "weights": weights,
+        "input_size": args.input_size,
+    }
+    save_embeddings(args.out, features, crops.table["cell_id"].to_numpy(), meta)
+    print(f"{features.shape[0]} embeddings of dimension {features.shape[1]} -> {args.out}")
+    return 0
+
+
+def _add_cluster(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "cluster",
+        help="embeddings -> KMeans report (AMI, randomised-label control, composition, montage)",
+        description="Cluster embeddings with KMeans and score the clusters against a label "
+        "column with the adjusted mutual information; writes report.json, composition.csv, "
+        "clusters.csv and montage.png into --out.",
+    )
+    p.add_argument("embeddings", type=Path, help="embeddings file from `phenossl embed`")
+    p.add_argument("--out", required=True, type=Path, help="report folder")
+    p.add_argument(
+        "--cropset", type=Path, default=None, help="CropSet (default: the one recorded in the file)"
+    )
+    p.add_argument("-k", "--k", type=int, default=2, help="number of clusters (default 2)")
+    p.add_argument(
+        "--label",
+        default="treatment",
+        help="column to score against: compound, concentration, treatment, moa, ... (default "
+        "treatment)",
+    )
+    p.add_argument("--split", default=None, help="only cells of this split (train/val/test)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--n-init", type=int, default=10, help="KMeans restarts")
+    p.add_argument("--permutations", type=int, default=10, help="label permutations for control")
+    p.add_argument("--nearest", type=int, default=8, help="cells per cluster in the montage")
+    p.set_defaults(handler=_cmd_cluster)
+
+
+def _cmd_cluster(args: argparse.Namespace) -> int:
+    from phenossl.cells.crops import CropSet
+    from phenossl.embedding import load_embeddings
+    from phenossl.workflows import write_cluster_report
+
+    features, cell_ids, meta = load_embeddings(args.embeddings)
+    cropset_path = args.cropset or (Path(meta["cropset"]) if meta.get("cropset") else None)
+    if cropset_path is None:
+        raise CLIError(f"{args.embeddings} records no CropSet; pass --cropset")
+    crops = CropSet(cropset_path)
+    report = write_cluster_report(
+        args.out,
+        features,
+        crops,
+        cell_ids=cell_ids,
+        k=args.k,
+        label_column=args.label,
+        split=args.split,
+        seed=args.seed,
+        n_init=args.n_init,
+        n_permutations=args.permutations,
+        n_nearest=args.nearest,
+        extra={"embeddings": str(args.embeddings), **meta},
+    )
+    print(format_ami(report))
+    print(f"report -> {args.out / 'report.json'}")
+    return 0
+
+
+def format_ami(report: dict[str, Any]) -> str:
+    return (
+        f"AMI ({report['label_column']}, K={report['k']}, {report['n_cells']} cells): "
+        f"{report['ami']:.3f}   randomised-label control: "
+        f"{report['ami_control_mean']:.3f} ± {report['ami_control_std']:.3f}"
+    )
+
+
+def add_parsers(sub: argparse._SubParsersAction) -> None:
+    """Register `embed` and `cluster`."""
+    _add_embed(sub)
+    _add_cluster(sub)

@@ -1,0 +1,189 @@
+"""`phenossl segment`, `phenossl crops` and `phenossl synth`: from fields to cells."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from phenossl.cli._common import CLIError, progress_bar, run_with_progress
+
+
+def _add_segment(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "segment",
+        help="segment nuclei and cells of one 3-channel field",
+        description="Segment one field: writes nuclei.tif and cells.tif (label images) and "
+        "cells.csv (one row per cell) into --out, and prints the cell count.",
+    )
+    p.add_argument("--dapi", required=True, type=Path, help="DAPI (nuclei) channel TIFF")
+    p.add_argument("--tubulin", required=True, type=Path, help="Tubulin channel TIFF")
+    p.add_argument("--actin", required=True, type=Path, help="Actin channel TIFF")
+    p.add_argument("--out", required=True, type=Path, help="output folder")
+    p.set_defaults(handler=_cmd_segment)
+
+
+def _cmd_segment(args: argparse.Namespace) -> int:
+    import tifffile
+
+    from phenossl.cells.segment import segment
+    from phenossl.data.fields import read_field
+
+    callback, close = progress_bar(args, "segment", "step")
+    from phenossl._progress import Progress
+
+    try:
+        callback(Progress(0, 3, "reading"))
+        image = read_field(args.dapi, args.tubulin, args.actin)
+        callback(Progress(1, 3, "segmenting"))
+        seg = segment(image)
+        callback(Progress(2, 3, "writing"))
+        args.out.mkdir(parents=True, exist_ok=True)
+        tifffile.imwrite(args.out / "nuclei.tif", seg.nuclei, compression="zlib")
+        tifffile.imwrite(args.out / "cells.tif", seg.cells, compression="zlib")
+        seg.table.to_csv(args.out / "cells.csv", index=False)
+        callback(Progress(3, 3, "done"))
+    finally:
+        close()
+    print(f"{len(seg.table)} cells -> {args.out}")
+    return 0
+
+
+def _add_field_selection(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("field selection (default: every field whose files exist)")
+    g.add_argument("--compound", action="append", default=None, help="keep this compound (repeat)")
+    g.add_argument(
+        "--concentration", action="append", type=float, default=None, help="keep this concentration"
+    )
+    g.add_argument("--plate", action="append", default=None, help="keep this plate (repeat)")
+    g.add_argument(
+        "--paper-subset",
+        metavar="COMPOUND",
+        help="the paper's subset: COMPOUND's --n-top highest concentrations + as many DMSO cells, "
+        "split 70/10/20 train/val/test",
+    )
+    g.add_argument("--n-top", type=int, default=4, help="concentrations kept by --paper-subset")
+    g.add_argument("--limit", type=int, default=None, help="process at most this many fields")
+
+
+def _add_crops(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "crops",
+        help="BBBC021 root (or synthetic plate) -> CropSet of 196x196 single-cell crops",
+        description="Segment the selected fields of a BBBC021-layout folder and write centred "
+        "single-cell crops plus a per-cell table (a CropSet) to --out.",
+    )
+    p.add_argument("root", type=Path, help="folder holding BBBC021_v1_image.csv and the images")
+    p.add_argument("--out", required=True, type=Path, help="CropSet folder to create")
+    _add_field_selection(p)
+    p.add_argument("--size", type=int, default=196, help="crop size in pixels (default 196)")
+    p.add_argument("--border", choices=["drop", "pad"], default="drop", help="border policy")
+    p.add_argument("--workers", type=int, default=0, help="worker processes (0: in-process)")
+    p.add_argument("--seed", type=int, default=0, help="seed for subset sampling")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    p.set_defaults(handler=_cmd_crops)
+
+
+def select_fields_from_args(table, args: argparse.Namespace):
+    """Apply the CLI's field-selection flags to a field table."""
+    from phenossl.data.bbbc021 import select_fields
+
+    if args.paper_subset:
+        sel = select_fields(
+            table, compounds=[args.paper_subset], n_top=args.n_top, include_dmso=True
+        )
+    else:
+        sel = select_fields(
+            table,
+            compounds=args.compound,
+            concentrations=args.concentration,
+            plates=args.plate,
+        )
+    sel = sel[sel["exists"]]
+    if args.limit is not None:
+        sel = sel.head(args.limit)
+    if sel.empty:
+        raise CLIError("no field with all three images matches the selection")
+    return sel
+
+
+def _cmd_crops(args: argparse.Namespace) -> int:
+    from phenossl.data.bbbc021 import load_image_table
+    from phenossl.workflows import iter_make_cropset
+
+    table = load_image_table(args.root)
+    fields = select_fields_from_args(table, args)
+    summary = run_with_progress(
+        iter_make_cropset(
+            fields,
+            args.out,
+            crop_size=args.size,
+            border=args.border,
+            workers=args.workers,
+            paper_subset=args.paper_subset,
+            n_top=args.n_top,
+            seed=args.seed,
+            overwrite=args.overwrite,
+        ),
+        args,
+        "crops",
+        "field",
+    )
+    n_missing = int((~table["exists"]).sum())
+    print(
+        f"{summary['cells']} crops from {summary['fields_processed']} fields -> {args.out} "
+        f"({summary['cells_dropped_at_border']} cells dropped at the border, "
+        f"{summary['fields_failed']} fields failed, {n_missing} fields of the table missing)"
+    )
+    for failure in summary["failures"]:
+        print(f"  failed: {failure['field_id']}: {failure['error']}", file=sys.stderr)
+    return 0
+
+
+def _add_synth(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "synth",
+        help="write a synthetic BBBC021-like plate (official layout, known treatments)",
+        description="Write a small plate in the official BBBC021 layout (CSVs + 16-bit TIFFs) "
+        "whose treatments (DMSO, nocodazole, taxol, cytochalasin B) have distinct morphologies.",
+    )
+    p.add_argument("out", type=Path, help="folder to create")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--shape",
+        type=int,
+        nargs=2,
+        metavar=("H", "W"),
+        default=None,
+        help="field size in pixels (default: the library's default)",
+    )
+    p.add_argument("--sites", type=int, default=None, help="fields per well")
+    p.add_argument("--wells", type=int, default=None, help="wells per treatment")
+    p.add_argument("--ground-truth", action="store_true", help="also write true label images")
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(handler=_cmd_synth)
+
+
+def _cmd_synth(args: argparse.Namespace) -> int:
+    from phenossl.data.synthetic import iter_write_synthetic_plate
+
+    kwargs: dict[str, Any] = {"seed": args.seed, "overwrite": args.overwrite}
+    if args.shape is not None:
+        kwargs["shape"] = tuple(args.shape)
+    if args.sites is not None:
+        kwargs["sites"] = args.sites
+    if args.wells is not None:
+        kwargs["n_wells_per_treatment"] = args.wells
+    if args.ground_truth:
+        kwargs["ground_truth"] = True
+    root = run_with_progress(iter_write_synthetic_plate(args.out, **kwargs), args, "synth", "field")
+    print(f"synthetic plate -> {root}")
+    return 0
+
+
+def add_parsers(sub: argparse._SubParsersAction) -> None:
+    """Register `segment`, `crops` and `synth`."""
+    _add_segment(sub)
+    _add_crops(sub)
+    _add_synth(sub)
