@@ -8,6 +8,7 @@ import pytest
 from skimage.measure import regionprops_table
 
 from phenossl.cells.segment import TABLE_COLUMNS, Segmentation, cell_table, segment
+from phenossl.data.fields import read_field
 
 
 def _disc(shape, centre, radius):
@@ -33,13 +34,7 @@ def _field(shape, nuclei, rng, *, cell_radius=None):
 
 @pytest.fixture(scope="module")
 def real_image(real_field_paths) -> np.ndarray:
-    tifffile = pytest.importorskip("tifffile")
-    channels = []
-    for name in ("dapi", "tubulin", "actin"):
-        raw = tifffile.imread(real_field_paths[name]).astype(np.float32)
-        low, high = np.percentile(raw, (1.0, 99.8))
-        channels.append(np.clip((raw - low) / (high - low), 0, 1))
-    return np.stack(channels)
+    return read_field(real_field_paths)
 
 
 @pytest.fixture(scope="module")

@@ -153,7 +153,7 @@ def segment(
         downsample=downsample,
     )
     cells = segment_cells(
-        image[list(cytoplasm_channels)],
+        [image[c] for c in cytoplasm_channels],
         nuclei,
         smooth_sigma=smooth_sigma,
         threshold=cell_threshold,
@@ -210,7 +210,7 @@ def segment_nuclei(
 
 
 def segment_cells(
-    cytoplasm: np.ndarray,
+    cytoplasm: np.ndarray | Sequence[np.ndarray],
     nuclei: np.ndarray,
     *,
     smooth_sigma: float = 2.0,
@@ -223,7 +223,8 @@ def segment_cells(
     Parameters
     ----------
     cytoplasm
-        ``(C, H, W)`` or ``(H, W)`` cytoplasm channel(s); their mean is used.
+        Cytoplasm channel(s): one ``(H, W)`` array, a ``(C, H, W)`` array or a sequence of
+        ``(H, W)`` arrays; their mean is used.
     nuclei
         ``int (H, W)`` nucleus labels (the seeds).
     smooth_sigma, threshold, max_distance, downsample
@@ -236,23 +237,20 @@ def segment_cells(
         ``int32 (H, W)`` cell labels; the cell of nucleus *i* has label *i* and contains every
         pixel of it.
     """
-    cytoplasm = np.asarray(cytoplasm, dtype=np.float32)
-    if cytoplasm.ndim == 2:
-        cytoplasm = cytoplasm[None]
-    if cytoplasm.ndim != 3 or cytoplasm.shape[1:] != nuclei.shape:
-        raise ValueError(
-            f"cytoplasm: expected (C, H, W) matching nuclei {nuclei.shape}, got {cytoplasm.shape}"
-        )
+    channels = [cytoplasm] if np.ndim(cytoplasm) == 2 else list(cytoplasm)
+    if not channels or any(np.shape(c) != nuclei.shape for c in channels):
+        shapes = [np.shape(c) for c in channels]
+        raise ValueError(f"cytoplasm: expected channels of shape {nuclei.shape}, got {shapes}")
     f = _check_factor("cell_downsample", downsample)
     shape = nuclei.shape
     nuclei = nuclei.astype(np.int32, copy=False)
     if not nuclei.any():
         return np.zeros(shape, dtype=np.int32)
 
-    small = _block_mean(cytoplasm[0], f)
-    for channel in cytoplasm[1:]:
-        small += _block_mean(channel, f)
-    small *= np.float32(1.0 / len(cytoplasm))
+    small = _block_mean(np.asarray(channels[0], dtype=np.float32), f)
+    for channel in channels[1:]:
+        small += _block_mean(np.asarray(channel, dtype=np.float32), f)
+    small *= np.float32(1.0 / len(channels))
     small = _smooth(small, smooth_sigma / f)
     level = _threshold(small, threshold, "cell_threshold")
 
@@ -289,7 +287,8 @@ def cell_table(
     with np.errstate(invalid="ignore", divide="ignore"):
         centroid_y = np.bincount(label, rows, minlength=n + 1) / nucleus_area
         centroid_x = np.bincount(label, cols, minlength=n + 1) / nucleus_area
-    cell_area = np.bincount(cells.ravel(), minlength=n + 1)[: n + 1]
+    cell_label = cells.ravel().astype(np.intp)  # converted once for all bincounts
+    cell_area = np.bincount(cell_label, minlength=n + 1)[: n + 1]
     data = {
         "label": np.arange(1, n + 1, dtype=np.int32),
         "centroid_y": centroid_y[1:],
@@ -297,12 +296,13 @@ def cell_table(
         "nucleus_area": nucleus_area[1:],
         "cell_area": cell_area[1:],
     }
-    sample = cells[::stride, ::stride].ravel()
-    counts = np.bincount(sample, minlength=n + 1)[: n + 1]
+    if stride > 1:
+        cell_label = cells[::stride, ::stride].ravel().astype(np.intp)
+    counts = np.bincount(cell_label, minlength=n + 1)[: n + 1] if stride > 1 else cell_area
     with np.errstate(invalid="ignore", divide="ignore"):
         for name, channel in zip(_CHANNEL_COLUMNS, image):
             values = channel[::stride, ::stride].ravel()
-            sums = np.bincount(sample, values, minlength=n + 1)[: n + 1]
+            sums = np.bincount(cell_label, values, minlength=n + 1)[: n + 1]
             data[name] = (sums / counts)[1:].astype(np.float32)
     return pd.DataFrame(data, columns=list(TABLE_COLUMNS))
 
@@ -511,9 +511,13 @@ def _split_touching(
     count = 0
     for box, tile, inside in parts:
         values = split[tile][inside]
-        ids, inverse = np.unique(values, return_inverse=True)
-        out[box][inside] = count + 1 + inverse.astype(np.int32)
-        count += len(ids)
+        if (values == values[0]).all():  # most components hold one nucleus
+            out[box][inside] = count + 1
+            count += 1
+        else:
+            ids, inverse = np.unique(values, return_inverse=True)
+            out[box][inside] = count + 1 + inverse.astype(np.int32)
+            count += len(ids)
     return out, count
 
 
