@@ -159,6 +159,15 @@ def test_round_trip_over_several_shards(written):
         "00001.npy",
         "00002.npy",
     ]
+    assert list(cs.table.columns) == [
+        "cell_id",
+        "field_id",
+        "label",
+        "centroid_y",
+        "treatment",
+        "shard",
+        "index",
+    ]
     assert cs.table["cell_id"].tolist() == list(range(10))
     assert cs.table["shard"].tolist() == [0] * 5 + [1] + [2] * 4
     assert cs.table["index"].tolist() == [0, 1, 2, 3, 4, 0, 0, 1, 2, 3]
@@ -285,6 +294,18 @@ def test_writer_validates_batches(tmp_path):
     writer.add(images, table)
     with pytest.raises(ValueError, match="columns"):
         writer.add(images, table.drop(columns="treatment"))
+
+
+def test_split_column_comes_last(tmp_path):
+    rng = np.random.default_rng(5)
+    images, table = _batch(rng, 3, 4, 0)
+    table.insert(1, "split", ["train", "val", "test"])
+    with CropSetWriter(tmp_path / "cs", size=4) as writer:
+        writer.add(images, table)
+    cs = CropSet(tmp_path / "cs")
+    assert list(cs.table.columns)[-3:] == ["shard", "index", "split"]
+    test = cs.subset(cs.table["split"] == "test")
+    np.testing.assert_array_equal(test[0], images[2])
 
 
 def test_empty_cropset_round_trips(tmp_path):

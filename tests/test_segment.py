@@ -5,9 +5,16 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import ndimage as ndi
 from skimage.measure import regionprops_table
 
-from phenossl.cells.segment import TABLE_COLUMNS, Segmentation, cell_table, segment
+from phenossl.cells.segment import (
+    TABLE_COLUMNS,
+    Segmentation,
+    _upsample_linear,
+    cell_table,
+    segment,
+)
 from phenossl.data.fields import read_field
 
 
@@ -181,6 +188,17 @@ def test_cell_table_matches_regionprops():
     sampled = cell_table(image, nuclei, cells, stride=2)
     np.testing.assert_allclose(sampled["dapi_mean"], table["dapi_mean"], atol=0.05)
     np.testing.assert_array_equal(sampled["cell_area"], table["cell_area"])
+
+
+@pytest.mark.parametrize("factor", [2, 3, 4])
+def test_linear_upsampling_matches_scipy_zoom(factor):
+    # The full-resolution outlines come from this interpolation of the block-averaged image.
+    small = np.random.default_rng(6).random((7, 9), dtype=np.float32)
+    expected = ndi.zoom(small, factor, order=1, grid_mode=True, mode="nearest")
+    got = _upsample_linear(small, factor, expected.shape)
+    np.testing.assert_allclose(got, expected, atol=1e-6)
+    cropped = _upsample_linear(small, factor, (10, 11))
+    np.testing.assert_allclose(cropped, expected[:10, :11], atol=1e-6)
 
 
 @pytest.mark.parametrize(

@@ -211,8 +211,9 @@ class CropSetWriter:
     def add(self, images: np.ndarray, table: pd.DataFrame) -> None:
         """Write ``images`` (``uint8 (n, 3, size, size)``) as a new shard; ``table`` has n rows.
 
-        Columns ``cell_id``, ``shard`` and ``index`` of ``table`` are replaced by the
-        writer's; every call must bring the same other columns.
+        ``cells.csv`` gets ``cell_id``, the table's columns, ``shard``, ``index`` and, when the
+        table has one, ``split`` last. Columns ``cell_id``, ``shard`` and ``index`` of ``table``
+        are replaced by the writer's; every call must bring the same other columns.
         """
         if self._closed:
             raise ValueError(f"CropSetWriter for {self.path} is closed")
@@ -253,6 +254,8 @@ class CropSetWriter:
         else:
             cells = pd.DataFrame(columns=[*(self._columns or []), "shard", "index"])
         cells.insert(0, "cell_id", np.arange(len(cells)))
+        if "split" in cells.columns:  # the contract's optional last column
+            cells = cells[[c for c in cells.columns if c != "split"] + ["split"]]
         _atomic_write(
             self.path / "cells.csv", lambda fh: fh.write(cells.to_csv(index=False).encode())
         )
