@@ -46,7 +46,7 @@ _RESERVED = ("cell_id", "shard", "index")
 _OPEN_SHARDS = 64  # memory maps kept open by one CropSet (least recently used are closed)
 
 
-@dataclass
+@dataclass(repr=False)
 class Crops:
     """Crops of one field.
 
@@ -66,6 +66,9 @@ class Crops:
 
     def __len__(self) -> int:
         return len(self.images)
+
+    def __repr__(self) -> str:
+        return f"Crops(n={len(self)}, size={self.images.shape[-1]}, n_dropped={self.n_dropped})"
 
 
 def to_uint8(image: np.ndarray) -> np.ndarray:
