@@ -162,6 +162,22 @@ def test_cell_extent_is_limited_by_max_cell_distance():
     assert np.hypot(ys - 80, xs - 80).max() <= 10 + 20 + 1.5
 
 
+def test_cell_border_follows_a_cytoplasm_edge_or_the_midline():
+    rng = np.random.default_rng(7)
+    shape = (80, 160)
+    image = _field(shape, [_disc(shape, (40, 40), 8), _disc(shape, (40, 120), 8)], rng)
+    image[1:, 10:70, :100] = 0.8  # the left cell is bright up to column 100...
+    image[1:, 10:70, 100:] = 0.3  # ...the right one dim: an edge off the midline (80)
+
+    def border(**kwargs) -> int:
+        seg = segment(image, cell_threshold=0.1, **kwargs)
+        row = seg.cells[40]
+        return int(np.flatnonzero(row == 2)[0])
+
+    assert border() == pytest.approx(100, abs=4)
+    assert border(cell_edge_weight=0) == pytest.approx(80, abs=4)
+
+
 def test_cell_table_matches_regionprops():
     rng = np.random.default_rng(5)
     shape = (90, 110)

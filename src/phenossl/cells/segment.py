@@ -13,10 +13,13 @@ Nuclei
     the smaller peak. The test is relative, so it treats small and large nuclei alike, and
     both a narrow neck and a dim contact line between two nuclei deepen the saddle.
 Cells
-    A seeded watershed on the inverted, smoothed mean of the cytoplasm channels, with the nuclei
-    as seeds, restricted to a foreground mask (automatic threshold) and to pixels at most
-    ``max_cell_distance`` from a nucleus. Cell *i* is the cell of nucleus *i* and always contains
-    it.
+    A seeded watershed from the nuclei over the mean of the cytoplasm channels, restricted to a
+    foreground mask (automatic threshold) and to pixels at most ``max_cell_distance`` from a
+    nucleus. It floods a landscape in the spirit of CellProfiler's "Propagation": distance
+    from the nucleus plus ``cell_edge_weight`` times the intensity gradient, so boundaries
+    between touching cells follow intensity edges where there are some and fall half-way
+    between the nuclei where there are none. Cell *i* is the cell of nucleus *i* and always
+    contains it.
 Table
     ``np.bincount`` reductions over the label images (no per-object loops).
 
@@ -101,6 +104,7 @@ def segment(
     split_ratio: float = 0.8,
     cell_threshold: str | float = "otsu",
     max_cell_distance: float = 60.0,
+    cell_edge_weight: float = 1000.0,
     downsample: int = 2,
     cell_downsample: int = 4,
 ) -> Segmentation:
@@ -138,6 +142,11 @@ def segment(
     max_cell_distance
         A cell extends at most this far (pixels) from its nucleus: 60 px, about two nucleus
         diameters, is beyond a spread interphase MCF-7 cell.
+    cell_edge_weight
+        The cell watershed floods ``distance to the nucleus (px) + cell_edge_weight x
+        gradient magnitude of the smoothed cytoplasm (intensity per px)``: 0 gives Voronoi
+        cells within the foreground, large values follow intensity edges only. With 1000, an
+        edge of 0.01 per px costs as much as 10 px of distance.
     downsample, cell_downsample
         Working-resolution factors of the nucleus and cell steps (1 = full resolution).
 
@@ -171,6 +180,7 @@ def segment(
         smooth_sigma=smooth_sigma,
         threshold=cell_threshold,
         max_distance=max_cell_distance,
+        edge_weight=cell_edge_weight,
         downsample=cell_downsample,
     )
     return Segmentation(nuclei=nuclei, cells=cells, table=cell_table(image, nuclei, cells))
@@ -229,6 +239,7 @@ def segment_cells(
     smooth_sigma: float = 2.0,
     threshold: str | float = "otsu",
     max_distance: float = 60.0,
+    edge_weight: float = 1000.0,
     downsample: int = 4,
 ) -> np.ndarray:
     """Grow one cell per nucleus by a seeded watershed on the cytoplasm channels.
@@ -240,9 +251,9 @@ def segment_cells(
         ``(H, W)`` arrays; their mean is used.
     nuclei
         ``int (H, W)`` nucleus labels (the seeds).
-    smooth_sigma, threshold, max_distance, downsample
-        As ``smooth_sigma``, ``cell_threshold``, ``max_cell_distance`` and ``cell_downsample``
-        of :func:`segment`.
+    smooth_sigma, threshold, max_distance, edge_weight, downsample
+        As ``smooth_sigma``, ``cell_threshold``, ``max_cell_distance``, ``cell_edge_weight``
+        and ``cell_downsample`` of :func:`segment`.
 
     Returns
     -------
@@ -271,10 +282,18 @@ def segment_cells(
     # outline can follow the full-resolution threshold of the interpolated image.
     full = _upsample_linear(small, f, shape) > level
     seeds = _pool_max(nuclei, f)
+    distance = ndi.distance_transform_edt(seeds == 0).astype(np.float32)
+    distance *= np.float32(f)  # full-resolution pixels
     mask = _pool_any(full, f)
-    mask &= ndi.distance_transform_edt(seeds == 0) <= max_distance / f
+    mask &= distance <= max_distance
     mask |= seeds > 0
-    cells = watershed(-small, seeds, mask=mask)
+    # Propagation-like landscape: distance from the nuclei, raised at cytoplasm edges.
+    grad_y, grad_x = np.gradient(small)
+    landscape = np.hypot(grad_y, grad_x)
+    landscape *= np.float32(edge_weight / f)  # gradient per full-resolution pixel
+    landscape += distance
+    landscape[seeds > 0] = 0  # every nucleus starts flooding at once
+    cells = watershed(landscape, seeds, mask=mask)
 
     cells = _upsample_nearest(cells.astype(np.int32, copy=False), f, shape)
     cells *= full
