@@ -174,8 +174,8 @@ def test_cell_border_follows_a_cytoplasm_edge_or_the_midline():
         row = seg.cells[40]
         return int(np.flatnonzero(row == 2)[0])
 
-    assert border() == pytest.approx(100, abs=4)
-    assert border(cell_edge_weight=0) == pytest.approx(80, abs=4)
+    assert border() == pytest.approx(100, abs=6)  # working resolution: 4-px steps
+    assert border(cell_edge_weight=0) == pytest.approx(80, abs=6)
 
 
 def test_cell_table_matches_regionprops():
