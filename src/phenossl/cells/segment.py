@@ -528,74 +528,93 @@ def _split_touching(
         x, shelf = x + w, max(shelf, h)
     mosaic = np.zeros((y + shelf, width), dtype=np.int32)
     mosaic_intensity = np.zeros(mosaic.shape, dtype=np.float32)
-    parts = []
+    tiles = []
     for i, box in enumerate(boxes):
-        inside = labels[box] == i + 1
         tile = tuple(slice(c, c + b.stop - b.start) for c, b in zip(corners[i], box))
-        mosaic[tile][inside] = i + 1
+        mosaic[tile][labels[box] == i + 1] = i + 1
         mosaic_intensity[tile] = intensity[box]
-        parts.append((box, tile, inside))
+        tiles.append(tile)
 
-    split = _split_landscape(mosaic, mosaic_intensity, ratio, min_radius)
-    out = np.zeros_like(labels)
-    count = 0
-    for box, tile, inside in parts:
-        values = split[tile][inside]
-        if (values == values[0]).all():  # most components hold one nucleus
-            out[box][inside] = count + 1
-            count += 1
-        else:
-            ids, inverse = np.unique(values, return_inverse=True)
-            out[box][inside] = count + 1 + inverse.astype(np.int32)
-            count += len(ids)
-    return out, count
+    parts, single_part, n_parts = _split_landscape(mosaic, mosaic_intensity, ratio, min_radius)
+    out = single_part[labels]  # components that stay whole
+    for i in np.flatnonzero(single_part[1:] == 0):  # components split in several parts
+        inside = labels[boxes[i]] == i + 1
+        out[boxes[i]][inside] = parts[tiles[i]][inside]
+    return out, n_parts
 
 
 def _split_landscape(
     labels: np.ndarray, intensity: np.ndarray, ratio: float, min_radius: float
-) -> np.ndarray:
+) -> tuple[np.ndarray, np.ndarray, int]:
     """Split touching nuclei where the landscape distance x intensity has a deep saddle.
 
     Every local maximum of ``g = distance to background * intensity`` seeds a watershed basin;
     adjacent basins are then merged in order of decreasing saddle height (a union-find over the
     region adjacency) unless the saddle is below ``ratio`` times the smaller of the two peaks
-    and both peaks lie at least ``min_radius`` from the background. A narrow neck and a dim contact
-    line both deepen the saddle. Basins that stay apart become separate nuclei.
+    and both peaks lie at least ``min_radius`` from the background. A narrow neck and a dim
+    contact line both deepen the saddle. Basins that stay apart become separate nuclei.
+
+    Returns
+    -------
+    parts, single_part, n_parts
+        Parts are numbered 1..n_parts by component, then by position. ``single_part[c]`` is
+        the part of component ``c`` when it stays whole (0 when it splits); ``parts`` labels the
+        pixels of the components that split (0 elsewhere).
     """
+    n_components = int(labels.max())
     mask = labels > 0
     dist = ndi.distance_transform_edt(mask).astype(np.float32)
     land = dist * np.maximum(intensity, 0)
     peaks = (ndi.maximum_filter(land, size=3) == land) & mask
     markers, n_markers = ndi.label(peaks, structure=_EIGHT)
-    if n_markers == int(labels.max()):  # one peak per component: nothing to split
-        return labels
-    basins = watershed(-land, markers, mask=mask)
-
-    # A marker is a plateau of local maxima, so its value is its basin's peak.
+    # A marker is a plateau of local maxima: its value is its basin's peak. Every component
+    # holds at least one (its maximum).
     at = np.flatnonzero(markers)
+    marker = markers.ravel()[at]
+    component = np.zeros(n_markers + 1, dtype=np.intp)
     peak = np.zeros(n_markers + 1, dtype=np.float32)
     radius = np.zeros(n_markers + 1, dtype=np.float32)
-    peak[markers.ravel()[at]] = land.ravel()[at]
-    radius[markers.ravel()[at]] = dist.ravel()[at]
-    a, b, saddle = _saddles(basins, land)
+    component[marker] = labels.ravel()[at]
+    peak[marker] = land.ravel()[at]
+    radius[marker] = dist.ravel()[at]
+
     parent = np.arange(n_markers + 1)
+    several = np.bincount(component[1:], minlength=n_components + 1) > 1
+    parts = np.zeros_like(labels)
+    if several.any():  # flood and merge only the components with several peaks
+        region = several[labels]
+        basins = watershed(-land, markers * region, mask=region)
+        a, b, saddle = _saddles(basins, land)
 
-    def find(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
+        def find(i: int) -> int:
+            while parent[i] != i:
+                parent[i] = parent[parent[i]]
+                i = parent[i]
+            return i
 
-    for k in np.argsort(-saddle, kind="stable"):
-        ra, rb = find(a[k]), find(b[k])
-        if ra == rb:
-            continue
-        if min(radius[ra], radius[rb]) < min_radius or saddle[k] >= ratio * min(peak[ra], peak[rb]):
-            parent[rb] = ra
-            peak[ra] = max(peak[ra], peak[rb])
-            radius[ra] = max(radius[ra], radius[rb])
-    roots = np.array([find(i) for i in range(n_markers + 1)], dtype=np.int32)
-    return roots[basins]
+        for k in np.argsort(-saddle, kind="stable"):
+            ra, rb = find(a[k]), find(b[k])
+            if ra == rb:
+                continue
+            low_radius = min(radius[ra], radius[rb])
+            if low_radius < min_radius or saddle[k] >= ratio * min(peak[ra], peak[rb]):
+                parent[rb] = ra
+                peak[ra] = max(peak[ra], peak[rb])
+                radius[ra] = max(radius[ra], radius[rb])
+        for i in range(n_markers + 1):
+            parent[i] = find(i)
+
+    # Number the parts (distinct roots) by component, then by root.
+    key = component[1:] * (n_markers + 1) + parent[1:]
+    unique_keys, part_of = np.unique(key, return_inverse=True)
+    part = np.zeros(n_markers + 1, dtype=np.int32)
+    part[1:] = part_of + 1
+    if several.any():
+        parts[region] = part[basins[region]]
+    single_part = np.zeros(n_components + 1, dtype=np.int32)
+    whole = ~several[component[1:]]
+    single_part[component[1:][whole]] = part[1:][whole]
+    return parts, single_part, len(unique_keys)
 
 
 def _saddles(basins: np.ndarray, dist: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
