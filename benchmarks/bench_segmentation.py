@@ -1,7 +1,7 @@
 """Time one field through read -> normalise -> segment -> crop on ONE CPU core.
 
 Uses the real BBBC021 field in ../shared/data/bbbc021 when present, else a synthetic
-1024 x 1280 field with ~200 cells written to a temporary folder. Each stage is timed over
+1024 x 1280 DMSO field (``phenossl.data.synthetic``, ~180 cells) written to a temporary folder. Each stage is timed over
 ``--repeats`` runs (after one warm-up); the table and the JSON give the median and minimum wall
 time and the median CPU time per stage, their total, and for scale a plain scikit-image
 Otsu + distance-transform watershed of the same DAPI channel. Writes
@@ -44,6 +44,7 @@ from phenossl.cells.segment import (  # noqa: E402
     segment_nuclei,
 )
 from phenossl.data.fields import normalize_percentiles, read_channel, read_field  # noqa: E402
+from phenossl.data.synthetic import default_treatments, render_field  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 FIELD_DIR = REPO.parent / "shared" / "data" / "bbbc021" / "Week2" / "Week2_24381"
@@ -59,26 +60,13 @@ def real_field() -> dict[str, Path] | None:
 
 
 def synthetic_field(folder: Path, seed: int = 0) -> dict[str, Path]:
-    """Write a BBBC021-like uint16 field (~200 cells on a jittered grid) as three TIFFs."""
-    rng = np.random.default_rng(seed)
-    shape = (1024, 1280)
-    yy, xx = np.mgrid[: shape[0], : shape[1]]
-    dapi = np.zeros(shape, np.float32)
-    cyto = np.zeros(shape, np.float32)
-    for cy in range(40, shape[0] - 20, 70):
-        for cx in range(40, shape[1] - 20, 75):
-            y, x = cy + rng.normal(0, 8), cx + rng.normal(0, 8)
-            a, b, t = rng.uniform(11, 18), rng.uniform(9, 14), rng.uniform(0, np.pi)
-            u = (yy - y) * np.cos(t) + (xx - x) * np.sin(t)
-            v = -(yy - y) * np.sin(t) + (xx - x) * np.cos(t)
-            dapi[(u / a) ** 2 + (v / b) ** 2 <= 1] = rng.uniform(0.6, 1.0)
-            cyto = np.maximum(cyto, np.exp(-((yy - y) ** 2 + (xx - x) ** 2) / (2 * 28.0**2)))
-    channels = {"dapi": dapi, "tubulin": 0.7 * cyto, "actin": 0.5 * cyto}
+    """Render a synthetic DMSO field (phenossl.data.synthetic) and write its three TIFFs."""
+    control = next(t for t in default_treatments() if t.compound == "DMSO")
+    image = render_field(control, np.random.default_rng(seed)).image
     paths = {}
-    for name, signal in channels.items():
-        counts = 600 + 6000 * ndi.gaussian_filter(signal, 1.5) + rng.normal(0, 40, shape)
+    for name, channel in zip(("dapi", "tubulin", "actin"), image):
         paths[name] = folder / f"synthetic_{name}.tif"
-        tifffile.imwrite(paths[name], np.clip(counts, 0, 65535).astype(np.uint16))
+        tifffile.imwrite(paths[name], channel)
     return paths
 
 
@@ -125,7 +113,7 @@ def main() -> None:
         source = "real BBBC021 field Week2_24381/B02/s1"
         if paths is None:
             paths = synthetic_field(Path(tmp))
-            source = "synthetic 1024x1280 field (real data absent)"
+            source = "synthetic 1024x1280 DMSO field (real data absent)"
         files = [paths["dapi"], paths["tubulin"], paths["actin"]]
 
         raw = np.stack([read_channel(p) for p in files])
