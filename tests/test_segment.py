@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from scipy import ndimage as ndi
+from skimage.measure import label as label_components
 from skimage.measure import regionprops_table
 
 from phenossl.cells.segment import (
@@ -15,7 +16,8 @@ from phenossl.cells.segment import (
     cell_table,
     segment,
 )
-from phenossl.data.fields import read_field
+from phenossl.data.fields import normalize_percentiles, read_field
+from phenossl.data.synthetic import default_treatments, render_field
 
 
 def _disc(shape, centre, radius):
@@ -87,7 +89,39 @@ def test_real_field_centroids_lie_on_their_nucleus(real_segmentation):
     assert on_own.mean() > 0.95  # only crescent-shaped nuclei may have it outside
 
 
-# --- synthetic fields -------------------------------------------------------------------------
+# --- synthetic BBBC021-like fields (phenossl.data.synthetic, with ground truth) ----------------
+
+
+def _matched_fraction(truth: np.ndarray, found: np.ndarray) -> float:
+    """F1 of objects matched one-to-one at IoU > 0.5."""
+    n_truth, n_found = int(truth.max()), int(found.max())
+    both = (truth > 0) & (found > 0)
+    pairs = truth[both].astype(np.int64) * (n_found + 1) + found[both]
+    overlap = np.bincount(pairs, minlength=(n_truth + 1) * (n_found + 1))
+    overlap = overlap.reshape(n_truth + 1, n_found + 1)[1:, 1:]
+    area_t = np.bincount(truth.ravel(), minlength=n_truth + 1)[1:, None]
+    area_f = np.bincount(found.ravel(), minlength=n_found + 1)[None, 1:]
+    matched = (overlap / (area_t + area_f - overlap) > 0.5).sum()
+    return 2 * matched / (n_truth + n_found)
+
+
+@pytest.mark.parametrize("compound", ["DMSO", "nocodazole", "taxol", "cytochalasin B"])
+def test_synthetic_fields_match_their_ground_truth(compound):
+    treatment = max(
+        (t for t in default_treatments() if t.compound == compound),
+        key=lambda t: t.concentration,
+    )
+    field = render_field(treatment, np.random.default_rng(11), shape=(512, 640))
+    seg = segment(normalize_percentiles(field.image))
+    # The ground truth labels every nucleus fragment of a cell with the cell's label; compare
+    # with its connected pieces (binucleate cells and micronuclei are separate nuclei here).
+    nuclei = label_components(field.nuclei)
+    assert _matched_fraction(nuclei, seg.nuclei) > 0.85
+    if compound in ("DMSO", "nocodazole"):  # one nucleus per cell: cells are comparable
+        assert _matched_fraction(field.cells, seg.cells) > 0.85
+
+
+# --- small synthetic fields -------------------------------------------------------------------
 
 
 def test_two_touching_discs_are_split():
