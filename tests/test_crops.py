@@ -58,6 +58,8 @@ def test_crop_values_are_rounded_255_scaled_pixels():
     expected = np.rint(np.clip(image, 0, 1) * 255).astype(np.uint8)
     np.testing.assert_array_equal(crops.images[0], expected)
     np.testing.assert_array_equal(to_uint8(image), expected)
+    as_uint8 = crop_cells(expected, _segmentation((64, 64), [(32, 32)]), size=64)
+    np.testing.assert_array_equal(as_uint8.images[0], expected)
 
 
 def test_drop_policy_counts_cells_near_the_border():
@@ -103,6 +105,11 @@ def test_crop_cells_rejects_bad_arguments():
         crop_cells(image, seg, size=0)
     with pytest.raises(ValueError, match="does not match"):
         crop_cells(np.zeros((3, 32, 64), np.float32), seg)
+    with pytest.raises(ValueError, match="float"):
+        crop_cells(np.zeros((3, 64, 64), np.uint16), seg)
+    broken = _segmentation((64, 64), [(32, 32), (np.nan, 10)])
+    with pytest.raises(ValueError, match=r"rows \[1\]"):
+        crop_cells(image, broken)
 
 
 @pytest.mark.realdata

@@ -118,6 +118,8 @@ def crop_cells(
     image = np.asarray(image)
     if image.ndim != 3 or image.shape[0] != 3:
         raise ValueError(f"image: expected a (3, H, W) array, got shape {image.shape}")
+    if image.dtype != np.uint8 and not np.issubdtype(image.dtype, np.floating):
+        raise ValueError(f"image: expected a normalised float (or uint8) array, got {image.dtype}")
     if image.shape[1:] != segmentation.nuclei.shape:
         raise ValueError(
             f"image shape {image.shape[1:]} does not match the segmentation's "
@@ -129,15 +131,23 @@ def crop_cells(
         warnings.warn(f"no cells found{where}: no crops", stacklevel=2)
         return Crops(np.zeros((0, 3, size, size), np.uint8), table.iloc[:0].copy(), 0)
 
+    centre_y = table["centroid_y"].to_numpy(np.float64)
+    centre_x = table["centroid_x"].to_numpy(np.float64)
+    bad = ~(np.isfinite(centre_y) & np.isfinite(centre_x))
+    if bad.any():
+        rows = np.flatnonzero(bad)[:5].tolist()
+        raise ValueError(f"segmentation table: centroid_y/centroid_x not finite in rows {rows}")
     height, width = image.shape[1:]
     half = size // 2
-    top = np.floor(table["centroid_y"].to_numpy(np.float64) + 0.5).astype(np.intp) - half
-    left = np.floor(table["centroid_x"].to_numpy(np.float64) + 0.5).astype(np.intp) - half
+    top = np.floor(centre_y + 0.5).astype(np.intp) - half
+    left = np.floor(centre_x + 0.5).astype(np.intp) - half
     inside = (top >= 0) & (left >= 0) & (top + size <= height) & (left + size <= width)
     keep = inside if border == "drop" else np.ones(len(table), dtype=bool)
-    pixels = image if image.dtype == np.uint8 else to_uint8(image)
+    n_kept = int(keep.sum())
+    pixels = image if image.dtype == np.uint8 or n_kept == 0 else to_uint8(image)
 
-    out = np.zeros((int(keep.sum()), 3, size, size), dtype=np.uint8)
+    allocate = np.empty if border == "drop" else np.zeros  # "drop": every crop is filled
+    out = allocate((n_kept, 3, size, size), dtype=np.uint8)
     for k, (y, x, whole) in enumerate(zip(top[keep], left[keep], inside[keep])):
         if whole:
             out[k] = pixels[:, y : y + size, x : x + size]
