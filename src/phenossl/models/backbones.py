@@ -226,7 +226,10 @@ def _cached_imagenet_state_dict(name: str) -> dict[str, Tensor]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:
-        raise ValueError(f"cannot read ImageNet weights for {name!r} from {path}: {err}") from err
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise ValueError(
+            f"cannot read ImageNet weights for {name!r} from {path}: {reason}"
+        ) from err
     if not isinstance(state, dict):
         raise ValueError(f"{path} does not hold a state dict (got {type(state).__name__})")
     return state
