@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -67,13 +68,14 @@ def test_array_gives_the_direct_computation(crops, resnet, expected):
     np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("kind", ["tensor", "list", "iterator", "cropset", "float"])
+@pytest.mark.parametrize("kind", ["tensor", "list", "iterator", "cropset", "crops", "float"])
 def test_every_input_kind_gives_the_same_result(crops, resnet, expected, kind):
     source = {
         "tensor": lambda: torch.from_numpy(crops),
         "list": lambda: [crops[:3], crops[3:4], crops[4:]],
         "iterator": lambda: iter([crops[:6], crops[6:]]),
         "cropset": lambda: FakeCropSet(crops.copy()),
+        "crops": lambda: SimpleNamespace(images=crops, table=None, n_dropped=0),
         "float": lambda: crops.astype(np.float64) / 255,
     }[kind]()
     with warnings.catch_warnings():

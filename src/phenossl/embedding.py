@@ -4,7 +4,8 @@ Inputs (``crops``):
 
 - a CropSet-like object: ``len(crops)`` and ``crops.iter_batches(batch_size)`` yielding uint8
   ``(b, C, S, S)`` arrays (the on-disk :class:`phenossl.CropSet`);
-- a numpy array or torch tensor ``(N, C, H, W)``, uint8 or float;
+- a numpy array or torch tensor ``(N, C, H, W)``, uint8 or float, or an object holding one as
+  ``images`` (the result of ``crop_cells``);
 - an iterable of such batches (any sizes; larger ones are split to ``batch_size``). The number of
   crops is known in advance only for a list or tuple of batches; otherwise progress events have
   ``total == 0``.
@@ -55,8 +56,8 @@ def iter_embed(
     Parameters
     ----------
     crops
-        A CropSet-like object, an array/tensor ``(N, C, H, W)`` (uint8 or float in [0, 1]), or an
-        iterable of such batches; see the module docstring.
+        A CropSet-like object, an array/tensor ``(N, C, H, W)`` (uint8 or float in [0, 1]), a
+        ``crop_cells`` result, or an iterable of batches; see the module docstring.
     model
         A backbone name (:func:`~phenossl.models.backbones.available_backbones`), built with
         ``in_channels`` = the crops' channels; a checkpoint path (``load_backbone``); or an
@@ -224,6 +225,8 @@ def _batches(crops: Any, batch_size: int) -> tuple[Iterator[Batch], int]:
         return (crops[i : i + batch_size] for i in range(0, n, batch_size)), n
     if hasattr(crops, "iter_batches") and hasattr(crops, "__len__"):
         return iter(crops.iter_batches(batch_size)), len(crops)
+    if isinstance(getattr(crops, "images", None), np.ndarray):  # the result of crop_cells()
+        return _batches(crops.images, batch_size)
     if isinstance(crops, str | bytes | os.PathLike) or not isinstance(crops, Iterable):
         raise TypeError(
             f"crops is a {type(crops).__name__}; expected a CropSet, an array or tensor "
