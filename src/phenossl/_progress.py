@@ -55,11 +55,18 @@ def run(gen: Generator[Progress, None, T], progress: ProgressCallback | None = N
             progress(event)
 
 
-def tqdm_callback(desc: str | None = None, unit: str = "it", disable: bool = False):
-    """Return ``(callback, close)`` that renders progress events with a tqdm bar."""
+def tqdm_callback(
+    desc: str | None = None, unit: str = "it", disable: bool = False, percent: bool = False
+):
+    """Return ``(callback, close)`` that renders progress events with a tqdm bar.
+
+    ``percent=True`` shows a percentage instead of counts (for staged progress, whose units are
+    arbitrary).
+    """
     from tqdm.auto import tqdm
 
-    bar = tqdm(desc=desc, unit=unit, disable=disable, dynamic_ncols=True)
+    fmt = "{l_bar}{bar}| {elapsed}<{remaining}{postfix}" if percent else None
+    bar = tqdm(desc=desc, unit=unit, disable=disable, dynamic_ncols=True, bar_format=fmt)
 
     def callback(event: Progress) -> None:
         if event.total and bar.total != event.total:

@@ -153,6 +153,8 @@ def write_cluster_report(
         n_permutations=n_permutations,
         n_nearest=n_nearest,
     )
+    if label_column:
+        result.composition.columns.name = label_column
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     report = report_dict(

@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from phenossl._progress import ProgressGenerator, stage
+from phenossl._progress import Progress, ProgressGenerator, stage
 
 DEMO_COMPOUND = "nocodazole"
 
@@ -26,6 +26,7 @@ def iter_demo(
     model: str = "vgg13_bn",
     input_size: int | None = 96,
     k: int = 2,
+    sites: int = 1,
     overwrite: bool = False,
 ) -> ProgressGenerator[dict[str, Any]]:
     """Run the demo into ``out`` (``plate/``, ``crops/``, ``embeddings.npz``, ``report/``).
@@ -42,13 +43,24 @@ def iter_demo(
 
     out = Path(out)
     if out.exists() and any(out.iterdir()) and not overwrite:
-        raise FileExistsError(f"{out} is not empty; pass overwrite=True (--overwrite) to replace it")
+        raise FileExistsError(
+            f"{out} is not empty; pass overwrite=True (--overwrite) to replace it"
+        )
     timings: dict[str, float] = {}
     n = 4
 
     t0 = time.perf_counter()
     plate = yield from stage(
-        iter_write_synthetic_plate(out / "plate", seed=seed, overwrite=overwrite), 0, n, "plate"
+        iter_write_synthetic_plate(
+            out / "plate",
+            seed=seed,
+            sites=sites,
+            n_control_wells=8,  # twice a compound's wells: enough DMSO cells to balance
+            overwrite=overwrite,
+        ),
+        0,
+        n,
+        "plate",
     )
     timings["plate_s"] = time.perf_counter() - t0
 
@@ -84,6 +96,7 @@ def iter_demo(
         {"cropset": str((out / "crops").resolve()), "model": model, "input_size": input_size},
     )
 
+    yield Progress(3 * 1000, n * 1000, "clustering")
     t0 = time.perf_counter()
     report = write_cluster_report(
         out / "report",
@@ -98,9 +111,18 @@ def iter_demo(
             "input_size": input_size,
             "subset": f"{DEMO_COMPOUND} (4 highest concentrations) vs DMSO",
             "cells_summary": summary,
+            "timings": timings,  # filled in place: cluster_s is added below
         },
     )
     timings["cluster_s"] = time.perf_counter() - t0
-    yield from stage(iter(()), 3, n, "report")
-    report["timings"] = timings
+    _rewrite_json(out / "report" / "report.json", report)
+    yield Progress(n * 1000, n * 1000, "done")
     return report
+
+
+def _rewrite_json(path: Path, data: dict[str, Any]) -> None:
+    import json
+
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2) + "\n")
+    tmp.replace(path)

@@ -48,6 +48,7 @@ def iter_embed(
     weights: str | None = None,
     device: str | torch.device = "auto",
     batch_size: int = 64,
+    input_size: int | None = None,
     amp: bool = True,
     seed: int = 0,
 ) -> ProgressGenerator[np.ndarray]:
@@ -69,6 +70,10 @@ def iter_embed(
         ``"auto"`` (CUDA, MPS, CPU), or any torch device.
     batch_size
         Crops per forward pass.
+    input_size
+        Resize crops (bilinear, antialiased, on the device) to ``input_size`` pixels square
+        before the model; None keeps the crops' size. Smaller inputs trade detail for speed
+        (the cost of a convnet grows with the pixel count).
     amp
         Autocast on CUDA (ignored elsewhere); ``False`` computes in float32.
     seed
@@ -87,6 +92,10 @@ def iter_embed(
     """
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size={batch_size!r}; expected an integer >= 1")
+    if input_size is not None and (
+        isinstance(input_size, bool) or not isinstance(input_size, int) or input_size < 1
+    ):
+        raise ValueError(f"input_size={input_size!r}; expected None or an integer >= 1")
     dev = resolve_device(device)
     batches, total = _batches(crops, batch_size)
     first = next(batches, None)
@@ -99,7 +108,7 @@ def iter_embed(
     try:
         if first is None:
             return _empty(net, label)
-        runner = _Runner(net, label, dev, mean, std, amp=amp)
+        runner = _Runner(net, label, dev, mean, std, amp=amp, input_size=input_size)
         result = _Rows(total)
         pending: tuple[Tensor, int] | None = None  # output on the device, not yet fetched
         for index, batch in enumerate(itertools.chain([first], batches)):
@@ -123,6 +132,7 @@ def embed(
     weights: str | None = None,
     device: str | torch.device = "auto",
     batch_size: int = 64,
+    input_size: int | None = None,
     amp: bool = True,
     seed: int = 0,
     progress: ProgressCallback | None = None,
@@ -132,9 +142,118 @@ def embed(
     ``progress`` is called with every :class:`~phenossl.Progress` event.
     """
     gen = iter_embed(
-        crops, model, weights=weights, device=device, batch_size=batch_size, amp=amp, seed=seed
+        crops,
+        model,
+        weights=weights,
+        device=device,
+        batch_size=batch_size,
+        input_size=input_size,
+        amp=amp,
+        seed=seed,
     )
     return run(gen, progress)
+
+
+def load_model(
+    model: str | os.PathLike | nn.Module = "vgg13_bn",
+    *,
+    weights: str | None = None,
+    in_channels: int = 3,
+    seed: int = 0,
+) -> nn.Module:
+    """Resolve ``model`` (name, checkpoint path or module) once, for repeated :func:`embed` calls.
+
+    The returned module carries ``input_mean``/``input_std``, so passing it to :func:`embed`
+    normalises exactly as passing the name or path would.
+    """
+    net, _, mean, std = _resolve_model(model, weights, in_channels, seed)
+    net.input_mean, net.input_std = mean, std
+    return net
+
+
+class Embedder:
+    """A model loaded once that embeds batch after batch: the pipeline's streaming use.
+
+    ``Embedder(model, ...)(crops)`` equals ``embed(crops, model, ...)`` without reloading the
+    model for every field.
+    """
+
+    def __init__(
+        self,
+        model: str | os.PathLike | nn.Module = "vgg13_bn",
+        *,
+        weights: str | None = None,
+        device: str | torch.device = "auto",
+        batch_size: int = 64,
+        input_size: int | None = None,
+        in_channels: int = 3,
+        amp: bool = True,
+        seed: int = 0,
+    ) -> None:
+        self.net = load_model(model, weights=weights, in_channels=in_channels, seed=seed)
+        self.device = resolve_device(device)
+        self.batch_size = batch_size
+        self.input_size = input_size
+        self.amp = amp
+
+    @property
+    def feature_dim(self) -> int:
+        """Length of one embedding."""
+        return int(self.net.feature_dim)
+
+    def __call__(self, crops: Any) -> np.ndarray:
+        return embed(
+            crops,
+            self.net,
+            device=self.device,
+            batch_size=self.batch_size,
+            input_size=self.input_size,
+            amp=self.amp,
+        )
+
+
+def save_embeddings(
+    path: str | os.PathLike,
+    features: np.ndarray,
+    cell_ids: np.ndarray,
+    metadata: dict[str, Any] | None = None,
+) -> Path:
+    """Write embeddings, their cell ids and JSON metadata to one ``.npz`` file (atomically)."""
+    import json
+
+    features = np.asarray(features, dtype=np.float32)
+    cell_ids = np.asarray(cell_ids)
+    if features.ndim != 2 or len(features) != len(cell_ids):
+        raise ValueError(
+            f"features {features.shape} and cell_ids {cell_ids.shape} do not match; expected "
+            "(N, D) features and N cell ids"
+        )
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp.npz")
+    np.savez(tmp, embeddings=features, cell_id=cell_ids, metadata=json.dumps(dict(metadata or {})))
+    tmp.replace(path)
+    return path
+
+
+def load_embeddings(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    """Read a file written by :func:`save_embeddings`: ``(features, cell_ids, metadata)``."""
+    import json
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"embeddings file not found: {path}")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return (
+                data["embeddings"],
+                data["cell_id"],
+                json.loads(str(data["metadata"])),
+            )
+    except (KeyError, ValueError, OSError) as err:
+        raise ValueError(
+            f"{path} is not a phenossl embeddings file (expected embeddings, cell_id, metadata)"
+        ) from err
 
 
 class _Runner:
@@ -149,8 +268,10 @@ class _Runner:
         std: Sequence[float],
         *,
         amp: bool,
+        input_size: int | None = None,
     ) -> None:
         self.net = net
+        self.input_size = input_size
         self.label = label
         self.device = device
         self.amp = amp and device.type == "cuda"
@@ -165,6 +286,10 @@ class _Runner:
         with torch.inference_mode():
             x = host.to(self.device, non_blocking=True)
             x = torch.addcmul(self.shift, x, self.scale[host.dtype], out=self._input_buffer(x))
+            if self.input_size is not None and x.shape[-2:] != (self.input_size,) * 2:
+                x = torch.nn.functional.interpolate(
+                    x, size=(self.input_size,) * 2, mode="bilinear", antialias=True
+                ).contiguous(memory_format=memory_format(self.device))
             with autocast(self.device, enabled=self.amp):
                 out = self.net(x)
         if out.ndim != 2 or out.shape[0] != host.shape[0]:

@@ -73,6 +73,7 @@ class PipelineResult:
     missing: list[str] = field(default_factory=list)
     empty_fields: list[str] = field(default_factory=list)
     n_fields: int = 0
+    n_processed: int = 0
     n_dropped_border: int = 0
     cropset: Path | None = None
 
@@ -80,7 +81,7 @@ class PipelineResult:
         """JSON-ready counts: fields processed, failed, missing, cells kept and dropped."""
         return {
             "fields_requested": self.n_fields,
-            "fields_processed": self.n_fields - len(self.failures) - len(self.missing),
+            "fields_processed": self.n_processed,
             "fields_failed": len(self.failures),
             "fields_missing": len(self.missing),
             "fields_without_cells": len(self.empty_fields),
@@ -283,6 +284,7 @@ def iter_make_cropset(
         missing=missing,
         empty_fields=empty,
         n_fields=total,
+        n_processed=n_done,
         n_dropped_border=n_dropped,
         cropset=Path(out),
     )
@@ -313,6 +315,7 @@ class PipelineOptions:
     weights: str | None = None
     device: str = "auto"
     batch_size: int = 64
+    input_size: int | None = None
     crop_size: int = 196
     border: str = "drop"
     segment_params: dict[str, Any] = field(default_factory=dict)
@@ -364,7 +367,12 @@ def iter_pipeline(
     chunks: list[np.ndarray] = []
     n_dropped = 0
     embedder = Embedder(
-        opts.model, weights=opts.weights, device=opts.device, batch_size=opts.batch_size
+        opts.model,
+        weights=opts.weights,
+        device=opts.device,
+        batch_size=opts.batch_size,
+        input_size=opts.input_size,
+        seed=opts.seed,
     )
     writer = (
         CropSetWriter(cropset, size=opts.crop_size, overwrite=overwrite)
@@ -411,6 +419,7 @@ def iter_pipeline(
         missing=missing,
         empty_fields=empty,
         n_fields=total,
+        n_processed=len(tables) + len(empty),
         n_dropped_border=n_dropped,
         cropset=Path(cropset) if cropset is not None else None,
     )

@@ -9,16 +9,20 @@ class CLIError(Exception):
     """An error to print as one line and exit 2 (bad input, not a bug)."""
 
 
-def progress_bar(args: argparse.Namespace, desc: str, unit: str = "it"):
+def progress_bar(args: argparse.Namespace, desc: str, unit: str = "it", percent: bool = False):
+    """A tqdm ``(callback, close)`` pair, silent with ``--quiet``."""
     from phenossl._progress import tqdm_callback
 
-    return tqdm_callback(desc, unit=unit, disable=getattr(args, "quiet", False))
+    return tqdm_callback(desc, unit=unit, disable=getattr(args, "quiet", False), percent=percent)
 
 
-def run_with_progress(gen, args: argparse.Namespace, desc: str, unit: str = "it"):
+def run_with_progress(
+    gen, args: argparse.Namespace, desc: str, unit: str = "it", percent: bool = False
+):
+    """Drive a progress generator with a tqdm bar and return its result."""
     from phenossl._progress import run
 
-    callback, close = progress_bar(args, desc, unit)
+    callback, close = progress_bar(args, desc, unit, percent)
     try:
         return run(gen, callback)
     finally:

@@ -30,7 +30,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         iter_demo(args.out, seed=args.seed, device=args.device, overwrite=args.overwrite),
         args,
         "demo",
-        "step",
+        percent=True,
     )
     print(format_ami(report))
     print(f"report -> {args.out / 'report' / 'report.json'}")
