@@ -163,6 +163,7 @@ def main() -> None:
         "total": total,
         "end_to_end": end_to_end,
         "reference_plain_skimage_watershed": reference,
+        "end_to_end_over_reference": round(end_to_end["median_ms"] / reference["median_ms"], 3),
         "machine": {
             "python": platform.python_version(),
             "platform": platform.platform(),

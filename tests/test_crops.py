@@ -345,3 +345,25 @@ def test_clear_errors_for_broken_folders(written, tmp_path):
     (path / "shards" / "00001.npy").unlink()
     with pytest.raises(FileNotFoundError, match=r"00001\.npy"):
         CropSet(path)
+
+
+def test_writer_can_list_a_selection_of_its_rows(tmp_path):
+    images = np.arange(4 * 3 * 8 * 8, dtype=np.uint8).reshape(4, 3, 8, 8)
+    writer = CropSetWriter(tmp_path / "cs", size=8)
+    writer.add(images[:2], pd.DataFrame({"label": [1, 2]}))
+    writer.add(images[2:], pd.DataFrame({"label": [3, 4]}))
+    chosen = writer.table.iloc[[3, 0]].assign(split=["train", "test"])
+    writer.close(chosen)
+    cs = CropSet(tmp_path / "cs")
+    assert cs.table["label"].tolist() == [4, 1]
+    assert cs.table["split"].tolist() == ["train", "test"]
+    assert cs.table["cell_id"].tolist() == [0, 1]
+    np.testing.assert_array_equal(cs.images([0, 1]), images[[3, 0]])
+
+
+def test_writer_rejects_a_selection_pointing_nowhere(tmp_path):
+    writer = CropSetWriter(tmp_path / "cs", size=8)
+    writer.add(np.zeros((2, 3, 8, 8), np.uint8), pd.DataFrame({"label": [1, 2]}))
+    bad = writer.table.assign(index=[0, 5])
+    with pytest.raises(ValueError, match="point at no written crop"):
+        writer.close(bad)

@@ -90,6 +90,13 @@ def test_batch_size_does_not_change_the_result(crops, resnet, expected, batch_si
     np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-5)
 
 
+def test_outputs_that_are_views_of_the_input_stay_intact(crops):
+    flat = nn.Flatten()  # returns a view of the (reused) scaled input
+    out = embed(iter([crops[:3], crops[3:]]), flat, device="cpu", batch_size=2)
+    expected = ((crops.astype(np.float32) / 255 - 0.5) / 0.25).reshape(len(crops), -1)
+    np.testing.assert_allclose(out, expected, rtol=1e-6, atol=1e-6)
+
+
 def test_backbone_name_is_built_with_the_seed_and_crop_channels(crops):
     one_channel = crops[:, :1]
     out = embed(one_channel, "resnet18", device="cpu", seed=3)

@@ -35,3 +35,20 @@ def test_version_is_a_string():
 
 def test_every_lazy_name_is_exported():
     assert set(phenossl._LAZY) <= set(phenossl.__all__)
+
+
+def test_stage_maps_a_subtask_onto_its_slice_and_returns_its_result():
+    from phenossl._progress import stage
+
+    def outer():
+        first = yield from stage(_work(2), 0, 2, "a", scale=10)
+        second = yield from stage(_work(4), 1, 2, "b", scale=10)
+        return first, second
+
+    events = []
+    assert run(outer(), events.append) == (1, 6)
+    assert all(e.total == 20 for e in events)
+    dones = [e.done for e in events]
+    assert dones == sorted(dones)
+    assert dones[0] == 0 and dones[-1] == 20
+    assert any(e.message.startswith("b: item") for e in events)

@@ -70,3 +70,25 @@ def tqdm_callback(desc: str | None = None, unit: str = "it", disable: bool = Fal
         bar.refresh()
 
     return callback, bar.close
+
+
+def stage(
+    gen: Generator[Progress, None, T], index: int, n_stages: int, label: str, scale: int = 1000
+) -> Generator[Progress, None, T]:
+    """Re-express a sub-task's progress as part of a multi-stage task.
+
+    Stage ``index`` of ``n_stages`` covers ``[index * scale, (index + 1) * scale)`` of a total of
+    ``n_stages * scale`` units; messages are prefixed with ``label``. Use with ``yield from``::
+
+        features = yield from stage(iter_embed(crops), 2, 4, "embed")
+    """
+    total = n_stages * scale
+    yield Progress(index * scale, total, label)
+    while True:
+        try:
+            event = next(gen)
+        except StopIteration as stop:
+            yield Progress((index + 1) * scale, total, label)
+            return stop.value
+        done = index * scale + int(event.fraction * scale) if event.total else index * scale
+        yield Progress(done, total, f"{label}: {event.message}" if event.message else label)

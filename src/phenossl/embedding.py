@@ -159,12 +159,12 @@ class _Runner:
         # (x / 255 - mean) / std as one fused x * scale + shift
         self.scale = {torch.uint8: 1.0 / (255.0 * std_t), torch.float32: 1.0 / std_t}
         self.shift = -mean_t / std_t
+        self._buffer: Tensor | None = None
 
     def launch(self, host: Tensor) -> Tensor:
         with torch.inference_mode():
             x = host.to(self.device, non_blocking=True)
-            x = torch.addcmul(self.shift, x.float(), self.scale[host.dtype])
-            x = x.contiguous(memory_format=memory_format(self.device))
+            x = torch.addcmul(self.shift, x, self.scale[host.dtype], out=self._input_buffer(x))
             with autocast(self.device, enabled=self.amp):
                 out = self.net(x)
         if out.ndim != 2 or out.shape[0] != host.shape[0]:
@@ -174,9 +174,27 @@ class _Runner:
             )
         return out
 
+    def _input_buffer(self, x: Tensor) -> Tensor:
+        """A reused float32 buffer for the scaled batch, in the device's memory format.
+
+        Reusing it matters on CPU: a fresh 30 MB tensor per batch (64 x 3 x 196 x 196) is
+        mmapped and page-faulted anew each time, which cost ~8% of ResNet18's throughput. On CUDA
+        the stream orders the write for batch i+1 after the model's reads of batch i.
+        """
+        buffer = self._buffer
+        if buffer is None or buffer.shape[1:] != x.shape[1:] or len(buffer) < len(x):
+            buffer = torch.empty(
+                x.shape,
+                dtype=torch.float32,
+                device=self.device,
+                memory_format=memory_format(self.device),
+            )
+            self._buffer = buffer
+        return buffer[: len(x)]
+
     def fetch(self, out: Tensor, start: int) -> np.ndarray:
-        with torch.inference_mode():
-            rows = out.float().cpu().numpy()
+        with torch.inference_mode():  # a copy: the output may be a view of the reused buffer
+            rows = out.to("cpu", torch.float32, copy=True).numpy()
         finite = np.isfinite(rows).all(axis=1)
         if not finite.all():
             bad = start + np.flatnonzero(~finite)

@@ -55,6 +55,7 @@ class FieldCrops:
     images: np.ndarray  # uint8 (n, 3, S, S)
     table: pd.DataFrame
     n_dropped: int
+    metadata: dict[str, Any] = field(default_factory=dict)  # the field's FIELD_COLUMNS values
 
 
 @dataclass
@@ -79,9 +80,7 @@ class PipelineResult:
         """JSON-ready counts: fields processed, failed, missing, cells kept and dropped."""
         return {
             "fields_requested": self.n_fields,
-            "fields_processed": self.n_fields
-            - len(self.failures)
-            - len(self.missing),
+            "fields_processed": self.n_fields - len(self.failures) - len(self.missing),
             "fields_failed": len(self.failures),
             "fields_missing": len(self.missing),
             "fields_without_cells": len(self.empty_fields),
@@ -113,13 +112,11 @@ def process_field(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the pipeline reports empty fields itself
         crops = crop_cells(image, seg, size=crop_size, border=border)
-    table = crops.table.copy()
-    for col in FIELD_COLUMNS:
-        if col in row:
-            table[col] = row[col]
-    front = [c for c in FIELD_COLUMNS if c in table.columns]
+    meta = {col: row[col] for col in FIELD_COLUMNS if col in row}
+    table = crops.table.assign(**meta)
+    front = list(meta)
     table = table[front + [c for c in table.columns if c not in front]]
-    return FieldCrops(str(row.get("field_id", "")), crops.images, table, int(crops.n_dropped))
+    return FieldCrops(str(row.get("field_id", "")), crops.images, table, int(crops.n_dropped), meta)
 
 
 def _bounded_map(
@@ -134,7 +131,7 @@ def _bounded_map(
         for item in items:
             try:
                 yield item, fn(item), None
-            except Exception as err:  # noqa: BLE001 - reported per field by the caller
+            except Exception as err:
                 yield item, None, err
         return
     ctx = multiprocessing.get_context("spawn")  # safe with torch/Qt loaded in the parent
@@ -155,7 +152,7 @@ def _bounded_map(
             item, future = pending.popleft()
             try:
                 yield item, future.result(), None
-            except Exception as err:  # noqa: BLE001
+            except Exception as err:
                 yield item, None, err
 
 
@@ -201,6 +198,111 @@ def iter_field_crops(
 
 def _describe(error: BaseException) -> str:
     return f"{type(error).__name__}: {error}"
+
+
+def iter_make_cropset(
+    fields: pd.DataFrame,
+    out: str | Path,
+    *,
+    crop_size: int = 196,
+    border: str = "drop",
+    segment_params: Mapping[str, Any] | None = None,
+    workers: int = 0,
+    paper_subset: str | None = None,
+    n_top: int = 4,
+    seed: int = 0,
+    fractions: tuple[float, float, float] = (0.7, 0.1, 0.2),
+    overwrite: bool = False,
+) -> ProgressGenerator[dict[str, Any]]:
+    """Segment fields and write their crops as a CropSet; yields progress per field.
+
+    Parameters
+    ----------
+    fields
+        Field table rows to process (missing files are listed in the summary, not read).
+    out
+        CropSet folder to create.
+    paper_subset
+        A compound name: build the paper's subset instead of keeping every cell. The compound's
+        ``n_top`` highest concentrations (among ``fields``) are all processed; DMSO fields are
+        processed in a seeded random order only until they hold as many cells, then
+        :func:`phenossl.data.bbbc021.paper_subset` samples that many DMSO cells and adds a
+        ``split`` column (``fractions`` train/val/test). On a whole plate this segments a few dozen
+        DMSO fields instead of 1,320.
+
+    Returns
+    -------
+    dict
+        The run summary (:meth:`PipelineResult.summary` keys, with ``cropset``).
+    """
+    from phenossl.cells.crops import CropSetWriter
+    from phenossl.data import bbbc021
+
+    fields = _order_for_subset(fields, paper_subset, n_top, seed) if paper_subset else fields
+    total = len(fields)
+    failures: list[FieldFailure] = []
+    missing: list[str] = []
+    empty: list[str] = []
+    n_dropped = n_done = n_treated = n_dmso = 0
+    yield Progress(0, total, "starting")
+    stream = iter_field_crops(
+        fields,
+        segment_params=segment_params,
+        crop_size=crop_size,
+        border=border,
+        workers=workers,
+        failures=failures,
+        missing=missing,
+    )
+    with CropSetWriter(out, size=crop_size, overwrite=overwrite) as writer:
+        for crops in stream:
+            n_done += 1
+            n_dropped += crops.n_dropped
+            if len(crops.images) == 0:
+                empty.append(crops.field_id)
+            writer.add(crops.images, crops.table)
+            is_dmso = crops.metadata.get("compound") == bbbc021.DMSO
+            if is_dmso:
+                n_dmso += len(crops.images)
+            else:
+                n_treated += len(crops.images)
+            done = n_done + len(failures) + len(missing)
+            yield Progress(done, total, f"{crops.field_id}: {len(crops.images)} cells")
+            if paper_subset and is_dmso and n_treated and n_dmso >= n_treated:
+                break  # enough DMSO cells: the remaining DMSO fields are not needed
+        table = writer.table
+        if paper_subset:
+            table = bbbc021.paper_subset(
+                table, paper_subset, n_concentrations=n_top, seed=seed, fractions=fractions
+            )
+        writer.close(table)
+    result = PipelineResult(
+        cells=table,
+        embeddings=np.zeros((0, 0), np.float32),
+        failures=failures,
+        missing=missing,
+        empty_fields=empty,
+        n_fields=total,
+        n_dropped_border=n_dropped,
+        cropset=Path(out),
+    )
+    yield Progress(total, total, f"{len(table)} crops written")
+    return {**result.summary(), "cropset": str(out)}
+
+
+def _order_for_subset(fields: pd.DataFrame, compound: str, n_top: int, seed: int) -> pd.DataFrame:
+    """The compound's top-N fields first, then DMSO fields in a seeded random order."""
+    from phenossl.data import bbbc021
+
+    treated = bbbc021.select_fields(fields, compounds=[compound], n_top=n_top)
+    dmso = fields[fields["compound"] == bbbc021.DMSO]
+    if treated.empty:
+        raise ValueError(f"no field of compound {compound!r} in the selection")
+    if dmso.empty:
+        raise ValueError("the paper subset needs DMSO fields; the selection has none")
+    rng = np.random.default_rng(seed)
+    dmso = dmso.iloc[rng.permutation(len(dmso))]
+    return pd.concat([treated, dmso])
 
 
 @dataclass

@@ -257,15 +257,27 @@ class CropSetWriter:
         self._tables.append(table)
         self._n_cells += len(table)
 
-    def close(self) -> None:
-        """Write ``cells.csv`` and then ``cropset.json``; adding afterwards is an error."""
+    @property
+    def table(self) -> pd.DataFrame:
+        """The rows added so far, with their ``shard`` and ``index`` (a copy)."""
+        if self._tables:
+            return pd.concat(self._tables, ignore_index=True)
+        return pd.DataFrame(columns=[*(self._columns or []), "shard", "index"])
+
+    def close(self, table: pd.DataFrame | None = None) -> None:
+        """Write ``cells.csv`` and then ``cropset.json``; adding afterwards is an error.
+
+        Parameters
+        ----------
+        table
+            The rows to list instead of every added row: a selection of :attr:`table` (e.g. a
+            balanced sample with a ``split`` column). Its ``shard``/``index`` must point at
+            written crops; unlisted crops stay in their shards but are not part of the CropSet.
+        """
         if self._closed:
             return
+        cells = self.table if table is None else self._check_selection(table)
         self._closed = True
-        if self._tables:
-            cells = pd.concat(self._tables, ignore_index=True)
-        else:
-            cells = pd.DataFrame(columns=[*(self._columns or []), "shard", "index"])
         cells.insert(0, "cell_id", np.arange(len(cells)))
         if "split" in cells.columns:  # the contract's optional last column
             cells = cells[[c for c in cells.columns if c != "split"] + ["split"]]
@@ -283,6 +295,19 @@ class CropSetWriter:
         _atomic_write(
             self.path / "cropset.json", lambda fh: fh.write(json.dumps(meta, indent=2).encode())
         )
+
+    def _check_selection(self, table: pd.DataFrame) -> pd.DataFrame:
+        missing = [c for c in ("shard", "index") if c not in table.columns]
+        if missing:
+            raise ValueError(f"selected table lacks column(s) {missing}; select rows of .table")
+        sizes = np.array([len(t) for t in self._tables], dtype=np.int64)
+        shard = table["shard"].to_numpy(np.int64)
+        index = table["index"].to_numpy(np.int64)
+        bad = (shard < 0) | (shard >= len(sizes)) | (index < 0)
+        bad[~bad] |= index[~bad] >= sizes[shard[~bad]]
+        if bad.any():
+            raise ValueError(f"{int(bad.sum())} selected row(s) point at no written crop")
+        return table.drop(columns=["cell_id"], errors="ignore").reset_index(drop=True)
 
     def __enter__(self) -> CropSetWriter:
         return self

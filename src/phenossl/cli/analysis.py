@@ -105,7 +105,7 @@ def _add_cluster(sub: argparse._SubParsersAction) -> None:
 def _cmd_cluster(args: argparse.Namespace) -> int:
     from phenossl.cells.crops import CropSet
     from phenossl.embedding import load_embeddings
-    from phenossl.workflows import write_cluster_report
+    from phenossl.cluster_report import write_cluster_report
 
     features, cell_ids, meta = load_embeddings(args.embeddings)
     cropset_path = args.cropset or (Path(meta["cropset"]) if meta.get("cropset") else None)

@@ -110,7 +110,7 @@ def select_fields_from_args(table, args: argparse.Namespace):
 
 def _cmd_crops(args: argparse.Namespace) -> int:
     from phenossl.data.bbbc021 import load_image_table
-    from phenossl.workflows import iter_make_cropset
+    from phenossl.pipeline import iter_make_cropset
 
     table = load_image_table(args.root)
     fields = select_fields_from_args(table, args)

@@ -24,7 +24,7 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from phenossl.workflows import iter_demo
+    from phenossl.demo import iter_demo
 
     report = run_with_progress(
         iter_demo(args.out, seed=args.seed, device=args.device, overwrite=args.overwrite),
