@@ -161,6 +161,13 @@ def test_cifar10_round_trip_matches_torchvision(tmp_path, monkeypatch):
     # the root may also be the cifar-10-batches-py folder itself
     assert torch.equal(build_dataset("cifar10", folder).images, train.images)
 
+    # the official files were pickled with numpy 1, whose arrays name numpy.core.multiarray
+    test_batch = folder / "test_batch"
+    data = test_batch.read_bytes()
+    test_batch.write_bytes(data.replace(b"numpy._core.multiarray", b"numpy.core.multiarray"))
+    assert test_batch.read_bytes() != data
+    assert torch.equal(build_dataset("cifar10", tmp_path, split="test").images, test.images)
+
 
 def test_cifar100_fine_and_coarse_labels(tmp_path):
     write_cifar_like(tmp_path, n_train=230, n_test=40, num_classes=100, seed=2)

@@ -307,6 +307,17 @@ def test_finetune_with_augmentation_is_reproducible(cifar_like):
     other = finetune(net, train, test, seed=2, **kwargs)
     assert torch.equal(runs[0].backbone["body.0.weight"], runs[1].backbone["body.0.weight"])
     assert runs[0].history == runs[1].history
+    # the test images are resized to the augmentation's output size (the composition's 32 px)
+    small = TensorImageDataset(
+        torch.nn.functional.interpolate(test.images[:8].float(), size=16).to(torch.uint8),
+        test.targets[:8],
+        name="small",
+        classes=test.classes,
+    )
+    sizes = []
+    net.register_forward_pre_hook(lambda _, args: sizes.append(tuple(args[0].shape[-2:])))
+    finetune(net, train, small, seed=1, **kwargs)
+    assert set(sizes) == {(32, 32)}
     assert not torch.equal(runs[0].backbone["body.0.weight"], other.backbone["body.0.weight"])
     with pytest.raises(ValueError, match="nope"):
         finetune(_TinyNet(), train, test, epochs=1, augmentation="nope", device="cpu")

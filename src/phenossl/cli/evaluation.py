@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import json
 import math
+import os
 from pathlib import Path
 from typing import Any
 
-from phenossl.cli._common import CLIError, run_with_progress, write_json
+from phenossl.cli._common import CLIError, run_with_progress
 
 PROTOCOLS = ("linear", "knn", "finetune")
 # the names of phenossl.data.benchmarks.DATASETS, written out so `--help` needs no torch import
@@ -158,6 +160,14 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         write_json(args.out, report)
         print(f"results -> {args.out}")
     return 0
+
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    """Write ``data`` as JSON atomically (paths become strings)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=2, default=os.fspath) + "\n")
+    tmp.replace(path)
 
 
 def _check_datasets(train: Any, test: Any, in_channels: int) -> None:

@@ -533,7 +533,8 @@ def iter_finetune(
         Applied to every training batch in [0, 1] before normalisation: a composition name of
         :mod:`phenossl.augment` (built with its defaults) or a module; None for no augmentation.
     normalize, input_size
-        As in :func:`iter_extract_features`.
+        As in :func:`iter_extract_features`; ``input_size`` defaults to the augmentation's
+        output size (its ``size``), so test images are seen at the training size.
     seed
         Seeds the head's initialisation, the batch order and the augmentation, with private
         random streams (torch's global RNG state is left as it was).
@@ -555,6 +556,8 @@ def iter_finetune(
     _check_labelled(train_dataset)
     _check_labelled(test_dataset)
     augment = _augmentation(augmentation)
+    if input_size is None:  # test images at the size the augmentation trains at
+        input_size = getattr(augment, "size", None)
     rng = _PrivateRNG(seed, dev)
     prepare = _Preprocess(backbone, train_dataset, normalize, input_size, dev)
     model = copy.deepcopy(backbone).to(device=dev, memory_format=memory_format(dev))
