@@ -30,16 +30,11 @@ On CUDA the backbone runs under autocast (bf16 where supported) in channels_last
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import math
-import queue
-import threading
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Callable
+from dataclasses import dataclass
 
-import numpy as np
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
@@ -47,55 +42,43 @@ from torch.nn import functional as F
 from phenossl._device import amp_dtype, autocast, memory_format, resolve_device
 from phenossl._progress import Progress, ProgressCallback, ProgressGenerator, run
 from phenossl.data.image_dataset import ImageDataset
+from phenossl.training._inputs import (
+    Normalize,
+    Preprocess,
+    PrivateRNG,
+    check_positive,
+    in_order,
+    prefetch,
+)
+from phenossl.training.metrics import (
+    ClassificationResult,
+    Labels,
+    as_labels,
+    confusion_matrix,
+    per_class_accuracy,
+    score,
+)
 
-Labels = Tensor | np.ndarray | Sequence[int]
-Normalize = tuple[Sequence[float], Sequence[float]]
+__all__ = [
+    "ClassificationResult",
+    "FinetuneResult",
+    "LinearEvalResult",
+    "StandardizedLinear",
+    "confusion_matrix",
+    "extract_features",
+    "finetune",
+    "iter_extract_features",
+    "iter_finetune",
+    "iter_linear_eval",
+    "knn_accuracy",
+    "knn_eval",
+    "linear_eval",
+    "per_class_accuracy",
+    "score",
+]
 
 
 # -- results ---------------------------------------------------------------------------------
-
-
-@dataclass(kw_only=True)
-class ClassificationResult:
-    """Test-set scores of a classifier.
-
-    Attributes
-    ----------
-    top1, top5
-        Accuracies in [0, 1]; ``top5`` is None with 5 classes or fewer.
-    per_class
-        float64 ``(C,)`` recall of each class (NaN for a class absent from the test set).
-    confusion
-        int64 ``(C, C)``: row = true class, column = predicted class.
-    history
-        One dict per training epoch (``epoch``, ``loss``, ``train_top1``, ``lr``); empty for kNN.
-    """
-
-    top1: float
-    top5: float | None
-    per_class: np.ndarray
-    confusion: np.ndarray
-    history: list[dict[str, float]] = field(default_factory=list)
-
-    @property
-    def num_classes(self) -> int:
-        return int(self.confusion.shape[0])
-
-    def to_dict(self, classes: Sequence[str] | None = None) -> dict[str, Any]:
-        """JSON-compatible scores; per-class accuracies keyed by class name when given."""
-        names = list(classes) if classes is not None else [str(c) for c in range(self.num_classes)]
-        if len(names) != self.num_classes:
-            raise ValueError(f"{len(names)} class names for {self.num_classes} classes")
-        per_class = {
-            n: (None if math.isnan(a) else float(a)) for n, a in zip(names, self.per_class)
-        }
-        return {
-            "top1": self.top1,
-            "top5": self.top5,
-            "per_class_accuracy": per_class,
-            "confusion_matrix": self.confusion.tolist(),
-            "history": self.history,
-        }
 
 
 @dataclass(kw_only=True)
@@ -125,58 +108,6 @@ class StandardizedLinear(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.linear((x - self.mean) / self.std)
-
-
-# -- metrics -----------------------------------------------------------------------------------
-
-
-def confusion_matrix(y_true: Labels, y_pred: Labels, num_classes: int) -> np.ndarray:
-    """int64 ``(C, C)`` counts: row = true class, column = predicted class."""
-    true, pred = _labels(y_true, "y_true"), _labels(y_pred, "y_pred")
-    if true.shape != pred.shape:
-        raise ValueError(f"y_true has {true.size} labels but y_pred {pred.size}")
-    _check_range(true, num_classes, "y_true")
-    _check_range(pred, num_classes, "y_pred")
-    flat = np.bincount(true * num_classes + pred, minlength=num_classes * num_classes)
-    return flat.reshape(num_classes, num_classes).astype(np.int64)
-
-
-def per_class_accuracy(y_true: Labels, y_pred: Labels, num_classes: int) -> np.ndarray:
-    """Recall of each class from one confusion matrix over all the samples.
-
-    Returns float64 ``(C,)``: correct predictions of class ``c`` / samples of class ``c``
-    (NaN for a class with no sample).
-    """
-    return _recall(confusion_matrix(y_true, y_pred, num_classes))
-
-
-def _recall(confusion: np.ndarray) -> np.ndarray:
-    support = confusion.sum(axis=1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(support > 0, np.diag(confusion) / support, np.nan)
-
-
-def score(scores: Tensor, y_true: Tensor, num_classes: int) -> ClassificationResult:
-    """Top-1/top-5 accuracy, per-class accuracy and confusion from class scores ``(N, C)``."""
-    scores, y_true = scores.detach().float().cpu(), y_true.detach().cpu().long()
-    if scores.ndim != 2 or scores.shape != (len(y_true), num_classes):
-        raise ValueError(
-            f"scores have shape {tuple(scores.shape)}; expected ({len(y_true)}, {num_classes})"
-        )
-    if len(y_true) == 0:
-        raise ValueError("cannot score an empty test set")
-    pred = scores.argmax(dim=1)
-    top5 = None
-    if num_classes > 5:
-        hits = (scores.topk(5, dim=1).indices == y_true[:, None]).any(dim=1)
-        top5 = float(hits.float().mean())
-    confusion = confusion_matrix(y_true.numpy(), pred.numpy(), num_classes)
-    return ClassificationResult(
-        top1=float(np.trace(confusion) / confusion.sum()),
-        top5=top5,
-        per_class=_recall(confusion),
-        confusion=confusion,
-    )
 
 
 # -- features ----------------------------------------------------------------------------------
@@ -219,8 +150,8 @@ def iter_extract_features(
         float32 features ``(N, D)`` and int64 targets ``(N,)``, on the CPU.
     """
     dev = resolve_device(device)
-    _check_positive(batch_size, "batch_size")
-    prepare = _Preprocess(backbone, dataset, normalize, input_size, dev)
+    check_positive(batch_size, "batch_size")
+    prepare = Preprocess(backbone, dataset, normalize, input_size, dev)
     n = len(dataset)
     yield Progress(0, n, f"features on {dev}")
     was_training = backbone.training
@@ -228,7 +159,7 @@ def iter_extract_features(
     parts: list[Tensor] = []
     done = 0
     try:
-        for images, _ in _prefetch(dataset, _in_order(n, batch_size)):
+        for images, _ in prefetch(dataset, in_order(n, batch_size)):
             with torch.no_grad(), autocast(dev, enabled=amp):
                 out = backbone(prepare(images))
             if out.ndim != 2 or out.shape[0] != len(images):
@@ -323,7 +254,7 @@ def iter_linear_eval(
         raise ValueError(f"train features have {x_train.shape[1]} dims, test {x_test.shape[1]}")
     num_classes = _num_classes(num_classes, y_train, y_test)
     for name, value in (("epochs", epochs), ("batch_size", batch_size)):
-        _check_positive(value, name)
+        check_positive(value, name)
     x_train, y_train = x_train.to(dev), y_train.to(dev)
     mean = x_train.mean(dim=0)
     std = x_train.std(dim=0, correction=0).clamp_min(1e-6)
@@ -450,8 +381,8 @@ def knn_eval(
     if x_train.shape[1] != x_test.shape[1]:
         raise ValueError(f"train features have {x_train.shape[1]} dims, test {x_test.shape[1]}")
     num_classes = _num_classes(num_classes, y_train, y_test)
-    _check_positive(k, "k")
-    _check_positive(chunk_size, "chunk_size")
+    check_positive(k, "k")
+    check_positive(chunk_size, "chunk_size")
     if temperature <= 0:
         raise ValueError(f"temperature={temperature!r}; expected > 0")
     k = min(k, len(x_train))
@@ -547,7 +478,7 @@ def iter_finetune(
     """
     dev = resolve_device(device)
     for name, value in (("epochs", epochs), ("batch_size", batch_size)):
-        _check_positive(value, name)
+        check_positive(value, name)
     num_classes = len(train_dataset.classes)
     if num_classes < 2:
         raise ValueError(f"{train_dataset.name}: fine-tuning needs >= 2 classes")
@@ -558,8 +489,8 @@ def iter_finetune(
     augment = _augmentation(augmentation)
     if input_size is None:  # test images at the size the augmentation trains at
         input_size = getattr(augment, "size", None)
-    rng = _PrivateRNG(seed, dev)
-    prepare = _Preprocess(backbone, train_dataset, normalize, input_size, dev)
+    rng = PrivateRNG(seed, dev)
+    prepare = Preprocess(backbone, train_dataset, normalize, input_size, dev)
     model = copy.deepcopy(backbone).to(device=dev, memory_format=memory_format(dev))
     with rng.active():
         head = nn.Linear(_feature_dim(model, prepare, train_dataset), num_classes).to(dev)
@@ -578,7 +509,7 @@ def iter_finetune(
         order = torch.randperm(len(train_dataset), generator=generator)
         seen, loss_sum, correct = 0, torch.zeros((), device=dev), torch.zeros((), device=dev)
         lr_now = _cosine(lr, epoch * steps, epochs * steps)
-        for step, (images, targets) in enumerate(_prefetch(train_dataset, order.split(batch_size))):
+        for step, (images, targets) in enumerate(prefetch(train_dataset, order.split(batch_size))):
             _set_lr(optimizer, _cosine(lr, epoch * steps + step, epochs * steps))
             x = images.to(dev, non_blocking=True).float() / 255.0
             if augment is not None:
@@ -607,7 +538,7 @@ def iter_finetune(
         )
     net.eval()
     logits = []
-    for images, _ in _prefetch(test_dataset, _in_order(len(test_dataset), batch_size)):
+    for images, _ in prefetch(test_dataset, in_order(len(test_dataset), batch_size)):
         with torch.no_grad(), autocast(dev, enabled=amp):
             logits.append(net(prepare(images)).float().cpu())
     result = score(torch.cat(logits), test_dataset.targets, num_classes)
@@ -659,115 +590,6 @@ def finetune(
 # -- helpers -----------------------------------------------------------------------------------
 
 
-class _Preprocess:
-    """uint8 batch -> float in [0, 1] -> optional resize -> ``(x - mean) / std`` on ``device``."""
-
-    def __init__(
-        self,
-        backbone: nn.Module,
-        dataset: ImageDataset,
-        normalize: Normalize | None,
-        input_size: int | None,
-        device: torch.device,
-    ) -> None:
-        if normalize is not None:
-            mean, std = normalize
-        elif getattr(backbone, "input_mean", None) is not None:
-            mean, std = backbone.input_mean, backbone.input_std
-        else:
-            mean, std = dataset.mean, dataset.std
-        channels = dataset.channels
-        mean_t = _channel_tensor(mean, channels, "mean")
-        std_t = _channel_tensor(std, channels, "std")
-        if (std_t <= 0).any():
-            raise ValueError(f"normalisation std {std_t.flatten().tolist()} must be > 0")
-        if input_size is not None:
-            _check_positive(input_size, "input_size")
-        self.mean = mean_t.to(device)
-        self.std = std_t.to(device)
-        self.size = input_size
-        self.device = device
-
-    def __call__(self, images: Tensor) -> Tensor:
-        return self.scaled(images.to(self.device, non_blocking=True).float() / 255.0)
-
-    def scaled(self, x: Tensor) -> Tensor:
-        """Normalise a float batch already in [0, 1] (after augmentation)."""
-        if self.size is not None and tuple(x.shape[-2:]) != (self.size, self.size):
-            x = F.interpolate(x, size=(self.size, self.size), mode="bilinear", antialias=True)
-        x = (x - self.mean) / self.std
-        return x.contiguous(memory_format=memory_format(self.device))
-
-
-class _PrivateRNG:
-    """A seeded random stream for code that draws from torch's global RNG (the augmentations).
-
-    Inside :meth:`active` the global CPU (and CUDA) generator runs on this stream's state; on
-    exit the stream's state is saved and the caller's restored, so other code is unaffected.
-    """
-
-    def __init__(self, seed: int, device: torch.device) -> None:
-        self.cuda = [device] if device.type == "cuda" else []
-        with torch.random.fork_rng(devices=self.cuda):
-            torch.manual_seed(seed)
-            self._save()
-
-    def _save(self) -> None:
-        self.cpu_state = torch.get_rng_state()
-        self.cuda_states = [torch.cuda.get_rng_state(d) for d in self.cuda]
-
-    @contextlib.contextmanager
-    def active(self) -> Iterator[None]:
-        with torch.random.fork_rng(devices=self.cuda):
-            torch.set_rng_state(self.cpu_state)
-            for d, state in zip(self.cuda, self.cuda_states):
-                torch.cuda.set_rng_state(state, d)
-            yield
-            self._save()
-
-
-def _prefetch(
-    dataset: ImageDataset, batches: Iterator[Tensor] | Sequence[Tensor]
-) -> Iterator[tuple[Tensor, Tensor]]:
-    """``dataset.get_batch`` of each index batch, reading the next batch in a thread."""
-    if dataset.device.type != "cpu":  # in memory on the device: indexing is immediate
-        for indices in batches:
-            yield dataset.get_batch(indices)
-        return
-    pending: queue.Queue = queue.Queue(maxsize=2)
-    stop = threading.Event()
-
-    def put(item: tuple[str, Any]) -> bool:
-        while not stop.is_set():
-            with contextlib.suppress(queue.Full):
-                pending.put(item, timeout=0.1)
-                return True
-        return False
-
-    def reader() -> None:
-        try:
-            for indices in batches:
-                if not put(("batch", dataset.get_batch(indices))):
-                    return
-            put(("end", None))
-        except BaseException as err:  # re-raised in the consumer
-            put(("error", err))
-
-    thread = threading.Thread(target=reader, daemon=True)
-    thread.start()
-    try:
-        while True:
-            kind, item = pending.get()
-            if kind == "end":
-                return
-            if kind == "error":
-                raise item
-            yield item
-    finally:
-        stop.set()
-        thread.join()
-
-
 def _cosine(base_lr: float, step: int, total: int) -> float:
     """Cosine decay from ``base_lr`` at step 0 towards 0 at step ``total``."""
     return 0.5 * base_lr * (1.0 + math.cos(math.pi * step / total))
@@ -778,11 +600,7 @@ def _set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
         group["lr"] = lr
 
 
-def _in_order(n: int, batch_size: int) -> list[Tensor]:
-    return list(torch.arange(n).split(batch_size))
-
-
-def _feature_dim(model: nn.Module, prepare: _Preprocess, dataset: ImageDataset) -> int:
+def _feature_dim(model: nn.Module, prepare: Preprocess, dataset: ImageDataset) -> int:
     dim = getattr(model, "feature_dim", None)
     if dim is not None:
         return int(dim)
@@ -807,21 +625,6 @@ def _augmentation(augmentation: str | nn.Module | None) -> Callable[[Tensor], Te
     )
 
 
-def _labels(values: Labels, name: str) -> np.ndarray:
-    if isinstance(values, Tensor):
-        values = values.detach().cpu().numpy()
-    array = np.asarray(values)
-    if array.size and not np.issubdtype(array.dtype, np.integer):
-        raise ValueError(f"{name} must hold integer class indices, got {array.dtype}")
-    return array.astype(np.int64).reshape(-1)
-
-
-def _check_range(labels: np.ndarray, num_classes: int, name: str) -> None:
-    if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
-        bad = labels.min() if labels.min() < 0 else labels.max()
-        raise ValueError(f"{name} holds {bad}; expected class indices in 0..{num_classes - 1}")
-
-
 def _features(feats: Tensor, labels: Labels, split: str) -> tuple[Tensor, Tensor]:
     feats = torch.as_tensor(feats)
     if feats.ndim != 2 or not feats.is_floating_point():
@@ -829,7 +632,7 @@ def _features(feats: Tensor, labels: Labels, split: str) -> tuple[Tensor, Tensor
             f"{split} features must be a float (N, D) tensor, got {feats.dtype} "
             f"{tuple(feats.shape)}"
         )
-    y = torch.from_numpy(_labels(labels, f"{split} labels"))
+    y = torch.from_numpy(as_labels(labels, f"{split} labels"))
     if len(y) != len(feats):
         raise ValueError(f"{split}: {len(feats)} feature rows but {len(y)} labels")
     if len(y) == 0:
@@ -854,19 +657,3 @@ def _check_labelled(dataset: ImageDataset) -> None:
             f"dataset {dataset.name!r} has unlabelled images (target -1); "
             "choose a label column or drop them"
         )
-
-
-def _check_positive(value: Any, name: str) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name}={value!r}; expected a positive integer")
-
-
-def _channel_tensor(values: Sequence[float], channels: int, what: str) -> Tensor:
-    flat = [float(v) for v in np.atleast_1d(np.asarray(values, dtype=np.float64))]
-    if len(flat) == 1:
-        flat *= channels
-    if len(flat) != channels:
-        raise ValueError(
-            f"normalisation {what} has {len(flat)} values but the images have {channels} channels"
-        )
-    return torch.tensor(flat, dtype=torch.float32).view(1, -1, 1, 1)
