@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 import torch
 
+from phenossl.cells.crops import CropSetWriter
 from phenossl.data.benchmarks import DATASETS, build_dataset, limit_dataset, write_cifar_like
 from phenossl.data.cifar import read_cifar
 from phenossl.data.idx import read_idx, write_idx
@@ -333,7 +334,6 @@ def test_image_folder_errors(image_folder, tmp_path):
 
 @pytest.fixture
 def cropset_path(tmp_path):
-    crops = pytest.importorskip("phenossl.cells.crops")
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (12, 3, 16, 16), dtype=np.uint8)
     table = pd.DataFrame(
@@ -347,7 +347,7 @@ def cropset_path(tmp_path):
         }
     )
     path = tmp_path / "crops"
-    with crops.CropSetWriter(path, size=16) as writer:
+    with CropSetWriter(path, size=16) as writer:
         writer.add(images[:5], table.iloc[:5])
         writer.add(images[5:], table.iloc[5:])
     return path, images, table
@@ -403,9 +403,8 @@ def test_cropset_errors(cropset_path, tmp_path):
         ValueError, match=r"no crop has split 'holdout'.*\['test', 'train', 'val'\]"
     ):
         build_dataset("cropset", path, split="holdout")
-    crops = pytest.importorskip("phenossl.cells.crops")
     plain = tmp_path / "plain"
-    with crops.CropSetWriter(plain, size=8) as writer:
+    with CropSetWriter(plain, size=8) as writer:
         writer.add(np.zeros((2, 3, 8, 8), np.uint8), pd.DataFrame({"treatment": ["a", "b"]}))
     with pytest.raises(ValueError, match="has no 'split' column; pass split=None"):
         build_dataset("cropset", plain)
