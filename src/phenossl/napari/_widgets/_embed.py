@@ -540,7 +540,9 @@ def _no_cells_message(result: Any) -> str:
         )
     if summary["fields_missing"]:
         text += f"; {summary['fields_missing']} have missing files"
-    return text + ". Check the Segment widget's parameters on a field."
+    if summary["fields_processed"]:
+        text += ". Check the Segment widget's parameters on one of them"
+    return text + "."
 
 
 def run_params(run: EmbedRun) -> dict[str, Any]:

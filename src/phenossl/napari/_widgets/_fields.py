@@ -332,7 +332,7 @@ class FieldsWidget(Container):
         fields = self.session.fields
         if fields is None:
             return
-        field_id = self.table.data[row][0] if self.table.data else None
+        field_id = self.table.data[row][0] if row < self.table.shape[0] else None
         index = self.session.field_index().get(field_id)
         if index is None:
             show_info(f"{field_id} is not loaded; click 'Load selected fields' first.")
