@@ -41,7 +41,7 @@ def test_a_bbbc021_folder_opens_the_field_browser(make_napari_viewer, tiny_plate
     assert layers == [] and len(viewer.layers) == 0  # no image is loaded
     widget = open_widget(viewer, "Select fields")  # the one the reader opened
     assert widget.session.root == tiny_plate
-    assert widget.summary.value.startswith("8 fields, 1 plates, 2 compounds")
+    assert widget.summary.value.startswith("8 fields, 1 plate, 2 compounds")
     assert widget.count.value.startswith("8 fields selected")
 
 

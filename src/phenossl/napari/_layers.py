@@ -31,7 +31,7 @@ CHANNEL_COLORMAPS: dict[str, str] = {"DAPI": "blue", "Tubulin": "green", "Actin"
 DISPLAY_PERCENTILES: tuple[float, float] = (1.0, 99.8)
 FIELD_AXIS = "field"
 
-# Okabe-Ito: readable on a dark canvas and for colour-blind viewers; more clusters use tab20
+# Okabe-Ito: readable on a dark canvas and for colour-blind viewers
 _CLUSTER_PALETTE = (
     "#E69F00",
     "#56B4E9",
@@ -42,6 +42,13 @@ _CLUSTER_PALETTE = (
     "#0072B2",
     "#BBBBBB",
 )
+_SUBSPACE_ITERATIONS = 60
+# matplotlib's tab20, for more clusters than the palette has
+_TAB20 = (
+    "#1F77B4", "#AEC7E8", "#FF7F0E", "#FFBB78", "#2CA02C", "#98DF8A", "#D62728", "#FF9896",
+    "#9467BD", "#C5B0D5", "#8C564B", "#C49C94", "#E377C2", "#F7B6D2", "#7F7F7F", "#C7C7C7",
+    "#BCBD22", "#DBDB8D", "#17BECF", "#9EDAE5",
+)  # fmt: skip
 #: colour of segmented cells that were not clustered (dropped at the field's border)
 UNCLUSTERED_COLOR = (0.55, 0.55, 0.55, 0.5)
 TRANSPARENT = (0.0, 0.0, 0.0, 0.0)
@@ -205,7 +212,7 @@ def segmentation_layers(
         {
             "name": "nuclei",
             "features": features,
-            "opacity": 0.5,
+            "opacity": 0.4,
             "metadata": {META: {"role": "nuclei", **meta}},
             **_placement(field_index),
         },
@@ -216,7 +223,7 @@ def segmentation_layers(
         {
             "name": "cells",
             "features": features,
-            "opacity": 0.7,
+            "opacity": 0.9,
             "metadata": {META: {"role": "cells", **meta}},
             **_placement(field_index),
         },
@@ -230,18 +237,21 @@ def segmentation_layers(
 
 def cluster_colors(k: int) -> np.ndarray:
     """``(k, 4)`` float32 RGBA colours of clusters ``0..k-1`` (the same in every layer)."""
-    from matplotlib import colormaps
-    from matplotlib.colors import to_rgba
+    import colorsys
 
     if k < 1:
         raise ValueError(f"k={k}; expected at least one cluster")
     if k <= len(_CLUSTER_PALETTE):
-        colors = [to_rgba(c) for c in _CLUSTER_PALETTE[:k]]
-    elif k <= 20:
-        colors = [colormaps["tab20"](i) for i in range(k)]
+        names = _CLUSTER_PALETTE[:k]
+    elif k <= len(_TAB20):
+        names = _TAB20[:k]
     else:
-        colors = [colormaps["hsv"](i / k) for i in range(k)]
-    return np.asarray(colors, dtype=np.float32)
+        names = ()
+    if names:
+        rgb = [[int(c[i : i + 2], 16) / 255 for i in (1, 3, 5)] for c in names]
+    else:  # evenly spaced hues, alternating lightness
+        rgb = [colorsys.hls_to_rgb(i / k, 0.55 if i % 2 else 0.65, 0.85) for i in range(k)]
+    return np.column_stack([np.asarray(rgb, dtype=np.float32), np.ones(k, np.float32)])
 
 
 def cluster_color_dict(
@@ -296,21 +306,28 @@ def principal_components(
 ) -> np.ndarray:
     """Projections of the embeddings on their first ``n`` principal axes, float32 ``(N, n)``.
 
-    The axes are fitted on at most ``max_fit`` rows (a seeded sample); signs are fixed so that
-    each axis' largest loading is positive (stable across runs).
+    The axes are fitted on at most ``max_fit`` rows (a seeded sample) by subspace iteration on
+    the covariance matrix: only matrix products and QR of a ``(D, n + 4)`` block, because a full
+    SVD or eigendecomposition of a 512-wide matrix can take seconds when BLAS threads compete
+    with torch's. Signs are fixed so that each axis' largest loading is positive.
     """
     x = np.asarray(embeddings, dtype=np.float64)
     if x.ndim != 2:
         raise ValueError(f"embeddings has shape {x.shape}; expected (N, D)")
     out = np.zeros((len(x), n), dtype=np.float32)
-    if len(x) < 2:
+    if len(x) < 2 or x.shape[1] == 0:
         return out
-    fit = x
-    if len(x) > max_fit:
-        fit = x[np.random.default_rng(seed).choice(len(x), max_fit, replace=False)]
+    rng = np.random.default_rng(seed)
+    fit = x if len(x) <= max_fit else x[rng.choice(len(x), max_fit, replace=False)]
     mean = fit.mean(axis=0)
-    _, _, axes = np.linalg.svd(fit - mean, full_matrices=False)
-    axes = axes[:n]
+    centred = fit - mean
+    covariance = centred.T @ centred
+    width = min(x.shape[1], n + 4)
+    basis = np.linalg.qr(rng.normal(size=(x.shape[1], width)))[0]
+    for _ in range(_SUBSPACE_ITERATIONS):
+        basis = np.linalg.qr(covariance @ basis)[0]
+    values, vectors = np.linalg.eigh(basis.T @ covariance @ basis)  # Rayleigh-Ritz
+    axes = (basis @ vectors[:, np.argsort(values)[::-1][:n]]).T
     signs = np.sign(axes[np.arange(len(axes)), np.abs(axes).argmax(axis=1)])
     axes *= signs[:, None]
     out[:, : len(axes)] = (x - mean) @ axes.T

@@ -75,12 +75,22 @@ class Session:
         self.checkpoint_added.emit(path)
 
 
-_SESSIONS: weakref.WeakKeyDictionary[Any, Session] = weakref.WeakKeyDictionary()
+# Keyed by id(): napari's viewer compares by value (pydantic), and a value that is not equal to
+# itself (NaN in the camera or dims) would make a WeakKeyDictionary lose it.
+_SESSIONS: dict[int, tuple[weakref.ref, Session]] = {}
 
 
 def session_for(viewer: Any) -> Session:
-    """The session of ``viewer`` (created on first use)."""
-    session = _SESSIONS.get(viewer)
-    if session is None:
-        session = _SESSIONS[viewer] = Session()
+    """The session of ``viewer`` (created on first use, dropped with the viewer).
+
+    napari hands plugin widgets a proxy of the viewer (a new one each time): the session
+    belongs to the viewer behind it.
+    """
+    viewer = getattr(viewer, "__wrapped__", viewer)
+    key = id(viewer)
+    entry = _SESSIONS.get(key)
+    if entry is not None and entry[0]() is viewer:
+        return entry[1]
+    session = Session()
+    _SESSIONS[key] = (weakref.ref(viewer, lambda _ref, key=key: _SESSIONS.pop(key, None)), session)
     return session

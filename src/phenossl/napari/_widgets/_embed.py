@@ -14,7 +14,9 @@ labels (the paper's control) and the cluster x label composition.
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +26,6 @@ from magicgui.widgets import (
     ComboBox,
     Container,
     FileEdit,
-    Label,
     RadioButtons,
     SpinBox,
     Table,
@@ -48,7 +49,7 @@ from phenossl.napari._widgets._common import (
     layers_with_role,
     show_layer,
 )
-from phenossl.napari._widgets._panels import collapsible
+from phenossl.napari._widgets._panels import collapsible, form, heading, hint, pack_top
 from phenossl.napari._widgets._runner import RunPanel, describe_error
 
 BACKBONE, CHECKPOINT = "backbone", "checkpoint"
@@ -80,8 +81,7 @@ class EmbedWidget(Container):
         preload_torch()
         self.viewer = napari_viewer
         self.session = session_for(napari_viewer)
-        self.scope = Label(value="")
-        self.scope.native.setWordWrap(True)
+        self.scope = hint()
         self.source = RadioButtons(
             choices=[("torchvision backbone", BACKBONE), ("phenossl checkpoint", CHECKPOINT)],
             value=BACKBONE,
@@ -107,8 +107,8 @@ class EmbedWidget(Container):
             tooltip="A checkpoint written by phenossl's trainer (the Train widget puts its "
             "result here)",
         )
-        self.model_note = Label(value="")
-        self.model_note.native.setWordWrap(True)
+        self.model_note = hint(muted=False)
+        self.model_note.native.setStyleSheet("color: #f0b040;")
         self.device = ComboBox(choices=available_devices(), value="auto", label="Device")
         self.k = SpinBox(
             value=2,
@@ -161,43 +161,43 @@ class EmbedWidget(Container):
             "Embed and cluster",
             "Segment every loaded field, embed each cell, cluster with KMeans and score",
         )
-        self.ami = Label(value="")
-        self.ami.native.setStyleSheet("font-size: 15px; font-weight: bold;")
-        self.control = Label(value="")
+        self.ami = heading()
+        self.control = hint(muted=False)
         self.composition = Table(value={"cluster": []}, label="Composition")
         self.composition.read_only = True
         self.composition.visible = False
-        self.summary = Label(value="")
-        self.summary.native.setWordWrap(True)
-        advanced = Container(
-            widgets=[
-                self.batch_size,
-                self.crop_size,
-                self.input_size,
-                self.seed,
-                self.n_nearest,
-                self.workers,
-            ]
+        self.summary = hint()
+        advanced = form(
+            self.batch_size,
+            self.crop_size,
+            self.input_size,
+            self.seed,
+            self.n_nearest,
+            self.workers,
         )
         super().__init__(
+            labels=False,
             widgets=[
                 self.scope,
-                self.source,
-                self.backbone,
-                self.weights,
-                self.checkpoint,
+                form(
+                    self.source,
+                    self.backbone,
+                    self.weights,
+                    self.checkpoint,
+                    self.device,
+                    self.k,
+                    self.label_column,
+                ),
                 self.model_note,
-                self.device,
-                self.k,
-                self.label_column,
                 collapsible("Advanced", advanced),
                 self.panel,
                 self.ami,
                 self.control,
                 self.composition,
                 self.summary,
-            ]
+            ],
         )
+        pack_top(self)
         self._follower: Any = None
         self.source.changed.connect(self._on_model)
         self.backbone.changed.connect(self._on_model)
@@ -315,80 +315,81 @@ class EmbedWidget(Container):
         label = self.model_label()
         percentiles = self.session.percentiles
         clicked = time.perf_counter()
-        timings: dict[str, float] = {}
+        clock = _Clock()
 
         def job():
             from phenossl.cells.recrop import iter_recrop
             from phenossl.montage import centroid_gallery
             from phenossl.pipeline import iter_pipeline
 
-            t0 = time.perf_counter()
-            result = yield from stage(iter_pipeline(fields, options), 0, 3, "cells")
-            timings["pipeline_s"] = time.perf_counter() - t0
+            with clock("pipeline", library=True):
+                result = yield from stage(iter_pipeline(fields, options), 0, 3, "cells")
             if len(result.cells) == 0:
                 raise ValueError(_no_cells_message(result))
             clustering = result.clustering
-            clusters = None if clustering is None else clustering.assignments
-            points = centres_layer(
-                result.cells,
-                field_index=field_index,
-                clusters=clusters,
-                k=options.k if clustering is not None else None,
-                embeddings=result.embeddings,
-            )
+            with clock("points_layer"):
+                points = centres_layer(
+                    result.cells,
+                    field_index=field_index,
+                    clusters=None if clustering is None else clustering.assignments,
+                    k=options.k if clustering is not None else None,
+                    embeddings=result.embeddings,
+                )
             yield lambda: show_layer(self.viewer, points)
             if clustering is None:
                 raise ValueError(
                     f"K={options.k} is larger than the number of cells ({len(result.cells)}); "
                     f"choose K <= {len(result.cells)}. The cells are shown without clusters."
                 )
-            t0 = time.perf_counter()
             nearest = clustering.nearest
-            crops = yield from stage(
-                iter_recrop(
-                    fields,
-                    result.cells,
-                    nearest.ravel(),
-                    crop_size=options.crop_size,
-                    percentiles=percentiles,
-                ),
-                1,
-                3,
-                "gallery",
-            )
-            slots = np.where(nearest.ravel() >= 0, np.arange(nearest.size), -1).reshape(
-                nearest.shape
-            )
-            tiles = centroid_gallery(crops, slots, pad=4, pad_value=48)
-            sizes = np.bincount(clustering.assignments, minlength=options.k).tolist()
-            gallery = labelled_gallery(tiles, options.k, sizes)
-            timings["gallery_s"] = time.perf_counter() - t0
+            with clock("recrop", library=True):
+                crops = yield from stage(
+                    iter_recrop(
+                        fields,
+                        result.cells,
+                        nearest.ravel(),
+                        crop_size=options.crop_size,
+                        percentiles=percentiles,
+                    ),
+                    1,
+                    3,
+                    "gallery",
+                )
+            with clock("montage", library=True):
+                slots = np.where(nearest.ravel() >= 0, np.arange(nearest.size), -1)
+                tiles = centroid_gallery(crops, slots.reshape(nearest.shape), pad=4, pad_value=48)
+            with clock("gallery_labels"):
+                sizes = np.bincount(clustering.assignments, minlength=options.k).tolist()
+                gallery = labelled_gallery(tiles, options.k, sizes)
             yield Progress(2000, 3000, "colouring the field on screen")
-            t0 = time.perf_counter()
-            labels_layer = self._cluster_labels(result, options, on_screen, field_index)
-            timings["field_s"] = time.perf_counter() - t0
+            labels_layer = None
+            if on_screen is not None:
+                with clock("segment_on_screen", library=True):
+                    seg = self._segment(on_screen, options)
+                with clock("labels_layer"):
+                    labels_layer = _cluster_labels(result, options, seg, on_screen, field_index)
             yield Progress(3000, 3000, "showing the results")
-            return EmbedRun(
+            run = EmbedRun(
                 result=result,
                 options=options,
                 model_label=label,
                 fields=fields,
                 params={},
                 gallery=gallery,
-                timings=timings,
-            ), labels_layer
+                timings=clock.timings,
+            )
+            return run, labels_layer
 
         def done(value: tuple[EmbedRun, Any]) -> None:
             run, labels_layer = value
-            t0 = time.perf_counter()
-            if labels_layer is not None:
-                show_layer(self.viewer, labels_layer)
-            width = self._field_width()
-            show_layer(
-                self.viewer,
-                gallery_layer(run.gallery, origin=(0.0, width + GALLERY_GAP), k=run.options.k),
-            )
-            run.timings["layers_s"] = time.perf_counter() - t0
+            with clock("layers"):
+                if labels_layer is not None:
+                    show_layer(self.viewer, labels_layer)
+                width = self._field_width()
+                show_layer(
+                    self.viewer,
+                    gallery_layer(run.gallery, origin=(0.0, width + GALLERY_GAP), k=run.options.k),
+                )
             run.timings["total_s"] = time.perf_counter() - clicked
             run.params = run_params(run)
             self.session.set_run(run)
@@ -413,25 +414,13 @@ class EmbedWidget(Container):
             return 0.0
         return float(next(iter(layers.values())).data.shape[-1])
 
-    def _cluster_labels(self, result: Any, options: Any, field: Any, field_index: Any) -> Any:
-        """The field on screen's cells coloured by cluster (segmented again, as the run did)."""
+    def _segment(self, field: Any, options: Any) -> Any:
+        """Segment a field again, exactly as the run did (same normalisation and parameters)."""
         from phenossl.cells.segment import segment
         from phenossl.data.fields import read_field
 
-        if field is None or field.row is None:
-            return None
-        seg = segment(
-            read_field(field.row, percentiles=self.session.percentiles), **options.segment_params
-        )
-        mine = result.cells["field_id"] == field.field_id
-        return cluster_labels_layer(
-            seg.cells,
-            result.cells.loc[mine, "label"].to_numpy(),
-            result.clustering.assignments[mine.to_numpy()],
-            options.k,
-            field_index=field.index if field_index else None,
-            field_id=field.field_id,
-        )
+        image = read_field(field.row, percentiles=self.session.percentiles)
+        return segment(image, **options.segment_params)
 
     # -- results ---------------------------------------------------------------------------
 
@@ -512,7 +501,8 @@ class EmbedWidget(Container):
         field_index = self.session.field_index()
 
         def work():
-            return self._cluster_labels(run.result, run.options, field, field_index)
+            seg = self._segment(field, run.options)
+            return _cluster_labels(run.result, run.options, seg, field, field_index)
 
         def shown(layer_data: Any) -> None:
             if self.session.run is run and layer_data is not None:
@@ -528,6 +518,37 @@ class EmbedWidget(Container):
         worker.finished.connect(finished)
         self._follower = worker
         worker.start()
+
+
+class _Clock:
+    """Wall time of the parts of a run; ``library_s`` sums the library calls among them."""
+
+    def __init__(self) -> None:
+        self.timings: dict[str, float] = {"library_s": 0.0}
+
+    @contextlib.contextmanager
+    def __call__(self, name: str, *, library: bool = False) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            elapsed = time.perf_counter() - start
+            self.timings[f"{name}_s"] = self.timings.get(f"{name}_s", 0.0) + elapsed
+            if library:
+                self.timings["library_s"] += elapsed
+
+
+def _cluster_labels(result: Any, options: Any, seg: Any, field: Any, field_index: Any) -> Any:
+    """A field's cells coloured by the run's clusters."""
+    mine = result.cells["field_id"] == field.field_id
+    return cluster_labels_layer(
+        seg.cells,
+        result.cells.loc[mine, "label"].to_numpy(),
+        result.clustering.assignments[mine.to_numpy()],
+        options.k,
+        field_index=field.index if field_index else None,
+        field_id=field.field_id,
+    )
 
 
 def _no_cells_message(result: Any) -> str:

@@ -10,12 +10,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from magicgui.widgets import CheckBox, Container, FileEdit, Label, LineEdit
+from magicgui.widgets import CheckBox, Container, FileEdit, LineEdit
 from napari.utils.notifications import show_error, show_info
 
 from phenossl._progress import Progress, stage
 from phenossl.napari._session import EmbedRun, session_for
 from phenossl.napari._widgets._common import layers_with_role
+from phenossl.napari._widgets._panels import form, hint, pack_top
 from phenossl.napari._widgets._runner import RunPanel
 
 
@@ -27,8 +28,7 @@ class ExportWidget(Container):
 
         self.viewer = napari_viewer
         self.session = session_for(napari_viewer)
-        self.info = Label(value="")
-        self.info.native.setWordWrap(True)
+        self.info = hint(muted=False)
         self.folder = FileEdit(mode="d", label="Folder", value=Path.home())
         self.name_edit = LineEdit(
             value="phenossl_cells", label="File name", tooltip="Base name of the exported files"
@@ -46,15 +46,18 @@ class ExportWidget(Container):
         )
         self.panel = RunPanel("Export", "Export", "Write the files of the run on screen")
         super().__init__(
+            labels=False,
             widgets=[
+                hint(
+                    "Saves the cells of the run on screen (clusters, embeddings, measurements) "
+                    "with the run's parameters and seed, its composition and gallery."
+                ),
                 self.info,
-                self.folder,
-                self.name_edit,
-                self.embeddings,
-                self.parquet,
+                form(self.folder, self.name_edit, self.embeddings, self.parquet),
                 self.panel,
-            ]
+            ],
         )
+        pack_top(self)
         self.panel.run_button.changed.connect(self.run)
         self.session.run_changed.connect(self._on_run)
         self._on_run(self.session.run)

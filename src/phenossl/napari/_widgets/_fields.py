@@ -8,12 +8,13 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, Label, PushButton, Table
+from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, PushButton, Table
 from napari.utils.notifications import show_error, show_info
 
 from phenossl.napari._layers import FIELD_AXIS, LayerData, stack_layers
 from phenossl.napari._session import session_for
 from phenossl.napari._widgets._common import field_on_screen, layers_with_role, show_layer
+from phenossl.napari._widgets._panels import form, hint, pack_top
 from phenossl.napari._widgets._runner import describe_error
 
 ALL = ""
@@ -39,7 +40,7 @@ class FieldsWidget(Container):
             "(image paths in the CSV are relative to it). Dropping the folder or the CSV on "
             "napari opens it here too.",
         )
-        self.summary = Label(value="No field table open.")
+        self.summary = hint("No field table open.", muted=False)
         self.preset = ComboBox(
             label="Paper subset",
             choices=self._preset_choices,
@@ -61,34 +62,43 @@ class FieldsWidget(Container):
             text="only fields whose files exist",
             tooltip="Leave out fields whose three channel TIFFs are not all on disk",
         )
-        self.count = Label(value="")
+        self.count = hint(muted=False)
         self.table = Table(value={"field": []}, label="Selected")
         self.table.read_only = True
         self.table.native.setMinimumHeight(180)
+        self.table.native.verticalHeader().setVisible(False)
+        self.table.native.horizontalHeader().setStretchLastSection(True)
         self.load_button = PushButton(
             text="Load selected fields",
             tooltip="Show the selected fields as a stack (the slider browses fields); the "
             "Segment, Embed and Train widgets work on them",
         )
-        self.on_screen = Label(value="")
-        for label in (self.summary, self.count, self.on_screen):
-            label.native.setWordWrap(True)
+        self.on_screen = hint(muted=False)
+        self.on_screen.native.setStyleSheet("font-weight: bold;")
         super().__init__(
+            labels=False,
             widgets=[
-                self.root,
+                hint(
+                    "Open a BBBC021 folder (or drop it, or its image CSV, on napari), select "
+                    "fields and load them as a stack: the 'field' slider browses them."
+                ),
+                form(self.root),
                 self.summary,
-                self.preset,
-                self.compound,
-                self.concentration,
-                self.plate,
-                self.include_dmso,
-                self.only_existing,
+                form(
+                    self.preset,
+                    self.compound,
+                    self.concentration,
+                    self.plate,
+                    self.include_dmso,
+                    self.only_existing,
+                ),
                 self.count,
                 self.table,
                 self.load_button,
                 self.on_screen,
-            ]
+            ],
         )
+        pack_top(self)
         self._enable(False)
         self.root.changed.connect(lambda value: self.open_root(Path(value)))
         self.preset.changed.connect(self._on_preset)
@@ -136,12 +146,12 @@ class FieldsWidget(Container):
         missing = summarize_missing(table)
         self.summary.native.setStyleSheet("")
         self.summary.value = (
-            f"{len(table):,} fields, {table['plate'].nunique()} plates, "
-            f"{table['compound'].nunique()} compounds. "
+            f"{_count(len(table), 'field')}, {_count(table['plate'].nunique(), 'plate')}, "
+            f"{_count(table['compound'].nunique(), 'compound')}. "
             + (
                 "All files present."
                 if not missing.n_missing
-                else f"{missing.n_existing:,} fields have their three files on disk."
+                else f"{_count(missing.n_existing, 'field')} with their three files on disk."
             )
         )
         self._updating = True
@@ -276,8 +286,9 @@ class FieldsWidget(Container):
             self.count.value = "No field matches the selection."
         else:
             self.count.value = (
-                f"{len(selected):,} fields selected: {selected['treatment'].nunique()} "
-                f"treatment(s) on {selected['plate'].nunique()} plate(s); {n_files:,} with files."
+                f"{_count(len(selected), 'field')} selected: "
+                f"{_count(selected['treatment'].nunique(), 'treatment')} on "
+                f"{_count(selected['plate'].nunique(), 'plate')}; {n_files:,} with files."
             )
         shown = selected.head(MAX_TABLE_ROWS)
         self.table.value = _table_view(shown)
@@ -370,7 +381,11 @@ def _table_view(rows: pd.DataFrame) -> dict[str, list]:
     return {
         "field": rows["field_id"].tolist(),
         "compound": rows["compound"].tolist(),
-        "µM": [f"{c:g}" for c in rows["concentration"]],
-        "MOA": moa.tolist(),
+        "concentration": [f"{c:g} µM" for c in rows["concentration"]],
         "files": files.tolist(),
+        "MOA": moa.tolist(),
     }
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n:,} {noun}" + ("" if n == 1 else "s")

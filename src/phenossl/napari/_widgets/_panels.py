@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from magicgui.backends._qtpy.widgets import QBaseWidget
-from magicgui.widgets import Container, Widget
+from magicgui.widgets import Container, Label, Widget
 
 
 class _CollapsibleBackend(QBaseWidget):
@@ -44,3 +44,42 @@ class Collapsible(Widget):
 def collapsible(title: str, content: Container, *, expanded: bool = False) -> Collapsible:
     """A section titled ``title`` that shows ``content`` when opened (folded by default)."""
     return Collapsible(title, content, expanded=expanded)
+
+
+def form(*widgets: Widget) -> Container:
+    """Labelled rows (label on the left), without outer margins."""
+    container = Container(widgets=list(widgets), labels=True)
+    container.margins = (0, 0, 0, 0)
+    return container
+
+
+def wrapping(label: Label) -> Label:
+    """Let a label wrap its words over the full width of the dock."""
+    from qtpy.QtWidgets import QSizePolicy
+
+    label.native.setWordWrap(True)
+    # "Ignored" width: the label takes the width it is given instead of asking for the narrow
+    # one Qt computes for wrapped text; its height then follows the wrapped lines
+    label.native.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Minimum)
+    return label
+
+
+def hint(text: str = "", *, muted: bool = True) -> Label:
+    """A word-wrapped line of explanation (grey when ``muted``)."""
+    label = wrapping(Label(value=text))
+    if muted:
+        label.native.setStyleSheet("color: #a0a6b0;")
+    return label
+
+
+def heading(text: str = "") -> Label:
+    """A bold, larger line (a result such as the AMI)."""
+    label = wrapping(Label(value=text))
+    label.native.setStyleSheet("font-size: 14px; font-weight: bold;")
+    return label
+
+
+def pack_top(container: Container) -> Container:
+    """Keep a dock widget's rows at the top: extra height goes below them, not between."""
+    container.native.layout().addStretch(1)
+    return container

@@ -19,6 +19,7 @@ from magicgui.widgets import Container, Label, ProgressBar, PushButton
 from napari.utils.notifications import show_error, show_info
 
 from phenossl._progress import Progress
+from phenossl.napari._widgets._panels import wrapping
 
 logger = logging.getLogger(__name__)
 
@@ -61,8 +62,7 @@ class RunPanel(Container):
         )
         buttons.margins = (0, 0, 0, 0)
         self.bar = ProgressBar(value=0, min=0, max=1, visible=False)
-        self.status = Label(value="")
-        self.status.native.setWordWrap(True)
+        self.status = wrapping(Label(value=""))
         super().__init__(widgets=[buttons, self.bar, self.status], labels=False)
         self.margins = (0, 4, 0, 0)
         self.worker: Any = None

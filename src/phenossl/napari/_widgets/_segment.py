@@ -21,7 +21,7 @@ from phenossl.napari._widgets._common import (
     field_pixels,
     show_layer,
 )
-from phenossl.napari._widgets._panels import collapsible
+from phenossl.napari._widgets._panels import collapsible, form, hint, pack_top
 from phenossl.napari._widgets._runner import RunPanel
 
 THRESHOLDS = ("otsu", "li", "triangle")
@@ -144,27 +144,34 @@ class SegmentWidget(Container):
             "Segment field on screen",
             "Label the nuclei and cells of the field on screen",
         )
-        advanced = Container(
-            widgets=[
-                self.max_hole_area,
-                self.cell_edge_weight,
-                self.downsample,
-                self.cell_downsample,
-            ]
+        advanced = form(
+            self.max_hole_area,
+            self.cell_edge_weight,
+            self.downsample,
+            self.cell_downsample,
         )
         super().__init__(
+            labels=False,
             widgets=[
-                *self.layer_pickers.values(),
-                self.smooth_sigma,
-                self.nucleus_threshold,
-                self.min_nucleus_area,
-                self.split_ratio,
-                self.cell_threshold,
-                self.max_cell_distance,
+                hint(
+                    "Labels the nuclei (DAPI) and the cells (grown from them on Tubulin + "
+                    "Actin) of the field on screen. Embed and cluster and Train segment every "
+                    "field with these settings."
+                ),
+                form(
+                    *self.layer_pickers.values(),
+                    self.smooth_sigma,
+                    self.nucleus_threshold,
+                    self.min_nucleus_area,
+                    self.split_ratio,
+                    self.cell_threshold,
+                    self.max_cell_distance,
+                ),
                 collapsible("Advanced", advanced),
                 self.panel,
-            ]
+            ],
         )
+        pack_top(self)
         self.panel.run_button.changed.connect(self.run)
         for widget in self._parameter_widgets():
             widget.changed.connect(self._store_params)
@@ -238,10 +245,11 @@ class SegmentWidget(Container):
             return seg
 
         def done(seg: Any) -> None:
-            for layer_data in segmentation_layers(
+            nuclei, cells = segmentation_layers(
                 seg, field_index=field.index, field_id=field.field_id, params=params
-            ):
-                show_layer(self.viewer, layer_data)
+            )
+            show_layer(self.viewer, nuclei)
+            show_layer(self.viewer, cells).contour = 2  # cells as outlines over the image
             self.panel.set_status(
                 f"{len(seg):,} cells in {field.describe()}. The per-cell table is the "
                 "'cells' layer's features (label, centroid, areas, mean intensities)."
