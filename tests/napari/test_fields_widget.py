@@ -24,7 +24,7 @@ def test_filters_and_paper_subset_select_the_right_fields(make_napari_viewer, ti
     assert widget.compound.value == "nocodazole" and widget.include_dmso.value
     assert sorted(picked.loc[picked.compound == "nocodazole", "concentration"]) == [0.1, 0.3, 1, 3]
     assert (picked.compound == "DMSO").sum() == 4
-    assert widget.count.value.startswith("8 fields selected: 5 treatment(s)")
+    assert widget.count.value == "8 fields selected: 5 treatments on 1 plate; 8 with files."
     assert widget.table.shape[0] == 8
     widget.concentration.value = 1.0  # a manual change leaves the preset
     assert widget.preset.value == ""
