@@ -1,0 +1,347 @@
+"""Embeddings of cell crops: a backbone turns each crop into one float32 feature vector.
+
+Inputs (``crops``):
+
+- a CropSet-like object: ``len(crops)`` and ``crops.iter_batches(batch_size)`` yielding uint8
+  ``(b, C, S, S)`` arrays (the on-disk :class:`phenossl.CropSet`);
+- a numpy array or torch tensor ``(N, C, H, W)``, uint8 or float, or an object holding one as
+  ``images`` (the result of ``crop_cells``);
+- an iterable of such batches (any sizes; larger ones are split to ``batch_size``). The number of
+  crops is known in advance only for a list or tuple of batches; otherwise progress events have
+  ``total == 0``.
+
+Scaling: uint8 is divided by 255, floats are taken as already in [0, 1]; then ``(x - mean) / std``
+with the model's statistics: ImageNet's for ImageNet weights, the checkpoint's ``input_mean`` /
+``input_std`` for checkpoints, 0.5 / 0.25 for random init (and for a plain ``nn.Module`` without
+``input_mean``/``input_std`` attributes). Channel ``c`` of the crops goes to input channel ``c`` of
+the model: for BBBC021 crops DAPI, Tubulin, Actin (R, G, B for ImageNet weights).
+
+On CUDA the model runs under autocast (bf16 where supported) in channels_last; batches travel as
+uint8 from pinned memory with non-blocking copies and are scaled on the GPU, and the host prepares
+batch i+1 while the GPU computes batch i.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from phenossl._device import autocast, memory_format, resolve_device
+from phenossl._progress import Progress, ProgressCallback, ProgressGenerator, run
+from phenossl.models.backbones import RANDOM_INIT_MEAN, RANDOM_INIT_STD, available_backbones
+
+Batch = np.ndarray | Tensor
+_NP_DTYPES = (np.dtype(np.uint8), np.dtype(np.float32))
+
+
+def iter_embed(
+    crops: Any,
+    model: str | os.PathLike | nn.Module = "vgg13_bn",
+    *,
+    weights: str | None = None,
+    device: str | torch.device = "auto",
+    batch_size: int = 64,
+    amp: bool = True,
+    seed: int = 0,
+) -> ProgressGenerator[np.ndarray]:
+    """Embed crops batch by batch, yielding :class:`~phenossl.Progress` after each batch.
+
+    Parameters
+    ----------
+    crops
+        A CropSet-like object, an array/tensor ``(N, C, H, W)`` (uint8 or float in [0, 1]), a
+        ``crop_cells`` result, or an iterable of batches; see the module docstring.
+    model
+        A backbone name (:func:`~phenossl.models.backbones.available_backbones`), built with
+        ``in_channels`` = the crops' channels; a checkpoint path (``load_backbone``); or an
+        ``nn.Module`` mapping ``(N, C, H, W)`` to ``(N, D)``, which is moved to ``device`` and
+        run in eval mode (its training flag is restored afterwards).
+    weights
+        For a backbone name only: None (random init) or ``"imagenet"`` (from the local cache).
+    device
+        ``"auto"`` (CUDA, MPS, CPU), or any torch device.
+    batch_size
+        Crops per forward pass.
+    amp
+        Autocast on CUDA (ignored elsewhere); ``False`` computes in float32.
+    seed
+        Seed of the random initialisation when ``model`` is a name and ``weights`` is None.
+
+    Returns
+    -------
+    numpy.ndarray
+        float32 ``(N, D)``, rows in input order.
+
+    Raises
+    ------
+    ValueError
+        Bad crops (shape, dtype, channels), unknown model, or non-finite features (the message
+        names the model and the rows).
+    """
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size={batch_size!r}; expected an integer >= 1")
+    dev = resolve_device(device)
+    batches, total = _batches(crops, batch_size)
+    first = next(batches, None)
+    channels = _channels(first, crops)
+    net, label, mean, std = _resolve_model(model, weights, channels, seed)
+    yield Progress(0, total, f"embedding with {label} on {dev}")
+
+    was_training = net.training
+    net.to(device=dev, memory_format=memory_format(dev)).eval()
+    try:
+        if first is None:
+            return _empty(net, label)
+        runner = _Runner(net, label, dev, mean, std, amp=amp)
+        result = _Rows(total)
+        pending: tuple[Tensor, int] | None = None  # output on the device, not yet fetched
+        for index, batch in enumerate(itertools.chain([first], batches)):
+            host = _host_tensor(batch, index, channels, pin=dev.type == "cuda")
+            if pending is not None:  # the GPU computed it while the host prepared `host`
+                result.add(runner.fetch(*pending))
+                yield Progress(result.done, total, f"{label}: {result.done} cells")
+            pending = (runner.launch(host), result.done)
+        if pending is not None:
+            result.add(runner.fetch(*pending))
+            yield Progress(result.done, total, f"{label}: {result.done} cells")
+        return result.array()
+    finally:
+        net.train(was_training)
+
+
+def embed(
+    crops: Any,
+    model: str | os.PathLike | nn.Module = "vgg13_bn",
+    *,
+    weights: str | None = None,
+    device: str | torch.device = "auto",
+    batch_size: int = 64,
+    amp: bool = True,
+    seed: int = 0,
+    progress: ProgressCallback | None = None,
+) -> np.ndarray:
+    """Embed crops into float32 ``(N, D)`` features; see :func:`iter_embed`.
+
+    ``progress`` is called with every :class:`~phenossl.Progress` event.
+    """
+    gen = iter_embed(
+        crops, model, weights=weights, device=device, batch_size=batch_size, amp=amp, seed=seed
+    )
+    return run(gen, progress)
+
+
+class _Runner:
+    """Scales a host batch on the device and runs the model on it."""
+
+    def __init__(
+        self,
+        net: nn.Module,
+        label: str,
+        device: torch.device,
+        mean: Sequence[float],
+        std: Sequence[float],
+        *,
+        amp: bool,
+    ) -> None:
+        self.net = net
+        self.label = label
+        self.device = device
+        self.amp = amp and device.type == "cuda"
+        std_t = torch.tensor(std, dtype=torch.float32, device=device).view(1, -1, 1, 1)
+        mean_t = torch.tensor(mean, dtype=torch.float32, device=device).view(1, -1, 1, 1)
+        # (x / 255 - mean) / std as one fused x * scale + shift
+        self.scale = {torch.uint8: 1.0 / (255.0 * std_t), torch.float32: 1.0 / std_t}
+        self.shift = -mean_t / std_t
+
+    def launch(self, host: Tensor) -> Tensor:
+        with torch.inference_mode():
+            x = host.to(self.device, non_blocking=True)
+            x = torch.addcmul(self.shift, x.float(), self.scale[host.dtype])
+            x = x.contiguous(memory_format=memory_format(self.device))
+            with autocast(self.device, enabled=self.amp):
+                out = self.net(x)
+        if out.ndim != 2 or out.shape[0] != host.shape[0]:
+            raise ValueError(
+                f"model {self.label!r} returned shape {tuple(out.shape)} for a batch of "
+                f"{host.shape[0]} crops; expected (n, D) features"
+            )
+        return out
+
+    def fetch(self, out: Tensor, start: int) -> np.ndarray:
+        with torch.inference_mode():
+            rows = out.float().cpu().numpy()
+        finite = np.isfinite(rows).all(axis=1)
+        if not finite.all():
+            bad = start + np.flatnonzero(~finite)
+            hint = " or embed with amp=False" if self.amp else ""
+            raise ValueError(
+                f"model {self.label!r} produced non-finite features for {bad.size} crop(s), "
+                f"rows {bad[:10].tolist()}; check those crops for NaN/inf{hint}"
+            )
+        return rows
+
+
+class _Rows:
+    """Collects output rows: preallocated when the total is known, else concatenated."""
+
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self.done = 0
+        self._out: np.ndarray | None = None
+        self._parts: list[np.ndarray] = []
+
+    def add(self, rows: np.ndarray) -> None:
+        if self.total:
+            if self._out is None:
+                self._out = np.empty((self.total, rows.shape[1]), dtype=np.float32)
+            if self.done + len(rows) > self.total:
+                raise ValueError(f"crops yielded more than the announced {self.total} crops")
+            self._out[self.done : self.done + len(rows)] = rows
+        else:
+            self._parts.append(rows)
+        self.done += len(rows)
+
+    def array(self) -> np.ndarray:
+        if not self.total:
+            return np.concatenate(self._parts).astype(np.float32, copy=False)
+        if self.done != self.total:
+            raise ValueError(f"crops yielded {self.done} crops but announced {self.total}")
+        return self._out
+
+
+def _batches(crops: Any, batch_size: int) -> tuple[Iterator[Batch], int]:
+    """An iterator over batches of at most ``batch_size`` crops, and the total (0 if unknown)."""
+    if isinstance(crops, np.ndarray | Tensor):
+        if crops.ndim != 4:
+            raise ValueError(f"crops has shape {tuple(crops.shape)}; expected (N, C, H, W)")
+        n = len(crops)
+        return (crops[i : i + batch_size] for i in range(0, n, batch_size)), n
+    if hasattr(crops, "iter_batches") and hasattr(crops, "__len__"):
+        return iter(crops.iter_batches(batch_size)), len(crops)
+    if isinstance(getattr(crops, "images", None), np.ndarray):  # the result of crop_cells()
+        return _batches(crops.images, batch_size)
+    if isinstance(crops, str | bytes | os.PathLike) or not isinstance(crops, Iterable):
+        raise TypeError(
+            f"crops is a {type(crops).__name__}; expected a CropSet, an array or tensor "
+            "(N, C, H, W), or an iterable of such batches"
+        )
+    total = 0
+    if isinstance(crops, list | tuple):
+        total = sum(len(b) for b in crops if isinstance(b, np.ndarray | Tensor) and b.ndim == 4)
+    return _split(crops, batch_size), total
+
+
+def _split(batches: Iterable[Batch], batch_size: int) -> Iterator[Batch]:
+    for batch in batches:
+        if isinstance(batch, np.ndarray | Tensor) and len(batch) > batch_size:
+            yield from (batch[i : i + batch_size] for i in range(0, len(batch), batch_size))
+        else:
+            yield batch
+
+
+def _channels(first: Batch | None, crops: Any) -> int:
+    if first is not None:
+        shape = getattr(first, "shape", ())
+        if len(shape) != 4:
+            raise ValueError(f"crops batch 0 has shape {tuple(shape)}; expected (b, C, H, W)")
+        return int(shape[1])
+    shape = getattr(crops, "shape", None)
+    return int(shape[1]) if shape is not None and len(shape) == 4 else 3
+
+
+def _host_tensor(batch: Batch, index: int, channels: int, *, pin: bool) -> Tensor:
+    """A uint8 or float32 tensor of one batch (pinned for CUDA copies)."""
+    if isinstance(batch, np.ndarray):
+        array = batch
+        if array.dtype.kind == "f" and array.dtype != np.float32:
+            array = array.astype(np.float32)
+        _check_batch(array.shape, array.dtype, index, channels)
+        if not (array.flags.c_contiguous and array.flags.writeable):  # e.g. a read-only memmap
+            array = np.array(array, order="C")
+        tensor = torch.from_numpy(array)
+    elif isinstance(batch, Tensor):
+        tensor = batch.detach()
+        if tensor.is_floating_point() and tensor.dtype != torch.float32:
+            tensor = tensor.float()
+        _check_batch(tuple(tensor.shape), tensor.dtype, index, channels)
+    else:
+        raise TypeError(
+            f"crops batch {index} is a {type(batch).__name__}; expected a numpy array or tensor"
+        )
+    if pin and tensor.device.type == "cpu":
+        tensor = tensor.pin_memory()
+    return tensor
+
+
+def _check_batch(shape: tuple, dtype: Any, index: int, channels: int) -> None:
+    if len(shape) != 4 or shape[1] != channels:
+        raise ValueError(
+            f"crops batch {index} has shape {tuple(shape)}; expected (b, {channels}, H, W) "
+            "like the first batch"
+        )
+    if dtype not in (
+        (torch.uint8, torch.float32) if isinstance(dtype, torch.dtype) else _NP_DTYPES
+    ):
+        raise ValueError(f"crops batch {index} has dtype {dtype}; expected uint8 or float")
+
+
+def _resolve_model(
+    model: Any, weights: str | None, channels: int, seed: int
+) -> tuple[nn.Module, str, tuple[float, ...], tuple[float, ...]]:
+    """The module to run, a label for messages, and its input mean/std per channel."""
+    from phenossl.models.backbones import build_backbone
+    from phenossl.models.checkpoint import load_backbone
+
+    if isinstance(model, nn.Module):
+        if weights is not None:
+            raise ValueError("weights applies to a backbone name, not to an nn.Module model")
+        net, label = model, str(getattr(model, "name", type(model).__name__))
+    elif isinstance(model, str | os.PathLike):
+        text = os.fspath(model)
+        if text in available_backbones():
+            net = build_backbone(text, weights=weights, in_channels=channels, seed=seed)
+            label = text
+        elif Path(text).is_file():
+            if weights is not None:
+                raise ValueError("weights applies to a backbone name, not to a checkpoint")
+            net, _ = load_backbone(text)
+            label = f"checkpoint {text}"
+        else:
+            raise ValueError(
+                f"model={text!r} is neither a backbone name ({', '.join(available_backbones())}) "
+                "nor an existing checkpoint file"
+            )
+    else:
+        raise TypeError(
+            f"model is a {type(model).__name__}; expected a backbone name, a checkpoint path "
+            "or an nn.Module"
+        )
+    mean = _per_channel(getattr(net, "input_mean", RANDOM_INIT_MEAN), channels, label, "mean")
+    std = _per_channel(getattr(net, "input_std", RANDOM_INIT_STD), channels, label, "std")
+    return net, label, mean, std
+
+
+def _per_channel(value: Any, channels: int, label: str, what: str) -> tuple[float, ...]:
+    values = np.atleast_1d(np.asarray(value, dtype=np.float64)).tolist()
+    if len(values) == 1:
+        values *= channels
+    if len(values) != channels:
+        raise ValueError(
+            f"model {label!r} expects {len(values)}-channel inputs (input {what}), "
+            f"but the crops have {channels} channels"
+        )
+    return tuple(values)
+
+
+def _empty(net: nn.Module, label: str) -> np.ndarray:
+    dim = getattr(net, "feature_dim", None)
+    if dim is None:
+        raise ValueError(f"no crops to embed, and model {label!r} has no feature_dim attribute")
+    return np.zeros((0, int(dim)), dtype=np.float32)
