@@ -1,0 +1,450 @@
+"""Single-cell crops and the on-disk CropSet (see the Crops contract in docs/architecture.md).
+
+``crop_cells`` cuts fixed-size crops centred on each nucleus of one field. A *CropSet* keeps the
+crops of many fields on disk: ``CropSetWriter`` appends them shard by shard, ``CropSet`` reads
+them back lazily (memory-mapped shards), so a plate's crops never have to fit in memory.
+
+Crop geometry: a crop of ``size`` pixels covers rows ``cy - size // 2 .. cy - size // 2 + size``
+(same for columns), where ``cy`` is the nucleus centroid rounded to the nearest pixel; the
+centroid pixel lands at ``crop[:, size // 2, size // 2]``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import warnings
+from collections import OrderedDict
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from phenossl.cells.segment import Segmentation
+
+__all__ = [
+    "BORDER_POLICIES",
+    "CHANNELS",
+    "FORMAT",
+    "VERSION",
+    "CropSet",
+    "CropSetWriter",
+    "Crops",
+    "crop_cells",
+    "to_uint8",
+]
+
+BORDER_POLICIES = ("drop", "pad")
+CHANNELS = ("DAPI", "Tubulin", "Actin")
+FORMAT = "phenossl-cropset"
+VERSION = 1
+_RESERVED = ("cell_id", "shard", "index")
+_OPEN_SHARDS = 64  # memory maps kept open by one CropSet (least recently used are closed)
+
+
+@dataclass(repr=False)
+class Crops:
+    """Crops of one field.
+
+    Attributes
+    ----------
+    images
+        ``uint8 (N, 3, size, size)``, channels DAPI, Tubulin, Actin, ``round(255 * value)``.
+    table
+        The segmentation table rows of the cropped cells, in crop order (index 0..N-1).
+    n_dropped
+        Cells left out because their crop would leave the field (``border="drop"``).
+    """
+
+    images: np.ndarray
+    table: pd.DataFrame
+    n_dropped: int
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __repr__(self) -> str:
+        return f"Crops(n={len(self)}, size={self.images.shape[-1]}, n_dropped={self.n_dropped})"
+
+
+def to_uint8(image: np.ndarray) -> np.ndarray:
+    """Map a normalised float image to ``uint8`` as ``round(255 * clip(value, 0, 1))``."""
+    scaled = np.multiply(image, np.float32(255), dtype=np.float32)
+    np.clip(scaled, 0, 255, out=scaled)
+    np.rint(scaled, out=scaled)
+    return scaled.astype(np.uint8)
+
+
+def crop_cells(
+    image: np.ndarray,
+    segmentation: Segmentation,
+    *,
+    size: int = 196,
+    border: str = "drop",
+    field_id: str | None = None,
+) -> Crops:
+    """Cut a ``size x size`` crop centred on every nucleus of a segmented field.
+
+    Parameters
+    ----------
+    image
+        The normalised float ``(3, H, W)`` field that was segmented (``uint8`` is used as is).
+    segmentation
+        Its :class:`~phenossl.cells.segment.Segmentation`; crops are centred on
+        ``table.centroid_y`` / ``centroid_x`` rounded to the nearest pixel.
+    size
+        Crop side in pixels (the paper's 196).
+    border
+        ``"drop"`` (default, as in the paper): a crop must lie fully inside the field; cells
+        closer to the border are left out and counted in ``n_dropped``. ``"pad"``: keep every
+        cell and fill the part of the crop outside the field with zeros.
+    field_id
+        Named in the warning issued when the field has no cells.
+
+    Returns
+    -------
+    Crops
+        ``uint8 (N, 3, size, size)`` crops, the kept table rows and the number dropped.
+    """
+    if border not in BORDER_POLICIES:
+        raise ValueError(f"border={border!r}: expected one of {BORDER_POLICIES}")
+    if int(size) != size or size < 1:
+        raise ValueError(f"size must be a positive integer, got {size!r}")
+    size = int(size)
+    image = np.asarray(image)
+    if image.ndim != 3 or image.shape[0] != 3:
+        raise ValueError(f"image: expected a (3, H, W) array, got shape {image.shape}")
+    if image.dtype != np.uint8 and not np.issubdtype(image.dtype, np.floating):
+        raise ValueError(f"image: expected a normalised float (or uint8) array, got {image.dtype}")
+    if image.shape[1:] != segmentation.nuclei.shape:
+        raise ValueError(
+            f"image shape {image.shape[1:]} does not match the segmentation's "
+            f"{segmentation.nuclei.shape}"
+        )
+    table = segmentation.table
+    if len(table) == 0:
+        where = f" in field {field_id}" if field_id is not None else ""
+        warnings.warn(f"no cells found{where}: no crops", stacklevel=2)
+        return Crops(np.zeros((0, 3, size, size), np.uint8), table.iloc[:0].copy(), 0)
+
+    centre_y = table["centroid_y"].to_numpy(np.float64)
+    centre_x = table["centroid_x"].to_numpy(np.float64)
+    bad = ~(np.isfinite(centre_y) & np.isfinite(centre_x))
+    if bad.any():
+        rows = np.flatnonzero(bad)[:5].tolist()
+        raise ValueError(f"segmentation table: centroid_y/centroid_x not finite in rows {rows}")
+    height, width = image.shape[1:]
+    half = size // 2
+    top = np.floor(centre_y + 0.5).astype(np.intp) - half
+    left = np.floor(centre_x + 0.5).astype(np.intp) - half
+    inside = (top >= 0) & (left >= 0) & (top + size <= height) & (left + size <= width)
+    keep = inside if border == "drop" else np.ones(len(table), dtype=bool)
+    n_kept = int(keep.sum())
+    pixels = image if image.dtype == np.uint8 or n_kept == 0 else to_uint8(image)
+
+    allocate = np.empty if border == "drop" else np.zeros  # "drop": every crop is filled
+    out = allocate((n_kept, 3, size, size), dtype=np.uint8)
+    for k, (y, x, whole) in enumerate(zip(top[keep], left[keep], inside[keep])):
+        if whole:
+            out[k] = pixels[:, y : y + size, x : x + size]
+        else:  # "pad": copy the part of the crop that overlaps the field
+            y0, x0 = max(y, 0), max(x, 0)
+            y1, x1 = min(y + size, height), min(x + size, width)
+            if y0 < y1 and x0 < x1:
+                out[k, :, y0 - y : y1 - y, x0 - x : x1 - x] = pixels[:, y0:y1, x0:x1]
+    kept = table[keep].reset_index(drop=True)
+    return Crops(images=out, table=kept, n_dropped=int((~keep).sum()))
+
+
+# --- CropSet on disk -------------------------------------------------------------------------
+
+
+def _atomic_write(path: Path, write) -> None:
+    """Write through a temporary file in the same folder, then rename it into place."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            write(handle)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _shard_path(root: Path, shard: int) -> Path:
+    return root / "shards" / f"{shard:05d}.npy"
+
+
+class CropSetWriter:
+    """Append crops to a new CropSet folder, one shard per :meth:`add`.
+
+    Shards are written atomically as they come; ``cells.csv`` and ``cropset.json`` (the
+    marker of a complete CropSet) only on :meth:`close`, so an interrupted run never leaves a
+    folder that opens as a valid but incomplete CropSet. As a context manager it closes on
+    success and leaves the folder unfinished when the block raises.
+
+    Parameters
+    ----------
+    path
+        Folder to create. An existing non-empty folder is an error unless ``overwrite``; then
+        the CropSet files in it (``shards/``, ``cells.csv``, ``cropset.json``) are removed.
+    size
+        Crop side in pixels; every added batch must be ``uint8 (n, 3, size, size)``.
+    """
+
+    def __init__(self, path: str | os.PathLike, size: int, overwrite: bool = False) -> None:
+        if int(size) != size or size < 1:
+            raise ValueError(f"size must be a positive integer, got {size!r}")
+        self.path = Path(path)
+        self.size = int(size)
+        if self.path.exists():
+            if not self.path.is_dir():
+                raise FileExistsError(f"{self.path} exists and is not a folder")
+            if any(self.path.iterdir()):
+                if not overwrite:
+                    raise FileExistsError(
+                        f"{self.path} is not empty; pass overwrite=True to replace a CropSet"
+                    )
+                shutil.rmtree(self.path / "shards", ignore_errors=True)
+                for name in ("cells.csv", "cropset.json"):
+                    (self.path / name).unlink(missing_ok=True)
+        (self.path / "shards").mkdir(parents=True, exist_ok=True)
+        self._tables: list[pd.DataFrame] = []
+        self._columns: list[str] | None = None
+        self._n_cells = 0
+        self._closed = False
+
+    def __len__(self) -> int:
+        return self._n_cells
+
+    def add(self, images: np.ndarray, table: pd.DataFrame) -> None:
+        """Write ``images`` (``uint8 (n, 3, size, size)``) as a new shard; ``table`` has n rows.
+
+        ``cells.csv`` gets ``cell_id``, the table's columns, ``shard``, ``index`` and, when the
+        table has one, ``split`` last. Columns ``cell_id``, ``shard`` and ``index`` of ``table``
+        are replaced by the writer's; every call must bring the same other columns.
+        """
+        if self._closed:
+            raise ValueError(f"CropSetWriter for {self.path} is closed")
+        images = np.asarray(images)
+        expected = (3, self.size, self.size)
+        if images.dtype != np.uint8 or images.ndim != 4 or images.shape[1:] != expected:
+            raise ValueError(
+                f"images: expected uint8 (n, {', '.join(map(str, expected))}), "
+                f"got {images.dtype} {images.shape}"
+            )
+        if len(table) != len(images):
+            raise ValueError(f"table has {len(table)} rows for {len(images)} images")
+        table = table.drop(columns=[c for c in _RESERVED if c in table.columns])
+        columns = list(table.columns)
+        if self._columns is None:
+            self._columns = columns
+        elif columns != self._columns:
+            raise ValueError(
+                f"table columns {columns} differ from the first batch's {self._columns}"
+            )
+        if len(images) == 0:
+            return
+        shard = len(self._tables)
+        _atomic_write(_shard_path(self.path, shard), lambda fh: np.save(fh, images))
+        table = table.reset_index(drop=True)
+        table["shard"] = shard
+        table["index"] = np.arange(len(table))
+        self._tables.append(table)
+        self._n_cells += len(table)
+
+    def close(self) -> None:
+        """Write ``cells.csv`` and then ``cropset.json``; adding afterwards is an error."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._tables:
+            cells = pd.concat(self._tables, ignore_index=True)
+        else:
+            cells = pd.DataFrame(columns=[*(self._columns or []), "shard", "index"])
+        cells.insert(0, "cell_id", np.arange(len(cells)))
+        if "split" in cells.columns:  # the contract's optional last column
+            cells = cells[[c for c in cells.columns if c != "split"] + ["split"]]
+        _atomic_write(
+            self.path / "cells.csv", lambda fh: fh.write(cells.to_csv(index=False).encode())
+        )
+        meta = {
+            "format": FORMAT,
+            "version": VERSION,
+            "size": self.size,
+            "channels": list(CHANNELS),
+            "dtype": "uint8",
+            "n_cells": len(cells),
+        }
+        _atomic_write(
+            self.path / "cropset.json", lambda fh: fh.write(json.dumps(meta, indent=2).encode())
+        )
+
+    def __enter__(self) -> CropSetWriter:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self._closed = True  # leave the folder unfinished: no cells.csv, no cropset.json
+
+
+class CropSet:
+    """A CropSet folder opened lazily: shards are memory-mapped and read on demand.
+
+    ``len(cs)``, ``cs[i]`` (``uint8 (3, S, S)``), ``cs.images(indices)``,
+    ``cs.iter_batches(batch_size)``, ``cs.table`` (the ``cells.csv`` rows) and ``cs.size``.
+    ``cs.subset(rows)`` is a view on some rows (e.g. one split) with the same interface.
+    """
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        root = Path(path)
+        if not root.is_dir():
+            raise FileNotFoundError(f"CropSet folder not found: {root}")
+        meta_path = root / "cropset.json"
+        if not meta_path.is_file():
+            raise FileNotFoundError(
+                f"{root} is not a CropSet folder: no cropset.json (unfinished or not a CropSet)"
+            )
+        try:
+            meta = json.loads(meta_path.read_text())
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{meta_path}: not valid JSON ({err})") from None
+        if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+            raise ValueError(f"{meta_path}: format is not {FORMAT!r}")
+        if meta.get("version") != VERSION:
+            raise ValueError(
+                f"{meta_path}: CropSet version {meta.get('version')!r} is not supported "
+                f"(this phenossl reads version {VERSION})"
+            )
+        for key in ("size", "n_cells"):
+            if not isinstance(meta.get(key), int):
+                raise ValueError(f"{meta_path}: {key!r} must be an integer")
+        table_path = root / "cells.csv"
+        if not table_path.is_file():
+            raise FileNotFoundError(f"{root}: cells.csv is missing")
+        table = pd.read_csv(table_path)
+        missing = [c for c in _RESERVED if c not in table.columns]
+        if missing:
+            raise ValueError(f"{table_path}: missing column(s) {missing}")
+        if len(table) != meta["n_cells"]:
+            raise ValueError(
+                f"{table_path}: {len(table)} rows but cropset.json says n_cells={meta['n_cells']}"
+            )
+        for shard in np.unique(table["shard"].to_numpy()):
+            if not _shard_path(root, int(shard)).is_file():
+                raise FileNotFoundError(
+                    f"{root}: shard {_shard_path(root, int(shard)).name} listed in cells.csv "
+                    "is missing"
+                )
+        self.path = root
+        self.size: int = meta["size"]
+        self.metadata: dict = meta
+        self._table = table
+        self._shard = table["shard"].to_numpy(np.int64)
+        self._index = table["index"].to_numpy(np.int64)
+        self._maps: OrderedDict[int, np.ndarray] = OrderedDict()
+
+    # -- views ---------------------------------------------------------------------------
+
+    @property
+    def table(self) -> pd.DataFrame:
+        """The ``cells.csv`` rows of this CropSet (or view), index 0..len-1."""
+        return self._table
+
+    def __len__(self) -> int:
+        return len(self._table)
+
+    def __repr__(self) -> str:
+        return f"CropSet({str(self.path)!r}, n={len(self)}, size={self.size})"
+
+    def subset(self, rows: np.ndarray | Sequence[int] | pd.Series) -> CropSet:
+        """A view on some rows: a boolean mask of length ``len(self)`` or integer positions.
+
+        The view shares the open shards; its table keeps ``cell_id`` and is re-indexed 0..n-1.
+        """
+        positions = self._positions(rows)
+        view = object.__new__(CropSet)
+        view.path, view.size, view.metadata = self.path, self.size, self.metadata
+        view._table = self._table.iloc[positions].reset_index(drop=True)
+        view._shard, view._index = self._shard[positions], self._index[positions]
+        view._maps = self._maps
+        return view
+
+    def _positions(self, rows) -> np.ndarray:
+        rows = np.asarray(rows)
+        if rows.dtype == bool:
+            if rows.shape != (len(self),):
+                raise ValueError(f"boolean mask has shape {rows.shape}, expected ({len(self)},)")
+            return np.flatnonzero(rows)
+        if rows.size and not np.issubdtype(rows.dtype, np.integer):
+            raise ValueError(
+                f"rows: expected integer positions or a boolean mask, got {rows.dtype}"
+            )
+        rows = rows.astype(np.int64).reshape(-1)
+        if rows.size and (rows.min() < -len(self) or rows.max() >= len(self)):
+            raise IndexError(f"row positions out of range for a CropSet of {len(self)} crops")
+        return np.where(rows < 0, rows + len(self), rows)
+
+    # -- pixels --------------------------------------------------------------------------
+
+    def _shard_map(self, shard: int) -> np.ndarray:
+        data = self._maps.get(shard)
+        if data is not None:
+            self._maps.move_to_end(shard)
+            return data
+        path = _shard_path(self.path, shard)
+        try:
+            data = np.load(path, mmap_mode="r")
+        except FileNotFoundError:
+            raise FileNotFoundError(f"{self.path}: shard {path.name} is missing") from None
+        if data.dtype != np.uint8 or data.ndim != 4 or data.shape[1:] != (3, self.size, self.size):
+            raise ValueError(
+                f"{path}: expected uint8 (n, 3, {self.size}, {self.size}), "
+                f"got {data.dtype} {data.shape}"
+            )
+        self._maps[shard] = data
+        if len(self._maps) > _OPEN_SHARDS:
+            self._maps.popitem(last=False)
+        return data
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        if not isinstance(i, int | np.integer):
+            raise TypeError(f"CropSet indices are integers, got {type(i).__name__}; use images()")
+        return self.images([i])[0]
+
+    def images(self, indices: np.ndarray | Sequence[int]) -> np.ndarray:
+        """Crops at the given row positions (any order, repeats allowed), ``uint8 (n, 3, S, S)``.
+
+        Rows are gathered shard by shard, each shard read once in ascending row order.
+        """
+        positions = self._positions(indices)
+        out = np.empty((len(positions), 3, self.size, self.size), dtype=np.uint8)
+        if len(positions) == 0:
+            return out
+        shards, rows = self._shard[positions], self._index[positions]
+        order = np.lexsort((rows, shards))
+        starts = np.flatnonzero(np.r_[True, shards[order][1:] != shards[order][:-1]])
+        for begin, end in zip(starts, np.r_[starts[1:], len(order)]):
+            chunk = order[begin:end]
+            data = self._shard_map(int(shards[chunk[0]]))
+            wanted = rows[chunk]
+            if wanted[-1] >= len(data):
+                raise ValueError(
+                    f"{_shard_path(self.path, int(shards[chunk[0]]))}: has {len(data)} crops, "
+                    f"cells.csv asks for index {wanted[-1]}"
+                )
+            out[chunk] = data[wanted]
+        return out
+
+    def iter_batches(self, batch_size: int) -> Iterator[np.ndarray]:
+        """Yield ``uint8 (b, 3, S, S)`` batches covering every row once, in row order."""
+        if int(batch_size) != batch_size or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        for start in range(0, len(self), int(batch_size)):
+            yield self.images(np.arange(start, min(start + int(batch_size), len(self))))

@@ -1,0 +1,869 @@
+"""Evaluation of a backbone: linear probe and kNN on frozen features, and fine-tuning.
+
+Protocols (accuracies are fractions in [0, 1]):
+
+- :func:`extract_features` runs the frozen backbone once over a dataset; the linear probe and
+  kNN then work on those features (the paper's "linear evaluation": frozen encoder, a
+  classifier trained for 100 epochs).
+- :func:`linear_eval`: a linear classifier on *standardised* features (each dimension shifted
+  and scaled by its training-set mean and standard deviation, fixed, with no batch norm), trained
+  with SGD, momentum 0.9, batch 256, no weight decay and a cosine learning-rate decay to 0 over
+  100 epochs from 0.1. solo-learn's linear protocol uses the same optimiser, epochs and batch
+  size on raw features, with a step decay at epochs 60 and 80 and a learning rate tuned per
+  method (0.1 to 3.0); standardising the features makes one learning rate fit every backbone
+  and method, and the cosine schedule needs no milestones.
+- :func:`knn_accuracy` / :func:`knn_eval`: solo-learn's weighted kNN (from InstDisc, Wu et
+  al. 2018): cosine similarity to the training features, the ``k = 20`` nearest neighbours vote
+  with weight ``exp(similarity / 0.07)`` (or 1 each with ``weighted=False``).
+- :func:`finetune`: the whole backbone plus a linear head trained with cross-entropy (SGD,
+  momentum 0.9, cosine decay; optional augmentation from :mod:`phenossl.augment`), for the
+  paper's linear-evaluation versus fine-tuning comparison (Table 1).
+
+Per-class accuracy is the recall of each class from one confusion matrix over the whole test
+set (:func:`per_class_accuracy`), not an average of per-batch scores.
+
+Inputs: images are scaled to [0, 1] and normalised with the backbone's ``input_mean`` /
+``input_std`` (a phenossl checkpoint records the training dataset's), falling back to the
+dataset's ``mean``/``std`` for a module without them; ``normalize=(mean, std)`` overrides both.
+On CUDA the backbone runs under autocast (bf16 where supported) in channels_last.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import math
+import queue
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+from phenossl._device import amp_dtype, autocast, memory_format, resolve_device
+from phenossl._progress import Progress, ProgressCallback, ProgressGenerator, run
+from phenossl.data.image_dataset import ImageDataset
+
+Labels = Tensor | np.ndarray | Sequence[int]
+Normalize = tuple[Sequence[float], Sequence[float]]
+
+
+# -- results ---------------------------------------------------------------------------------
+
+
+@dataclass(kw_only=True)
+class ClassificationResult:
+    """Test-set scores of a classifier.
+
+    Attributes
+    ----------
+    top1, top5
+        Accuracies in [0, 1]; ``top5`` is None with 5 classes or fewer.
+    per_class
+        float64 ``(C,)`` recall of each class (NaN for a class absent from the test set).
+    confusion
+        int64 ``(C, C)``: row = true class, column = predicted class.
+    history
+        One dict per training epoch (``epoch``, ``loss``, ``train_top1``, ``lr``); empty for kNN.
+    """
+
+    top1: float
+    top5: float | None
+    per_class: np.ndarray
+    confusion: np.ndarray
+    history: list[dict[str, float]] = field(default_factory=list)
+
+    @property
+    def num_classes(self) -> int:
+        return int(self.confusion.shape[0])
+
+    def to_dict(self, classes: Sequence[str] | None = None) -> dict[str, Any]:
+        """JSON-compatible scores; per-class accuracies keyed by class name when given."""
+        names = list(classes) if classes is not None else [str(c) for c in range(self.num_classes)]
+        if len(names) != self.num_classes:
+            raise ValueError(f"{len(names)} class names for {self.num_classes} classes")
+        per_class = {
+            n: (None if math.isnan(a) else float(a)) for n, a in zip(names, self.per_class)
+        }
+        return {
+            "top1": self.top1,
+            "top5": self.top5,
+            "per_class_accuracy": per_class,
+            "confusion_matrix": self.confusion.tolist(),
+            "history": self.history,
+        }
+
+
+@dataclass(kw_only=True)
+class LinearEvalResult(ClassificationResult):
+    """A linear probe's scores; ``classifier`` is the state dict of the probe (a
+    :class:`StandardizedLinear`: the feature mean/std buffers and the linear layer)."""
+
+    classifier: dict[str, Tensor]
+
+
+@dataclass(kw_only=True)
+class FinetuneResult(ClassificationResult):
+    """Fine-tuning scores with the trained ``backbone`` and ``head`` (``nn.Linear``) state dicts."""
+
+    backbone: dict[str, Tensor]
+    head: dict[str, Tensor]
+
+
+class StandardizedLinear(nn.Module):
+    """``linear((x - mean) / std)`` with fixed ``mean``/``std`` buffers (no batch norm)."""
+
+    def __init__(self, mean: Tensor, std: Tensor, num_classes: int) -> None:
+        super().__init__()
+        self.register_buffer("mean", mean.detach().clone())
+        self.register_buffer("std", std.detach().clone())
+        self.linear = nn.Linear(mean.numel(), num_classes)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.linear((x - self.mean) / self.std)
+
+
+# -- metrics -----------------------------------------------------------------------------------
+
+
+def confusion_matrix(y_true: Labels, y_pred: Labels, num_classes: int) -> np.ndarray:
+    """int64 ``(C, C)`` counts: row = true class, column = predicted class."""
+    true, pred = _labels(y_true, "y_true"), _labels(y_pred, "y_pred")
+    if true.shape != pred.shape:
+        raise ValueError(f"y_true has {true.size} labels but y_pred {pred.size}")
+    _check_range(true, num_classes, "y_true")
+    _check_range(pred, num_classes, "y_pred")
+    flat = np.bincount(true * num_classes + pred, minlength=num_classes * num_classes)
+    return flat.reshape(num_classes, num_classes).astype(np.int64)
+
+
+def per_class_accuracy(y_true: Labels, y_pred: Labels, num_classes: int) -> np.ndarray:
+    """Recall of each class from one confusion matrix over all the samples.
+
+    Returns float64 ``(C,)``: correct predictions of class ``c`` / samples of class ``c``
+    (NaN for a class with no sample).
+    """
+    return _recall(confusion_matrix(y_true, y_pred, num_classes))
+
+
+def _recall(confusion: np.ndarray) -> np.ndarray:
+    support = confusion.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(support > 0, np.diag(confusion) / support, np.nan)
+
+
+def score(scores: Tensor, y_true: Tensor, num_classes: int) -> ClassificationResult:
+    """Top-1/top-5 accuracy, per-class accuracy and confusion from class scores ``(N, C)``."""
+    scores, y_true = scores.detach().float().cpu(), y_true.detach().cpu().long()
+    if scores.ndim != 2 or scores.shape != (len(y_true), num_classes):
+        raise ValueError(
+            f"scores have shape {tuple(scores.shape)}; expected ({len(y_true)}, {num_classes})"
+        )
+    if len(y_true) == 0:
+        raise ValueError("cannot score an empty test set")
+    pred = scores.argmax(dim=1)
+    top5 = None
+    if num_classes > 5:
+        hits = (scores.topk(5, dim=1).indices == y_true[:, None]).any(dim=1)
+        top5 = float(hits.float().mean())
+    confusion = confusion_matrix(y_true.numpy(), pred.numpy(), num_classes)
+    return ClassificationResult(
+        top1=float(np.trace(confusion) / confusion.sum()),
+        top5=top5,
+        per_class=_recall(confusion),
+        confusion=confusion,
+    )
+
+
+# -- features ----------------------------------------------------------------------------------
+
+
+def iter_extract_features(
+    backbone: nn.Module,
+    dataset: ImageDataset,
+    *,
+    batch_size: int = 256,
+    device: str | torch.device = "auto",
+    normalize: Normalize | None = None,
+    input_size: int | None = None,
+    amp: bool = True,
+) -> ProgressGenerator[tuple[Tensor, Tensor]]:
+    """Run the frozen backbone over ``dataset`` in index order, yielding progress per batch.
+
+    Parameters
+    ----------
+    backbone
+        Maps ``(N, C, H, W)`` to ``(N, D)``; moved to ``device`` and run in eval mode (its
+        mode is restored after).
+    dataset
+        An :class:`~phenossl.data.image_dataset.ImageDataset`.
+    batch_size
+        Images per forward pass.
+    device
+        ``"auto"`` or a torch device.
+    normalize
+        ``(mean, std)`` per channel in [0, 1] units; default: the backbone's ``input_mean`` /
+        ``input_std``, else the dataset's statistics.
+    input_size
+        Resize the images to this side (bilinear, antialiased) before the backbone.
+    amp
+        Autocast on CUDA.
+
+    Returns
+    -------
+    (Tensor, Tensor)
+        float32 features ``(N, D)`` and int64 targets ``(N,)``, on the CPU.
+    """
+    dev = resolve_device(device)
+    _check_positive(batch_size, "batch_size")
+    prepare = _Preprocess(backbone, dataset, normalize, input_size, dev)
+    n = len(dataset)
+    yield Progress(0, n, f"features on {dev}")
+    was_training = backbone.training
+    backbone.to(device=dev, memory_format=memory_format(dev)).eval()
+    parts: list[Tensor] = []
+    done = 0
+    try:
+        for images, _ in _prefetch(dataset, _in_order(n, batch_size)):
+            with torch.no_grad(), autocast(dev, enabled=amp):
+                out = backbone(prepare(images))
+            if out.ndim != 2 or out.shape[0] != len(images):
+                raise ValueError(
+                    f"backbone returned shape {tuple(out.shape)} for {len(images)} images; "
+                    "expected (n, D) features"
+                )
+            parts.append(out.float().cpu())
+            done += len(images)
+            yield Progress(done, n, f"features: {done}/{n}")
+    finally:
+        backbone.train(was_training)
+    if not parts:
+        raise ValueError(f"dataset {dataset.name!r} is empty")
+    features = torch.cat(parts)
+    if not torch.isfinite(features).all():
+        raise ValueError("the backbone produced non-finite features; try amp=False")
+    return features, dataset.targets.clone()
+
+
+def extract_features(
+    backbone: nn.Module,
+    dataset: ImageDataset,
+    *,
+    batch_size: int = 256,
+    device: str | torch.device = "auto",
+    normalize: Normalize | None = None,
+    input_size: int | None = None,
+    amp: bool = True,
+    progress: ProgressCallback | None = None,
+) -> tuple[Tensor, Tensor]:
+    """Frozen-backbone features and targets of a dataset; see :func:`iter_extract_features`."""
+    gen = iter_extract_features(
+        backbone,
+        dataset,
+        batch_size=batch_size,
+        device=device,
+        normalize=normalize,
+        input_size=input_size,
+        amp=amp,
+    )
+    return run(gen, progress)
+
+
+# -- linear probe ------------------------------------------------------------------------------
+
+
+def iter_linear_eval(
+    train_feats: Tensor,
+    train_y: Labels,
+    test_feats: Tensor,
+    test_y: Labels,
+    *,
+    num_classes: int | None = None,
+    epochs: int = 100,
+    lr: float = 0.1,
+    momentum: float = 0.9,
+    weight_decay: float = 0.0,
+    batch_size: int = 256,
+    seed: int = 0,
+    device: str | torch.device = "auto",
+) -> ProgressGenerator[LinearEvalResult]:
+    """Train a linear classifier on frozen features; yields progress after every epoch.
+
+    The features are standardised with the training set's per-dimension mean and standard
+    deviation; the classifier starts from zero weights and is trained with SGD (momentum,
+    ``weight_decay``) and a per-step cosine decay of ``lr`` to 0 (module docstring).
+
+    Parameters
+    ----------
+    train_feats, test_feats
+        float ``(N, D)`` features.
+    train_y, test_y
+        int class indices ``(N,)`` in ``[0, num_classes)``.
+    num_classes
+        Default: the largest label + 1.
+    epochs, lr, momentum, weight_decay, batch_size
+        Optimisation settings.
+    seed
+        Seed of the batch order.
+    device
+        ``"auto"`` or a torch device.
+
+    Returns
+    -------
+    LinearEvalResult
+    """
+    dev = resolve_device(device)
+    x_train, y_train = _features(train_feats, train_y, "train")
+    x_test, y_test = _features(test_feats, test_y, "test")
+    if x_train.shape[1] != x_test.shape[1]:
+        raise ValueError(f"train features have {x_train.shape[1]} dims, test {x_test.shape[1]}")
+    num_classes = _num_classes(num_classes, y_train, y_test)
+    for name, value in (("epochs", epochs), ("batch_size", batch_size)):
+        _check_positive(value, name)
+    x_train, y_train = x_train.to(dev), y_train.to(dev)
+    mean = x_train.mean(dim=0)
+    std = x_train.std(dim=0, correction=0).clamp_min(1e-6)
+    probe = StandardizedLinear(mean, std, num_classes).to(dev)
+    nn.init.zeros_(probe.linear.weight)
+    nn.init.zeros_(probe.linear.bias)
+    optimizer = torch.optim.SGD(
+        probe.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay
+    )
+    steps = math.ceil(len(x_train) / batch_size)
+    generator = torch.Generator().manual_seed(seed)
+    history: list[dict[str, float]] = []
+    yield Progress(0, epochs, f"linear probe on {dev}")
+    for epoch in range(epochs):
+        order = torch.randperm(len(x_train), generator=generator).to(dev)
+        total_loss, correct = torch.zeros((), device=dev), torch.zeros((), device=dev)
+        lr_now = _cosine(lr, epoch * steps, epochs * steps)
+        for step, batch in enumerate(order.split(batch_size)):
+            _set_lr(optimizer, _cosine(lr, epoch * steps + step, epochs * steps))
+            logits = probe(x_train[batch])
+            loss = F.cross_entropy(logits, y_train[batch])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            total_loss += loss.detach() * len(batch)
+            correct += (logits.detach().argmax(dim=1) == y_train[batch]).sum()
+        history.append(
+            {
+                "epoch": epoch + 1,
+                "loss": float(total_loss) / len(x_train),
+                "train_top1": float(correct) / len(x_train),
+                "lr": lr_now,
+            }
+        )
+        yield Progress(
+            epoch + 1, epochs, f"epoch {epoch + 1}/{epochs} loss {history[-1]['loss']:.3f}"
+        )
+    probe.eval()
+    with torch.no_grad():
+        logits = torch.cat([probe(chunk.to(dev)) for chunk in x_test.split(4096)])
+    result = score(logits, y_test, num_classes)
+    state = {k: v.detach().cpu().clone() for k, v in probe.state_dict().items()}
+    return LinearEvalResult(**vars(result) | {"history": history}, classifier=state)
+
+
+def linear_eval(
+    train_feats: Tensor,
+    train_y: Labels,
+    test_feats: Tensor,
+    test_y: Labels,
+    *,
+    num_classes: int | None = None,
+    epochs: int = 100,
+    lr: float = 0.1,
+    momentum: float = 0.9,
+    weight_decay: float = 0.0,
+    batch_size: int = 256,
+    seed: int = 0,
+    device: str | torch.device = "auto",
+    progress: ProgressCallback | None = None,
+) -> LinearEvalResult:
+    """Linear classifier on frozen features; see :func:`iter_linear_eval`."""
+    gen = iter_linear_eval(
+        train_feats,
+        train_y,
+        test_feats,
+        test_y,
+        num_classes=num_classes,
+        epochs=epochs,
+        lr=lr,
+        momentum=momentum,
+        weight_decay=weight_decay,
+        batch_size=batch_size,
+        seed=seed,
+        device=device,
+    )
+    return run(gen, progress)
+
+
+# -- kNN ---------------------------------------------------------------------------------------
+
+
+def knn_eval(
+    train_feats: Tensor,
+    train_y: Labels,
+    test_feats: Tensor,
+    test_y: Labels,
+    *,
+    k: int = 20,
+    temperature: float = 0.07,
+    weighted: bool = True,
+    num_classes: int | None = None,
+    chunk_size: int = 1024,
+    device: str | torch.device = "auto",
+) -> ClassificationResult:
+    """Weighted kNN classification on cosine similarity (solo-learn / InstDisc).
+
+    Each test feature's ``k`` most similar training features (cosine similarity) vote for their
+    class with weight ``exp(similarity / temperature)``, or 1 each when ``weighted`` is False;
+    the class scores rank the predictions (top-1, top-5).
+
+    Parameters
+    ----------
+    train_feats, test_feats
+        float ``(N, D)`` features (L2-normalised here).
+    train_y, test_y
+        int class indices ``(N,)``.
+    k
+        Neighbours per test sample (at most the training set's size).
+    temperature
+        Softness of the weights.
+    weighted
+        Similarity-weighted vote (True) or majority vote (False).
+    num_classes
+        Default: the largest label + 1.
+    chunk_size
+        Test samples compared with the training set at once (memory: chunk x N_train floats).
+    device
+        ``"auto"`` or a torch device.
+    """
+    dev = resolve_device(device)
+    x_train, y_train = _features(train_feats, train_y, "train")
+    x_test, y_test = _features(test_feats, test_y, "test")
+    if x_train.shape[1] != x_test.shape[1]:
+        raise ValueError(f"train features have {x_train.shape[1]} dims, test {x_test.shape[1]}")
+    num_classes = _num_classes(num_classes, y_train, y_test)
+    _check_positive(k, "k")
+    _check_positive(chunk_size, "chunk_size")
+    if temperature <= 0:
+        raise ValueError(f"temperature={temperature!r}; expected > 0")
+    k = min(k, len(x_train))
+    x_train = F.normalize(x_train.to(dev), dim=1)
+    y_train = y_train.to(dev)
+    scores = []
+    for chunk in x_test.split(chunk_size):
+        similarity = F.normalize(chunk.to(dev), dim=1) @ x_train.T
+        top_sim, top_idx = similarity.topk(k, dim=1)
+        weights = (top_sim / temperature).exp() if weighted else torch.ones_like(top_sim)
+        votes = torch.zeros(len(chunk), num_classes, device=dev, dtype=weights.dtype)
+        votes.scatter_add_(1, y_train[top_idx], weights)
+        scores.append(votes.cpu())
+    return score(torch.cat(scores), y_test, num_classes)
+
+
+def knn_accuracy(
+    train_feats: Tensor,
+    train_y: Labels,
+    test_feats: Tensor,
+    test_y: Labels,
+    *,
+    k: int = 20,
+    temperature: float = 0.07,
+    weighted: bool = True,
+    device: str | torch.device = "auto",
+) -> float:
+    """Top-1 accuracy in [0, 1] of the weighted kNN classifier; see :func:`knn_eval`."""
+    result = knn_eval(
+        train_feats,
+        train_y,
+        test_feats,
+        test_y,
+        k=k,
+        temperature=temperature,
+        weighted=weighted,
+        device=device,
+    )
+    return result.top1
+
+
+# -- fine-tuning -------------------------------------------------------------------------------
+
+
+def iter_finetune(
+    backbone: nn.Module,
+    train_dataset: ImageDataset,
+    test_dataset: ImageDataset,
+    *,
+    epochs: int = 30,
+    lr: float = 0.01,
+    momentum: float = 0.9,
+    weight_decay: float = 5e-4,
+    batch_size: int = 128,
+    augmentation: str | nn.Module | None = None,
+    normalize: Normalize | None = None,
+    input_size: int | None = None,
+    seed: int = 0,
+    device: str | torch.device = "auto",
+    amp: bool = True,
+) -> ProgressGenerator[FinetuneResult]:
+    """Train a copy of ``backbone`` with a linear head on labelled images; yields per step.
+
+    Cross-entropy, SGD with momentum and ``weight_decay`` on every parameter, learning rate
+    ``lr`` decayed to 0 by a per-step cosine; batch norm in training mode. The defaults are a
+    common CIFAR fine-tuning recipe (the paper gives no settings). ``backbone`` itself is not
+    modified; the result holds the trained weights.
+
+    Parameters
+    ----------
+    backbone
+        Maps ``(N, C, H, W)`` to ``(N, D)``; ``D`` is ``backbone.feature_dim`` or found with a
+        forward pass.
+    train_dataset, test_dataset
+        Labelled datasets with the same classes.
+    epochs, lr, momentum, weight_decay, batch_size
+        Optimisation settings.
+    augmentation
+        Applied to every training batch in [0, 1] before normalisation: a composition name of
+        :mod:`phenossl.augment` (built with its defaults) or a module; None for no augmentation.
+    normalize, input_size
+        As in :func:`iter_extract_features`.
+    seed
+        Seeds the head's initialisation, the batch order and the augmentation, with private
+        random streams (torch's global RNG state is left as it was).
+    device, amp
+        Device, and autocast on CUDA.
+
+    Returns
+    -------
+    FinetuneResult
+    """
+    dev = resolve_device(device)
+    for name, value in (("epochs", epochs), ("batch_size", batch_size)):
+        _check_positive(value, name)
+    num_classes = len(train_dataset.classes)
+    if num_classes < 2:
+        raise ValueError(f"{train_dataset.name}: fine-tuning needs >= 2 classes")
+    if test_dataset.classes != train_dataset.classes:
+        raise ValueError(f"the test set's classes differ from the training set's ({num_classes})")
+    _check_labelled(train_dataset)
+    _check_labelled(test_dataset)
+    augment = _augmentation(augmentation)
+    rng = _PrivateRNG(seed, dev)
+    prepare = _Preprocess(backbone, train_dataset, normalize, input_size, dev)
+    model = copy.deepcopy(backbone).to(device=dev, memory_format=memory_format(dev))
+    with rng.active():
+        head = nn.Linear(_feature_dim(model, prepare, train_dataset), num_classes).to(dev)
+    net = nn.Sequential(model, head)
+    optimizer = torch.optim.SGD(
+        net.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay
+    )
+    steps = math.ceil(len(train_dataset) / batch_size)
+    scaler = torch.amp.GradScaler(dev.type, enabled=amp and amp_dtype(dev) == torch.float16)
+    generator = torch.Generator().manual_seed(seed)
+    history: list[dict[str, float]] = []
+    total = epochs * steps
+    yield Progress(0, total, f"fine-tuning on {dev}")
+    for epoch in range(epochs):
+        net.train()
+        order = torch.randperm(len(train_dataset), generator=generator)
+        seen, loss_sum, correct = 0, torch.zeros((), device=dev), torch.zeros((), device=dev)
+        lr_now = _cosine(lr, epoch * steps, epochs * steps)
+        for step, (images, targets) in enumerate(_prefetch(train_dataset, order.split(batch_size))):
+            _set_lr(optimizer, _cosine(lr, epoch * steps + step, epochs * steps))
+            x = images.to(dev, non_blocking=True).float() / 255.0
+            if augment is not None:
+                with rng.active():
+                    x = augment(x)
+            targets = targets.to(dev, non_blocking=True)
+            with autocast(dev, enabled=amp):
+                logits = net(prepare.scaled(x))
+                loss = F.cross_entropy(logits.float(), targets)
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+            seen += len(targets)
+            loss_sum += loss.detach() * len(targets)
+            correct += (logits.detach().argmax(dim=1) == targets).sum()
+            done = epoch * steps + step + 1
+            yield Progress(done, total, f"epoch {epoch + 1}/{epochs}")
+        history.append(
+            {
+                "epoch": epoch + 1,
+                "loss": float(loss_sum) / seen,
+                "train_top1": float(correct) / seen,
+                "lr": lr_now,
+            }
+        )
+    net.eval()
+    logits = []
+    for images, _ in _prefetch(test_dataset, _in_order(len(test_dataset), batch_size)):
+        with torch.no_grad(), autocast(dev, enabled=amp):
+            logits.append(net(prepare(images)).float().cpu())
+    result = score(torch.cat(logits), test_dataset.targets, num_classes)
+    return FinetuneResult(
+        **vars(result) | {"history": history},
+        backbone={k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
+        head={k: v.detach().cpu().clone() for k, v in head.state_dict().items()},
+    )
+
+
+def finetune(
+    backbone: nn.Module,
+    train_dataset: ImageDataset,
+    test_dataset: ImageDataset,
+    *,
+    epochs: int = 30,
+    lr: float = 0.01,
+    momentum: float = 0.9,
+    weight_decay: float = 5e-4,
+    batch_size: int = 128,
+    augmentation: str | nn.Module | None = None,
+    normalize: Normalize | None = None,
+    input_size: int | None = None,
+    seed: int = 0,
+    device: str | torch.device = "auto",
+    amp: bool = True,
+    progress: ProgressCallback | None = None,
+) -> FinetuneResult:
+    """Fine-tune a copy of the backbone with a linear head; see :func:`iter_finetune`."""
+    gen = iter_finetune(
+        backbone,
+        train_dataset,
+        test_dataset,
+        epochs=epochs,
+        lr=lr,
+        momentum=momentum,
+        weight_decay=weight_decay,
+        batch_size=batch_size,
+        augmentation=augmentation,
+        normalize=normalize,
+        input_size=input_size,
+        seed=seed,
+        device=device,
+        amp=amp,
+    )
+    return run(gen, progress)
+
+
+# -- helpers -----------------------------------------------------------------------------------
+
+
+class _Preprocess:
+    """uint8 batch -> float in [0, 1] -> optional resize -> ``(x - mean) / std`` on ``device``."""
+
+    def __init__(
+        self,
+        backbone: nn.Module,
+        dataset: ImageDataset,
+        normalize: Normalize | None,
+        input_size: int | None,
+        device: torch.device,
+    ) -> None:
+        if normalize is not None:
+            mean, std = normalize
+        elif getattr(backbone, "input_mean", None) is not None:
+            mean, std = backbone.input_mean, backbone.input_std
+        else:
+            mean, std = dataset.mean, dataset.std
+        channels = dataset.channels
+        mean_t = _channel_tensor(mean, channels, "mean")
+        std_t = _channel_tensor(std, channels, "std")
+        if (std_t <= 0).any():
+            raise ValueError(f"normalisation std {std_t.flatten().tolist()} must be > 0")
+        if input_size is not None:
+            _check_positive(input_size, "input_size")
+        self.mean = mean_t.to(device)
+        self.std = std_t.to(device)
+        self.size = input_size
+        self.device = device
+
+    def __call__(self, images: Tensor) -> Tensor:
+        return self.scaled(images.to(self.device, non_blocking=True).float() / 255.0)
+
+    def scaled(self, x: Tensor) -> Tensor:
+        """Normalise a float batch already in [0, 1] (after augmentation)."""
+        if self.size is not None and tuple(x.shape[-2:]) != (self.size, self.size):
+            x = F.interpolate(x, size=(self.size, self.size), mode="bilinear", antialias=True)
+        x = (x - self.mean) / self.std
+        return x.contiguous(memory_format=memory_format(self.device))
+
+
+class _PrivateRNG:
+    """A seeded random stream for code that draws from torch's global RNG (the augmentations).
+
+    Inside :meth:`active` the global CPU (and CUDA) generator runs on this stream's state; on
+    exit the stream's state is saved and the caller's restored, so other code is unaffected.
+    """
+
+    def __init__(self, seed: int, device: torch.device) -> None:
+        self.cuda = [device] if device.type == "cuda" else []
+        with torch.random.fork_rng(devices=self.cuda):
+            torch.manual_seed(seed)
+            self._save()
+
+    def _save(self) -> None:
+        self.cpu_state = torch.get_rng_state()
+        self.cuda_states = [torch.cuda.get_rng_state(d) for d in self.cuda]
+
+    @contextlib.contextmanager
+    def active(self) -> Iterator[None]:
+        with torch.random.fork_rng(devices=self.cuda):
+            torch.set_rng_state(self.cpu_state)
+            for d, state in zip(self.cuda, self.cuda_states):
+                torch.cuda.set_rng_state(state, d)
+            yield
+            self._save()
+
+
+def _prefetch(
+    dataset: ImageDataset, batches: Iterator[Tensor] | Sequence[Tensor]
+) -> Iterator[tuple[Tensor, Tensor]]:
+    """``dataset.get_batch`` of each index batch, reading the next batch in a thread."""
+    if dataset.device.type != "cpu":  # in memory on the device: indexing is immediate
+        for indices in batches:
+            yield dataset.get_batch(indices)
+        return
+    pending: queue.Queue = queue.Queue(maxsize=2)
+    stop = threading.Event()
+
+    def put(item: tuple[str, Any]) -> bool:
+        while not stop.is_set():
+            with contextlib.suppress(queue.Full):
+                pending.put(item, timeout=0.1)
+                return True
+        return False
+
+    def reader() -> None:
+        try:
+            for indices in batches:
+                if not put(("batch", dataset.get_batch(indices))):
+                    return
+            put(("end", None))
+        except BaseException as err:  # re-raised in the consumer
+            put(("error", err))
+
+    thread = threading.Thread(target=reader, daemon=True)
+    thread.start()
+    try:
+        while True:
+            kind, item = pending.get()
+            if kind == "end":
+                return
+            if kind == "error":
+                raise item
+            yield item
+    finally:
+        stop.set()
+        thread.join()
+
+
+def _cosine(base_lr: float, step: int, total: int) -> float:
+    """Cosine decay from ``base_lr`` at step 0 towards 0 at step ``total``."""
+    return 0.5 * base_lr * (1.0 + math.cos(math.pi * step / total))
+
+
+def _set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+
+
+def _in_order(n: int, batch_size: int) -> list[Tensor]:
+    return list(torch.arange(n).split(batch_size))
+
+
+def _feature_dim(model: nn.Module, prepare: _Preprocess, dataset: ImageDataset) -> int:
+    dim = getattr(model, "feature_dim", None)
+    if dim is not None:
+        return int(dim)
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        out = model(prepare(dataset.get_batch([0])[0]))
+    model.train(was_training)
+    return int(out.shape[1])
+
+
+def _augmentation(augmentation: str | nn.Module | None) -> Callable[[Tensor], Tensor] | None:
+    if augmentation is None or isinstance(augmentation, nn.Module):
+        return augmentation
+    if isinstance(augmentation, str):
+        from phenossl.augment import build_augmentation
+
+        return build_augmentation(augmentation)
+    raise TypeError(
+        f"augmentation is a {type(augmentation).__name__}; expected a composition name, "
+        "an nn.Module or None"
+    )
+
+
+def _labels(values: Labels, name: str) -> np.ndarray:
+    if isinstance(values, Tensor):
+        values = values.detach().cpu().numpy()
+    array = np.asarray(values)
+    if array.size and not np.issubdtype(array.dtype, np.integer):
+        raise ValueError(f"{name} must hold integer class indices, got {array.dtype}")
+    return array.astype(np.int64).reshape(-1)
+
+
+def _check_range(labels: np.ndarray, num_classes: int, name: str) -> None:
+    if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
+        bad = labels.min() if labels.min() < 0 else labels.max()
+        raise ValueError(f"{name} holds {bad}; expected class indices in 0..{num_classes - 1}")
+
+
+def _features(feats: Tensor, labels: Labels, split: str) -> tuple[Tensor, Tensor]:
+    feats = torch.as_tensor(feats)
+    if feats.ndim != 2 or not feats.is_floating_point():
+        raise ValueError(
+            f"{split} features must be a float (N, D) tensor, got {feats.dtype} "
+            f"{tuple(feats.shape)}"
+        )
+    y = torch.from_numpy(_labels(labels, f"{split} labels"))
+    if len(y) != len(feats):
+        raise ValueError(f"{split}: {len(feats)} feature rows but {len(y)} labels")
+    if len(y) == 0:
+        raise ValueError(f"{split}: no samples")
+    if (y < 0).any():
+        raise ValueError(f"{split} labels hold -1 (unlabelled samples); drop them first")
+    return feats.float(), y
+
+
+def _num_classes(num_classes: int | None, *labels: Tensor) -> int:
+    largest = max(int(y.max()) for y in labels) + 1
+    if num_classes is None:
+        return largest
+    if num_classes < largest:
+        raise ValueError(f"num_classes={num_classes} but the labels go up to {largest - 1}")
+    return int(num_classes)
+
+
+def _check_labelled(dataset: ImageDataset) -> None:
+    if (dataset.targets < 0).any():
+        raise ValueError(
+            f"dataset {dataset.name!r} has unlabelled images (target -1); "
+            "choose a label column or drop them"
+        )
+
+
+def _check_positive(value: Any, name: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name}={value!r}; expected a positive integer")
+
+
+def _channel_tensor(values: Sequence[float], channels: int, what: str) -> Tensor:
+    flat = [float(v) for v in np.atleast_1d(np.asarray(values, dtype=np.float64))]
+    if len(flat) == 1:
+        flat *= channels
+    if len(flat) != channels:
+        raise ValueError(
+            f"normalisation {what} has {len(flat)} values but the images have {channels} channels"
+        )
+    return torch.tensor(flat, dtype=torch.float32).view(1, -1, 1, 1)
