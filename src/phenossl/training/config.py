@@ -86,7 +86,7 @@ class ConfigError(ValueError):
 class DataConfig:
     """The training data: ``build_dataset(dataset, root, split=split, **options)``.
 
-    ``limit`` keeps the first ``limit`` samples. ``preload``: ``"always"`` holds the whole set
+    ``split`` None takes every crop of a CropSet. ``limit`` keeps the first ``limit`` samples. ``preload``: ``"always"`` holds the whole set
     as one uint8 tensor on the training device and indexes batches there; ``"never"`` reads
     every batch with ``get_batch`` in a background thread; ``"auto"`` preloads sets of at most
     1 GiB (CIFAR, MNIST, small CropSets).
@@ -94,7 +94,7 @@ class DataConfig:
 
     dataset: str = "cifar10"
     root: str = "data"
-    split: str = "train"
+    split: str | None = "train"
     limit: int | None = None
     preload: Literal["auto", "always", "never"] = "auto"
     options: dict[str, Any] = field(default_factory=dict)
@@ -174,7 +174,7 @@ class KnnMonitorConfig:
     bank, the held-out ``split`` as queries (first ``limit`` of each when given)."""
 
     knn: bool = False
-    split: str = "test"
+    split: str | None = "test"
     limit: int | None = None
     bank_limit: int | None = None
     k: int = 20

@@ -17,41 +17,23 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any, Protocol
+from typing import Any
 
 import torch
 from torch import Tensor
 
-__all__ = ["DeviceFeeder", "ImageDataset", "PrefetchFeeder", "make_feeder"]
+from phenossl.data.image_dataset import ImageDataset
+
+__all__ = ["DeviceFeeder", "PrefetchFeeder", "make_feeder"]
 
 #: ``preload="auto"`` holds datasets up to this many bytes on the device
 AUTO_PRELOAD_BYTES = 1 << 30
 _PRELOAD_CHUNK = 4096
 
 
-class ImageDataset(Protocol):
-    """What the trainer needs of ``phenossl.data.benchmarks.build_dataset``'s result."""
-
-    classes: list[str]
-    channels: int
-    image_size: int | tuple[int, int]
-    mean: Any
-    std: Any
-
-    def __len__(self) -> int: ...
-
-    def get_batch(self, indices: Any) -> tuple[Tensor, Tensor]: ...
-
-
 def dataset_bytes(dataset: ImageDataset) -> int:
     """Size of the dataset as uint8 pixels."""
-    height, width = image_hw(dataset)
-    return len(dataset) * dataset.channels * height * width
-
-
-def image_hw(dataset: ImageDataset) -> tuple[int, int]:
-    size = dataset.image_size
-    return (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
+    return len(dataset) * dataset.channels * dataset.image_size**2
 
 
 class DeviceFeeder:
@@ -59,13 +41,14 @@ class DeviceFeeder:
 
     def __init__(self, dataset: ImageDataset, device: torch.device) -> None:
         n = len(dataset)
-        height, width = image_hw(dataset)
-        shape = (n, dataset.channels, height, width)
+        shape = (n, dataset.channels, dataset.image_size, dataset.image_size)
         self.images = torch.empty(shape, dtype=torch.uint8, device=device)
         for start in range(0, n, _PRELOAD_CHUNK):
             indices = torch.arange(start, min(n, start + _PRELOAD_CHUNK))
             images, _ = dataset.get_batch(indices)
-            self.images[start : start + len(indices)].copy_(_checked(images, indices, dataset))
+            self.images[start : start + len(indices)].copy_(
+                _checked(images, indices, dataset), non_blocking=True
+            )
         self.device = device
 
     def batches(self, order: Tensor) -> Iterator[tuple[Tensor, Tensor]]:
@@ -129,8 +112,8 @@ def make_feeder(
 
 
 def _checked(images: Any, indices: Tensor, dataset: ImageDataset) -> Tensor:
-    height, width = image_hw(dataset)
-    expected = (len(indices), dataset.channels, height, width)
+    size = dataset.image_size
+    expected = (len(indices), dataset.channels, size, size)
     if not isinstance(images, Tensor) or images.dtype != torch.uint8 or images.shape != expected:
         got = (
             f"{images.dtype} {tuple(images.shape)}"

@@ -1,11 +1,11 @@
 """The kNN monitor of a training run: how well the current backbone separates the classes.
 
-At the end of an epoch the backbone (in eval mode, no augmentation) embeds a bank of training
-images and the queries of a held-out split; every query takes the similarity-weighted vote of
-its ``k`` nearest bank features (cosine similarity, weights ``exp(s / T)``, as in Wu et al.
-2018 and solo-learn's online kNN), and the monitor reports the top-1 accuracy. The images are
-scaled like the training views: ``/ 255``, resized to the augmentations' output size when they
-have one, normalised with the backbone's ``input_mean``/``input_std``.
+At the end of an epoch the frozen backbone (eval mode, no augmentation) embeds a bank of
+training images and the queries of a held-out split
+(:func:`~phenossl.training.evaluate.extract_features`); each query takes the weighted vote of
+its ``k`` nearest bank features (:func:`~phenossl.training.evaluate.knn_accuracy`, solo-learn's
+online kNN). Images are resized to the training views' size when the augmentations have one and
+normalised with the backbone's ``input_mean``/``input_std`` (the dataset's statistics).
 """
 
 from __future__ import annotations
@@ -14,34 +14,12 @@ import time
 from typing import Any
 
 import torch
-import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import nn
 
-from phenossl._device import autocast
+from phenossl.data.image_dataset import ImageDataset
 from phenossl.training.config import KnnMonitorConfig
-from phenossl.training.feeding import ImageDataset
 
-__all__ = ["KnnMonitor", "weighted_knn_predict"]
-
-_BATCH = 256
-
-
-def weighted_knn_predict(
-    bank: Tensor, bank_labels: Tensor, queries: Tensor, k: int, temperature: float, classes: int
-) -> Tensor:
-    """Class predicted for each query by the ``exp(cos / T)``-weighted vote of its k nearest
-    bank rows; ``bank`` ``(N, D)``, ``queries`` ``(M, D)`` (any scale), labels in
-    ``[0, classes)``."""
-    bank = F.normalize(bank.float(), dim=1)
-    k = min(k, bank.shape[0])
-    predictions = []
-    for start in range(0, queries.shape[0], _BATCH):
-        q = F.normalize(queries[start : start + _BATCH].float(), dim=1)
-        similarity, nearest = (q @ bank.T).topk(k, dim=1)
-        votes = torch.zeros(q.shape[0], classes, device=q.device)
-        votes.scatter_add_(1, bank_labels[nearest], (similarity / temperature).exp())
-        predictions.append(votes.argmax(dim=1))
-    return torch.cat(predictions)
+__all__ = ["KnnMonitor"]
 
 
 class KnnMonitor:
@@ -50,11 +28,13 @@ class KnnMonitor:
     Parameters
     ----------
     bank, queries
-        Labelled datasets (``get_batch`` gives uint8 images and int64 targets).
+        Labelled datasets with the same classes (the training set, the held-out split).
     settings
-        ``run.eval`` of the config (``k``, ``temperature``, ``bank_limit``).
+        ``run.eval`` of the config (``k``, ``temperature``).
     device
         Where the features are computed.
+    amp
+        Autocast on CUDA.
     input_size
         Resize the images to this side first (the training views' size), or None.
     """
@@ -66,52 +46,41 @@ class KnnMonitor:
         settings: KnnMonitorConfig,
         *,
         device: torch.device,
+        amp: bool = True,
         input_size: int | None = None,
     ) -> None:
+        for role, dataset in (("training", bank), (f"'{settings.split}'", queries)):
+            if not dataset.classes:
+                raise ValueError(
+                    f"run.eval.knn needs labels, but the {role} images of {dataset.name!r} have "
+                    "none (for a cropset set data.options.label_column)"
+                )
         if list(queries.classes) != list(bank.classes):
             raise ValueError(
-                f"run.eval.split: the query classes {list(queries.classes)[:5]}... differ from "
-                f"the training classes {list(bank.classes)[:5]}..."
+                f"run.eval.split={settings.split!r}: its classes differ from the training "
+                f"split's ({len(queries.classes)} vs {len(bank.classes)})"
             )
-        n_bank = len(bank) if settings.bank_limit is None else min(len(bank), settings.bank_limit)
-        self.bank, self.n_bank = bank, n_bank
+        self.bank = bank
         self.queries = queries
         self.settings = settings
         self.device = device
+        self.amp = amp
         self.input_size = input_size
-        self.classes = len(bank.classes)
 
     def __call__(self, backbone: nn.Module) -> dict[str, Any]:
-        started = time.perf_counter()
-        was_training = backbone.training
-        backbone.eval()
-        try:
-            bank, bank_labels = self._features(backbone, self.bank, self.n_bank)
-            queries, labels = self._features(backbone, self.queries, len(self.queries))
-        finally:
-            backbone.train(was_training)
-        predicted = weighted_knn_predict(
-            bank, bank_labels, queries, self.settings.k, self.settings.temperature, self.classes
-        )
-        accuracy = float((predicted == labels).float().mean())
-        return {"knn_top1": accuracy, "knn_time_s": time.perf_counter() - started}
+        from phenossl.training.evaluate import extract_features, knn_accuracy
 
-    @torch.no_grad()
-    def _features(
-        self, backbone: nn.Module, dataset: ImageDataset, n: int
-    ) -> tuple[Tensor, Tensor]:
-        mean = torch.tensor(backbone.input_mean, device=self.device).view(1, -1, 1, 1)
-        std = torch.tensor(backbone.input_std, device=self.device).view(1, -1, 1, 1)
-        features, targets = [], []
-        for start in range(0, n, _BATCH):
-            images, labels = dataset.get_batch(torch.arange(start, min(n, start + _BATCH)))
-            x = images.to(self.device, non_blocking=True).float().div_(255.0)
-            if self.input_size is not None and x.shape[-2:] != (self.input_size,) * 2:
-                x = F.interpolate(x, size=self.input_size, mode="bilinear", antialias=True)
-            with autocast(self.device):
-                features.append(backbone((x - mean) / std).float())
-            targets.append(labels.to(self.device))
-        labels = torch.cat(targets)
-        if int(labels.min()) < 0:
-            raise ValueError("kNN monitor: some images have no label (target -1)")
-        return torch.cat(features), labels
+        started = time.perf_counter()
+        options = {"device": self.device, "input_size": self.input_size, "amp": self.amp}
+        bank, bank_labels = extract_features(backbone, self.bank, **options)
+        queries, labels = extract_features(backbone, self.queries, **options)
+        accuracy = knn_accuracy(
+            bank[bank_labels >= 0],
+            bank_labels[bank_labels >= 0],
+            queries[labels >= 0],
+            labels[labels >= 0],
+            k=self.settings.k,
+            temperature=self.settings.temperature,
+            device=self.device,
+        )
+        return {"knn_top1": accuracy, "knn_time_s": time.perf_counter() - started}

@@ -46,8 +46,10 @@ from torch.optim import Optimizer
 
 from phenossl._device import amp_dtype, autocast, resolve_device
 from phenossl._progress import Progress, ProgressCallback, ProgressGenerator, run
+from phenossl.data.image_dataset import ImageDataset
 from phenossl.training.config import TrainConfig, load_config
-from phenossl.training.feeding import ImageDataset, make_feeder
+from phenossl.training.feeding import make_feeder
+from phenossl.training.monitor import KnnMonitor
 from phenossl.training.optim import build_optimizer, scheduled_lr, set_learning_rates
 from phenossl.training.rng import RunRng
 
@@ -339,18 +341,20 @@ def _train(
     return final_path
 
 
-def _dataset(config: TrainConfig, split: str | None = None, limit: int | None = None):
+_TRAIN_SPLIT = object()
+
+
+def _dataset(config: TrainConfig, split: Any = _TRAIN_SPLIT, limit: int | None = None):
+    """``data``'s training dataset, or its ``split`` (first ``limit`` images)."""
     from phenossl.data.benchmarks import build_dataset
 
     data = config.data
     options = dict(data.options)
-    limit = data.limit if split is None else limit
+    if split is _TRAIN_SPLIT:
+        split, limit = data.split, data.limit
     if limit is not None:
         options["limit"] = limit
-    try:
-        return build_dataset(data.dataset, data.root, split=split or data.split, **options)
-    except TypeError as err:  # an option the dataset does not take
-        raise ValueError(f"data.options: {err}") from err
+    return build_dataset(data.dataset, data.root, split=split, **options)
 
 
 def _statistics(dataset: ImageDataset, channels: int) -> tuple[list[float], list[float]]:
@@ -525,17 +529,13 @@ def _clear(out: Path) -> None:
 
 def _knn_monitor(
     config: TrainConfig, dataset: ImageDataset, device: torch.device, size: int | None
-):
-    """A callable ``backbone -> {"knn_top1": float}``, or None when the monitor is off."""
-    if not config.run.eval.knn:
-        return None
-    from phenossl.training.monitor import KnnMonitor
-
+) -> KnnMonitor | None:
+    """The kNN monitor of ``run.eval``, or None when it is off."""
     settings = config.run.eval
-    if not dataset.classes:
-        raise ValueError(
-            f"run.eval.knn needs labels, but the dataset {config.data.dataset!r} has none "
-            "(for a cropset set data.options.label_column)"
-        )
+    if not settings.knn:
+        return None
+    from phenossl.data.benchmarks import limit_dataset
+
+    bank = dataset if settings.bank_limit is None else limit_dataset(dataset, settings.bank_limit)
     queries = _dataset(config, split=settings.split, limit=settings.limit)
-    return KnnMonitor(dataset, queries, settings, device=device, input_size=size)
+    return KnnMonitor(bank, queries, settings, device=device, amp=config.run.amp, input_size=size)
