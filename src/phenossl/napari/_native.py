@@ -32,3 +32,10 @@ def preload_torch() -> None:
 
     import phenossl.embedding
     import phenossl.pipeline  # noqa: F401
+
+
+def preload_training() -> None:
+    """:func:`preload_torch`, plus the trainer and its augmentations (kornia)."""
+    preload_torch()
+    import phenossl.augment
+    import phenossl.training.trainer  # noqa: F401

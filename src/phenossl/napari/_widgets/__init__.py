@@ -4,5 +4,6 @@ from phenossl.napari._widgets._embed import EmbedWidget
 from phenossl.napari._widgets._export import ExportWidget
 from phenossl.napari._widgets._fields import FieldsWidget
 from phenossl.napari._widgets._segment import SegmentWidget
+from phenossl.napari._widgets._train import TrainWidget
 
-__all__ = ["EmbedWidget", "ExportWidget", "FieldsWidget", "SegmentWidget"]
+__all__ = ["EmbedWidget", "ExportWidget", "FieldsWidget", "SegmentWidget", "TrainWidget"]

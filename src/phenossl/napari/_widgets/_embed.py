@@ -205,7 +205,6 @@ class EmbedWidget(Container):
         self.checkpoint.changed.connect(self._on_model)
         self.panel.run_button.changed.connect(self.run)
         self.session.fields_loaded.connect(self._on_fields)
-        self.session.checkpoint_added.connect(self.use_checkpoint)
         self.session.run_changed.connect(self._on_run_changed)
         self.viewer.dims.events.point.connect(self._follow_field)
         self._on_model()
@@ -213,10 +212,16 @@ class EmbedWidget(Container):
 
     # -- settings -----------------------------------------------------------------------
 
-    def use_checkpoint(self, path: Path) -> None:
-        """Select a checkpoint file as the model (the Train widget calls this)."""
+    def use_checkpoint(
+        self, path: Path, *, crop_size: int | None = None, input_size: int | None = None
+    ) -> None:
+        """Select a checkpoint file as the model, with the sizes it was trained at (Train)."""
         self.checkpoint.value = Path(path)
         self.source.value = CHECKPOINT
+        if crop_size is not None:
+            self.crop_size.value = crop_size
+        if input_size is not None:
+            self.input_size.value = input_size
 
     def _on_model(self, *_: Any) -> None:
         from phenossl.models.backbones import imagenet_weights_path

@@ -149,6 +149,12 @@ class RunPanel(Container):
         show_info(message)
 
     def _on_finished(self, on_end: Callable[[], None] | None) -> None:
+        if self._cancelled:
+            # close the abandoned generator now, so that its cleanup (open files, feeder
+            # threads, unfinished CropSets) runs at once rather than whenever it is collected
+            generator = getattr(self.worker, "_gen", None)
+            if generator is not None:
+                generator.close()
         self.worker = None
         self.run_button.enabled = True
         self.cancel_button.enabled = False
