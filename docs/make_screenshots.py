@@ -85,13 +85,13 @@ class Session:
 
 
 def focus(viewer, field_index: int, *, magnify: float = 1.0, center=None) -> None:
-    """Show field ``field_index`` fitted to the canvas, then magnified around ``center`` (y, x)."""
+    """Show field ``field_index`` fitted to the canvas, magnified around ``center`` (y, x)."""
     viewer.dims.set_point(0, field_index)
-    viewer.reset_view()
+    height, width = viewer.layers["DAPI"].data.shape[-2:]
+    canvas = viewer.window._qt_viewer.canvas.native
     camera = viewer.scene.camera
-    if center is not None:
-        camera.center = (field_index, *center)
-    camera.zoom *= magnify
+    camera.center = (field_index, *(center or (height / 2, width / 2)))
+    camera.zoom = magnify * min(canvas.width() / width, canvas.height() / height)
 
 
 def main() -> None:
@@ -114,7 +114,7 @@ def main() -> None:
 
     # 2. Segment the field on screen
     segment = s.widget("Segment")
-    focus(viewer, 7, magnify=1.4, center=(400, 330))
+    focus(viewer, 7, magnify=2.0, center=(400, 300))
     segment.panel.run_button.native.click()
     s.wait(segment.panel)
     if "segment" in args.only:
@@ -132,7 +132,7 @@ def main() -> None:
         embed.panel.run_button.native.click()
         s.wait(embed.panel)
         print(embed.panel.status.value, embed.ami.value, embed.summary.value, flush=True)
-        focus(viewer, 7, magnify=1.4, center=(400, 330))
+        focus(viewer, 7, magnify=2.0, center=(400, 300))
         viewer.layers.selection.active = viewer.layers["cell centres"]
         s.shoot("embed_cluster")
 
@@ -163,7 +163,7 @@ def main() -> None:
         s.wait(train.panel)
         s.close_notifications()
         s.widget("Train")  # the run selected its checkpoint in Embed and cluster: back to Train
-        focus(viewer, 7, magnify=1.4, center=(400, 330))
+        focus(viewer, 7, magnify=2.0, center=(400, 300))
         s.shoot("train")
 
     # 6. The real BBBC021 folder and its one real field, when present
