@@ -197,3 +197,18 @@ def test_another_label_column_and_k(make_napari_viewer, qtbot, tiny_plate):
     assert list(shown.columns) == ["0 µM", "0.1 µM", "0.3 µM", "1 µM", "3 µM", "total"]
     assert list(shown.index) == ["cluster 0", "cluster 1", "cluster 2"]
     assert len(viewer.layers["gallery"].data) == 3 * 64 + 4 * 4
+
+
+def test_a_field_opened_from_its_tiffs_is_embedded(make_napari_viewer, qtbot, tiny_plate):
+    from phenossl.data.bbbc021 import load_image_table
+
+    row = load_image_table(tiny_plate).iloc[0]
+    viewer = make_napari_viewer()
+    viewer.open([row["dapi"], row["tubulin"], row["actin"]], plugin="napari-phenossl")
+    widget = _embed(viewer, qtbot)
+    run = widget.session.run
+    assert list(run.fields["field_id"]) == [row["field_id"]]
+    assert set(run.result.cells["field_id"]) == {row["field_id"]}
+    points = viewer.layers["cell centres"]
+    assert points.data.shape == (len(run.result.cells), 2)  # a 2-D field: (y, x)
+    assert viewer.layers["clusters"].data.shape == viewer.layers["DAPI [B02/s1]"].data.shape

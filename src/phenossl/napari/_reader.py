@@ -69,7 +69,6 @@ def open_table(path: PathOrPaths) -> list[LayerData]:
     cannot be read is reported in a notification (and in the widget).
     """
     import napari
-
     from phenossl.napari._widgets._common import open_widget
 
     p = Path(path[0] if isinstance(path, list | tuple) else path)
@@ -135,7 +134,9 @@ def field_row(path: Path, channel: str) -> dict[str, Any] | None:
             same_name = table[table[key].str.endswith(path.name)]
             for _, row in same_name.iterrows():
                 if str(Path(row[key]).resolve()) == resolved:
-                    return to_json(row.to_dict())
+                    found = to_json(row.to_dict())
+                    found["exists"] = all(Path(found[k]).is_file() for k in CHANNEL_KEYS.values())
+                    return found
             break
     return _row_from_siblings(path)
 

@@ -76,9 +76,9 @@ class EmbedWidget(Container):
     """Embed the cells of the loaded fields, cluster them and score the clusters."""
 
     def __init__(self, napari_viewer: Any) -> None:
+        preload_torch()  # first: before anything imports torchvision
         from phenossl.models.backbones import available_backbones
 
-        preload_torch()
         self.viewer = napari_viewer
         self.session = session_for(napari_viewer)
         self.scope = hint()

@@ -60,7 +60,7 @@ class TrainWidget(Container):
     """Train a self-supervised model on the crops of the loaded fields."""
 
     def __init__(self, napari_viewer: Any) -> None:
-        preload_training()
+        preload_training()  # first: before anything imports torchvision
         from phenossl.augment import COMPOSITIONS
         from phenossl.models.backbones import available_backbones
         from phenossl.napari._widgets._embed import available_devices
