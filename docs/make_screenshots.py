@@ -73,8 +73,7 @@ class Session:
         self.settle()
         path = IMAGES / f"{name}.png"
         self.viewer.screenshot(str(path), canvas_only=False, flash=False)
-        print(f"wrote {path.relative_to(DOCS.parent)}", flush=True)
-        return path
+        return compact(path)
 
     def close_notifications(self) -> None:
         from napari._qt.dialogs.qt_notification import NapariQtNotification
@@ -82,6 +81,18 @@ class Session:
         for toast in self.viewer.window._qt_window.findChildren(NapariQtNotification):
             toast.close()
         self.settle()
+
+
+def compact(path: Path) -> Path:
+    """Rewrite a PNG with a 256-colour palette: a third of the size, same look at doc scale."""
+    from PIL import Image
+
+    with Image.open(path) as image:
+        rgb = image.convert("RGB")
+    palette = rgb.quantize(colors=256, method=Image.Quantize.MEDIANCUT)
+    palette.save(path, optimize=True)
+    print(f"wrote {path.relative_to(DOCS.parent)}", flush=True)
+    return path
 
 
 def focus(viewer, field_index: int, *, magnify: float = 1.0, center=None) -> None:

@@ -136,7 +136,8 @@ def test_a_checkpoint_of_another_architecture(
     widget = open_widget(viewer, "Embed and cluster")
     fast_embed(widget)
     widget.use_checkpoint(path)
-    assert widget.source.value == "checkpoint" and not widget.backbone.visible
+    assert widget.source.value == "checkpoint" and widget.backbone.native.isHidden()
+    assert not widget.checkpoint.native.isHidden()
     widget.run()
     wait_for(qtbot, widget.panel)
     errors = [text for severity, text in notifications if severity == "error"]
@@ -212,3 +213,27 @@ def test_a_field_opened_from_its_tiffs_is_embedded(make_napari_viewer, qtbot, ti
     points = viewer.layers["cell centres"]
     assert points.data.shape == (len(run.result.cells), 2)  # a 2-D field: (y, x)
     assert viewer.layers["clusters"].data.shape == viewer.layers["DAPI [B02/s1]"].data.shape
+
+
+def test_imagenet_weights_come_from_the_local_cache_only(
+    make_napari_viewer, qtbot, tiny_plate, tmp_path, monkeypatch, notifications
+):
+    from phenossl.models.backbones import imagenet_weights_path
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    viewer = make_napari_viewer()
+    open_fields(viewer, tiny_plate, preset="nocodazole")
+    widget = open_widget(viewer, "Embed and cluster")
+    fast_embed(widget)
+    widget.weights.value = "imagenet"
+    path, url = imagenet_weights_path("resnet18")
+    assert str(path) in widget.model_note.value and not widget.model_note.native.isHidden()
+    widget.panel.run_button.native.click()
+    wait_for(qtbot, widget.panel)
+    errors = [text for severity, text in notifications if severity == "error"]
+    assert "ImageNet weights for 'resnet18' not found" in errors[-1] and url in errors[-1]
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"")  # the note only looks for the file
+    widget.backbone.value = "vgg13_bn"
+    widget.backbone.value = "resnet18"
+    assert widget.model_note.value == "" and widget.model_note.native.isHidden()

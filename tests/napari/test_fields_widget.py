@@ -92,3 +92,19 @@ def test_fields_with_missing_files_are_not_loaded(make_napari_viewer, tmp_path, 
     errors = [text for severity, text in notifications if severity == "error"]
     assert "none of the 8 selected fields has its three files on disk" in errors[-1]
     assert len(viewer.layers) == 0
+
+
+def test_a_typed_folder_opens_when_the_typing_pauses(
+    make_napari_viewer, qtbot, tiny_plate, notifications
+):
+    from phenossl.napari._widgets._common import open_widget
+
+    viewer = make_napari_viewer()
+    widget = open_widget(viewer, "Select fields")
+    text = str(tiny_plate)
+    for end in range(1, len(text) + 1):  # letter by letter, as typed
+        widget.root.line_edit.value = text[:end]
+    assert widget.session.table is None  # nothing opened while typing
+    qtbot.waitUntil(lambda: widget.session.table is not None, timeout=5000)
+    assert widget.session.root == tiny_plate
+    assert not [text for severity, text in notifications if severity == "error"]

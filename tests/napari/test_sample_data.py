@@ -33,3 +33,28 @@ def test_the_sample_plate_is_written_once(sample_plate_env):
     stamp = (root / MANIFEST).stat().st_mtime_ns
     assert ensure_sample_plate() == root
     assert (root / MANIFEST).stat().st_mtime_ns == stamp
+
+
+def test_the_whole_flow_on_the_sample_plate(make_napari_viewer, qtbot, sample_plate_env, tmp_path):
+    from _helpers import fast_embed, wait_for
+
+    from phenossl.napari._widgets._common import open_widget
+
+    viewer = make_napari_viewer()
+    viewer.open_sample("napari-phenossl", "synthetic_plate")
+    segment = open_widget(viewer, "Segment")
+    segment.panel.run_button.native.click()
+    wait_for(qtbot, segment.panel)
+    embed = open_widget(viewer, "Embed and cluster")
+    fast_embed(embed)
+    embed.panel.run_button.native.click()
+    wait_for(qtbot, embed.panel)
+    export = open_widget(viewer, "Export")
+    export.folder.value = tmp_path
+    export.panel.run_button.native.click()
+    wait_for(qtbot, export.panel)
+    names = {layer.name for layer in viewer.layers}
+    assert {"nuclei", "cells", "cell centres", "clusters", "gallery"} <= names
+    assert embed.ami.value.startswith("AMI vs compound:")
+    assert (tmp_path / "phenossl_cells.csv").is_file()
+    assert (tmp_path / "phenossl_cells.json").is_file()

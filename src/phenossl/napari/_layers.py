@@ -110,19 +110,6 @@ def channel_layer(
     return data, kwargs, "image"
 
 
-def field_layers(
-    channels: Mapping[str, np.ndarray], *, meta: Mapping[str, Any] | None = None
-) -> list[LayerData]:
-    """The three channels of one field (2-D arrays keyed by channel name) as image layers."""
-    return [
-        channel_layer(
-            channels[c], c, contrast_limits=display_limits(channels[c]), meta={**dict(meta or {})}
-        )
-        for c in CHANNELS
-        if c in channels
-    ]
-
-
 def stack_layers(fields: pd.DataFrame, *, selection: int = 0) -> list[LayerData]:
     """The three channels of every field of ``fields`` as lazy ``(n, H, W)`` image stacks.
 

@@ -87,7 +87,7 @@ def field_on_screen(
             "the channel layers must all be 2-D (one field) or all 3-D (a stack of fields)"
         )
     n = int(layers[0].data.shape[0])
-    world = viewer.dims.current_step[viewer.dims.ndim - 3] if viewer.dims.ndim >= 3 else 0
+    world = viewer.dims.point[viewer.dims.ndim - 3] if viewer.dims.ndim >= 3 else 0.0
     index = int(np.clip(round(float(world) - float(layers[0].translate[0])), 0, n - 1))
     row = None
     if fields is not None and len(fields) == n:

@@ -10,6 +10,7 @@ from typing import Any
 import pandas as pd
 from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, PushButton, Table
 from napari.utils.notifications import show_error, show_info
+from qtpy.QtCore import QTimer
 
 from phenossl.napari._layers import FIELD_AXIS, LayerData, stack_layers
 from phenossl.napari._session import session_for
@@ -21,6 +22,7 @@ ALL = ""
 TOP_N = "top"
 PAPER_N_TOP = 4
 MAX_TABLE_ROWS = 2000
+ROOT_TYPING_PAUSE_MS = 700
 # layers that belong to a loaded selection and go when another one is loaded
 _SELECTION_ROLES = ("channel", "nuclei", "cells", "clusters", "centres", "gallery")
 
@@ -100,7 +102,12 @@ class FieldsWidget(Container):
         )
         pack_top(self)
         self._enable(False)
-        self.root.changed.connect(lambda value: self.open_root(Path(value)))
+        # the path is typed letter by letter: open it once the typing pauses
+        self._root_timer = QTimer()
+        self._root_timer.setSingleShot(True)
+        self._root_timer.setInterval(ROOT_TYPING_PAUSE_MS)
+        self._root_timer.timeout.connect(self._open_typed_root)
+        self.root.changed.connect(lambda *_: self._root_timer.start())
         self.preset.changed.connect(self._on_preset)
         self.compound.changed.connect(self._on_compound)
         for widget in (self.concentration, self.plate, self.include_dmso, self.only_existing):
@@ -112,6 +119,11 @@ class FieldsWidget(Container):
             self._use_table(self.session.table, self.session.root)
 
     # -- opening a table --------------------------------------------------------------------
+
+    def _open_typed_root(self) -> None:
+        root = Path(self.root.value)
+        if root != self.session.root and root.is_dir():
+            self.open_root(root)
 
     def open_root(self, root: Path, image_csv: Path | None = None) -> bool:
         """Read the field table of a BBBC021 folder; a bad folder or CSV is a notification.
@@ -130,6 +142,7 @@ class FieldsWidget(Container):
         if self.root.value != root:
             with self.root.changed.blocked():
                 self.root.value = root
+        self._root_timer.stop()
         self.session.set_table(table, root)
         self._use_table(table, root)
         return True
