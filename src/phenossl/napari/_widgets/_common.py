@@ -1,0 +1,139 @@
+"""Helpers the widgets share: finding the channel layers, the field on screen, showing layers."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from phenossl.napari._layers import CHANNELS, META, LayerData
+
+PLUGIN = "napari-phenossl"
+
+
+def role_of(layer: Any) -> str | None:
+    """The phenossl role of a layer (``channel``, ``cells``, ...), None for other layers."""
+    meta = layer.metadata.get(META) if isinstance(layer.metadata, dict) else None
+    return meta.get("role") if isinstance(meta, dict) else None
+
+
+def layers_with_role(viewer: Any, role: str) -> list[Any]:
+    return [layer for layer in viewer.layers if role_of(layer) == role]
+
+
+def channel_layers(viewer: Any) -> dict[str, Any]:
+    """The image layer of each channel: phenossl's channel layers first, else by name."""
+    from napari.layers import Image
+
+    found: dict[str, Any] = {}
+    for layer in reversed(list(viewer.layers)):  # the top-most layer wins
+        if not isinstance(layer, Image) or layer.rgb:
+            continue
+        meta = layer.metadata.get(META, {}) if isinstance(layer.metadata, dict) else {}
+        channel = meta.get("channel") if isinstance(meta, dict) else None
+        if channel in CHANNELS and channel not in found:
+            found[channel] = layer
+    for layer in reversed(list(viewer.layers)):
+        name = str(layer.name).split(" [")[0].strip().lower()
+        for channel in CHANNELS:
+            if channel not in found and name == channel.lower() and isinstance(layer, Image):
+                found[channel] = layer
+    return found
+
+
+@dataclass(frozen=True)
+class FieldOnScreen:
+    """The field shown in the viewer: its stack position (None for a 2-D field) and its row."""
+
+    index: int | None
+    row: dict[str, Any] | None
+
+    @property
+    def field_id(self) -> str | None:
+        return None if self.row is None else str(self.row.get("field_id"))
+
+    def describe(self) -> str:
+        if self.row is None:
+            return "the field on screen"
+        row = self.row
+        text = f"{row['field_id']} · {row.get('compound', '?')}"
+        if row.get("compound") != "DMSO":
+            text += f" {row.get('concentration', 0):g} µM"
+        return text
+
+
+def field_on_screen(
+    viewer: Any, layers: Iterable[Any], fields: pd.DataFrame | None
+) -> FieldOnScreen:
+    """Which field of the channel ``layers`` is displayed.
+
+    Stacks (3-D channel layers) are browsed along axis 0; ``fields`` (the loaded selection, in
+    stack order) names the field. A 2-D channel layer is one field; its row comes from its
+    metadata when a reader opened it.
+    """
+    layers = list(layers)
+    if not layers:
+        raise ValueError("no DAPI / Tubulin / Actin layers: load fields or open a field first")
+    ndims = {layer.ndim for layer in layers}
+    if ndims == {2}:
+        meta = layers[0].metadata.get(META, {})
+        row = meta.get("field") if isinstance(meta, dict) else None
+        return FieldOnScreen(None, dict(row) if isinstance(row, dict) else None)
+    if ndims != {3}:
+        raise ValueError(
+            "the channel layers must all be 2-D (one field) or all 3-D (a stack of fields)"
+        )
+    n = int(layers[0].data.shape[0])
+    world = viewer.dims.point[viewer.dims.ndim - 3] if viewer.dims.ndim >= 3 else 0.0
+    index = int(np.clip(round(float(world) - float(layers[0].translate[0])), 0, n - 1))
+    row = None
+    if fields is not None and len(fields) == n:
+        row = fields.iloc[index].to_dict()
+    return FieldOnScreen(index, row)
+
+
+def field_pixels(layers: dict[str, Any], index: int | None) -> dict[str, np.ndarray]:
+    """The raw 2-D image of each channel layer at stack position ``index``."""
+    out = {}
+    for channel, layer in layers.items():
+        data = layer.data[index] if index is not None else layer.data
+        out[channel] = np.asarray(data)
+    shapes = {a.shape for a in out.values()}
+    if len(shapes) != 1 or len(next(iter(shapes))) != 2:
+        raise ValueError(
+            "the DAPI, Tubulin and Actin layers must be 2-D images of the same size, got "
+            + ", ".join(f"{c} {a.shape}" for c, a in out.items())
+        )
+    return out
+
+
+def show_layer(viewer: Any, layer_data: LayerData, *, replace: bool = True) -> Any:
+    """Add a layer, replacing the layer of the same phenossl role in place (same position).
+
+    Replacing keeps the old layer's visibility and the user's place in the layer list, so a
+    second run updates the picture instead of piling up layers.
+    """
+    from napari.layers import Layer
+
+    data, kwargs, layer_type = layer_data
+    role = kwargs.get("metadata", {}).get(META, {}).get("role")
+    layer = Layer.create(data, kwargs, layer_type)
+    old = layers_with_role(viewer, role) if replace and role else []
+    if old:
+        index = viewer.layers.index(old[0])
+        layer.visible = old[0].visible
+        for stale in old:
+            viewer.layers.remove(stale)
+        viewer.layers.insert(index, layer)
+    else:
+        viewer.layers.append(layer)
+    return layer
+
+
+def open_widget(viewer: Any, name: str) -> Any:
+    """Open (or show) one of this plugin's dock widgets and return the widget."""
+    _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, name)
+    return widget

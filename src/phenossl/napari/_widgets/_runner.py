@@ -1,0 +1,180 @@
+"""Run long library work off the GUI thread: a run button, a progress bar, cancel, status.
+
+A *job* is a generator function built on the library's progress generators. It yields
+:class:`phenossl.Progress` events (they move the bar) or zero-argument callables (run on the GUI
+thread as they come, e.g. to add the layers that are ready), and returns its result. It runs in a
+napari ``thread_worker``; every yield is a point where Cancel takes effect. A job that fails or
+is cancelled leaves the layers it already added, and says so in a notification.
+"""
+
+from __future__ import annotations
+
+import logging
+import traceback
+from collections.abc import Callable, Generator
+from dataclasses import dataclass
+from typing import Any
+
+from magicgui.widgets import Container, Label, ProgressBar, PushButton
+from napari.utils.notifications import show_error, show_info
+
+from phenossl._progress import Progress
+from phenossl.napari._widgets._panels import wrapping
+
+logger = logging.getLogger(__name__)
+
+Job = Callable[[], Generator[Any, None, Any]]
+
+
+@dataclass(frozen=True)
+class _Failed:
+    error: BaseException
+    trace: str
+
+
+def describe_error(error: BaseException) -> str:
+    """A one-paragraph message for a notification: the library's message, or the type."""
+    text = str(error).strip()
+    if isinstance(error, FileNotFoundError | ValueError | TypeError | RuntimeError) and text:
+        return text
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
+class RunPanel(Container):
+    """Run and Cancel buttons, a determinate progress bar and a status line for one task.
+
+    Parameters
+    ----------
+    title
+        The task's name in notifications ("Embed and cluster").
+    run_text, tooltip
+        The run button's text and tooltip.
+    """
+
+    def __init__(self, title: str, run_text: str, tooltip: str = "") -> None:
+        self.title = title
+        self.run_button = PushButton(text=run_text, tooltip=tooltip)
+        self.cancel_button = PushButton(
+            text="Cancel", enabled=False, tooltip="Stop after the current step"
+        )
+        buttons = Container(
+            widgets=[self.run_button, self.cancel_button], layout="horizontal", labels=False
+        )
+        buttons.margins = (0, 0, 0, 0)
+        self.bar = ProgressBar(value=0, min=0, max=1, visible=False)
+        self.status = wrapping(Label(value=""))
+        super().__init__(widgets=[buttons, self.bar, self.status], labels=False)
+        self.margins = (0, 4, 0, 0)
+        self.worker: Any = None
+        self._cancelled = False
+        self.cancel_button.changed.connect(self.cancel)
+
+    @property
+    def running(self) -> bool:
+        return self.worker is not None
+
+    def start(
+        self,
+        job: Job,
+        on_result: Callable[[Any], None],
+        *,
+        on_end: Callable[[], None] | None = None,
+    ) -> Any:
+        """Run ``job`` in a thread worker; ``on_result`` gets its return value on the GUI thread.
+
+        Returns the worker (already started), or None when a run is under way.
+        """
+        from napari.qt.threading import create_worker
+
+        if self.running:
+            show_info(f"{self.title} is already running; cancel it first.")
+            return None
+        self._cancelled = False
+        self.worker = create_worker(_drive, job, _start_thread=False)
+        self.worker.yielded.connect(self._on_yield)
+        self.worker.returned.connect(lambda value: self._on_returned(value, on_result))
+        self.worker.aborted.connect(self._on_aborted)
+        self.worker.finished.connect(lambda: self._on_finished(on_end))
+        self.run_button.enabled = False
+        self.cancel_button.enabled = True
+        self.bar.visible = True
+        self.bar.max, self.bar.value = 1, 0
+        self.set_status(f"{self.title}: starting…")
+        self.worker.start()
+        return self.worker
+
+    def cancel(self) -> None:
+        """Ask the running job to stop at its next step."""
+        if self.worker is None:
+            return
+        self._cancelled = True
+        self.cancel_button.enabled = False
+        self.set_status(f"{self.title}: cancelling after the current step…")
+        self.worker.quit()
+
+    def set_status(self, text: str, *, error: bool = False) -> None:
+        self.status.value = text
+        self.status.native.setStyleSheet("color: #ff6b6b;" if error else "")
+
+    # -- worker signals (GUI thread) -------------------------------------------------------
+
+    def _on_yield(self, value: Any) -> None:
+        if isinstance(value, Progress):
+            total = max(int(value.total), 1)
+            self.bar.max = total
+            self.bar.value = min(int(value.done), total)
+            if value.message and not self._cancelled:
+                self.set_status(f"{self.title}: {value.message}")
+        elif callable(value):
+            try:
+                value()
+            except Exception as err:  # a layer that cannot be shown must not kill the run
+                self._report(err, traceback.format_exc())
+
+    def _on_returned(self, value: Any, on_result: Callable[[Any], None]) -> None:
+        if isinstance(value, _Failed):
+            self._report(value.error, value.trace)
+            return
+        self.set_status(f"{self.title}: done.")
+        try:
+            on_result(value)
+        except Exception as err:
+            self._report(err, traceback.format_exc())
+            return
+        self.bar.value = self.bar.max
+
+    def _on_aborted(self) -> None:
+        message = f"{self.title} cancelled; the layers made so far are kept."
+        self.set_status(message)
+        show_info(message)
+
+    def _on_finished(self, on_end: Callable[[], None] | None) -> None:
+        if self._cancelled:
+            # close the abandoned generator now, so that its cleanup (open files, feeder
+            # threads, unfinished CropSets) runs at once rather than whenever it is collected
+            generator = getattr(self.worker, "_gen", None)
+            if generator is not None:
+                generator.close()
+        self.worker = None
+        self.run_button.enabled = True
+        self.cancel_button.enabled = False
+        if on_end is not None:
+            on_end()
+
+    def _report(self, error: BaseException, trace: str) -> None:
+        logger.warning("%s failed:\n%s", self.title, trace)
+        message = f"{self.title} failed: {describe_error(error)}"
+        self.set_status(message, error=True)
+        show_error(message)
+
+
+def _drive(job: Job) -> Generator[Any, None, Any]:
+    """Run ``job``; an exception becomes the return value, reported by the panel.
+
+    napari's worker would otherwise also relay the exception to its own handler (a second,
+    traceback-only notification).
+    """
+    try:
+        return (yield from job())
+    except Exception as err:
+        return _Failed(err, traceback.format_exc())

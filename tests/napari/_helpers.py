@@ -1,0 +1,34 @@
+"""Helpers of the GUI tests."""
+
+from __future__ import annotations
+
+from _plates import TINY_CROP
+
+
+def fast_embed(widget) -> None:
+    """Settings that embed a tiny plate in seconds on a CPU."""
+    widget.source.value = "backbone"
+    widget.backbone.value = "resnet18"
+    widget.weights.value = "random"
+    widget.device.value = "cpu"
+    widget.crop_size.value = TINY_CROP
+    widget.input_size.value = 32
+    widget.batch_size.value = 64
+
+
+def wait_for(qtbot, panel, timeout: float = 120) -> None:
+    """Wait until a widget's run (its RunPanel) has finished."""
+    qtbot.waitUntil(lambda: not panel.running, timeout=int(timeout * 1000))
+
+
+def open_fields(viewer, root, *, preset: str | None = None, load: bool = True):
+    """The 'Select fields' widget (through the plugin's manifest) on ``root``, loaded."""
+    from phenossl.napari._widgets._common import open_widget
+
+    widget = open_widget(viewer, "Select fields")
+    assert widget.open_root(root)
+    if preset:
+        widget.apply_preset(preset)
+    if load:
+        widget.load()
+    return widget
