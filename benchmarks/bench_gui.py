@@ -86,10 +86,10 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
 
+    import napari
     import torch
     from qtpy.QtWidgets import QApplication
 
-    import napari
     import phenossl
 
     os.environ.setdefault(

@@ -33,9 +33,8 @@ class Session:
     """One napari window, the plugin's docks, and helpers to wait and shoot."""
 
     def __init__(self) -> None:
-        from qtpy.QtWidgets import QApplication
-
         import napari
+        from qtpy.QtWidgets import QApplication
 
         self.viewer = napari.Viewer(show=True, title="napari-phenossl")
         self.viewer.window.resize(*WINDOW)

@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import tifffile
-
 from _plates import TINY_CROP, write_tiny_plate
+
 from phenossl.cli import build_parser, main
 
 FAST_MODEL = ["--model", "resnet18", "--input-size", "32", "--batch-size", "32"]

@@ -5,8 +5,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tifffile
-
 from _plates import TINY_CROP, write_tiny_plate
+
 from phenossl._progress import run
 from phenossl.cells.crops import CropSet
 from phenossl.data.bbbc021 import load_image_table

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from _plates import TINY_CROP, write_tiny_plate
+
 from phenossl.cells.crops import CropSet
 from phenossl.cells.recrop import recrop
 from phenossl.data.bbbc021 import load_image_table

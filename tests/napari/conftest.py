@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from _plates import TINY_SHAPE, write_tiny_plate
 
 pytest.importorskip("napari")

@@ -6,8 +6,8 @@ import json
 
 import torch
 from _helpers import open_fields, wait_for
-
 from _plates import TINY_CROP
+
 from phenossl.napari._widgets._common import open_widget
 
 

@@ -69,6 +69,7 @@ def open_table(path: PathOrPaths) -> list[LayerData]:
     cannot be read is reported in a notification (and in the widget).
     """
     import napari
+
     from phenossl.napari._widgets._common import open_widget
 
     p = Path(path[0] if isinstance(path, list | tuple) else path)
