@@ -364,56 +364,56 @@ def test_bad_data_is_reported(tmp_path, cifar_root):
 # --- a real short run -----------------------------------------------------------------------------
 
 
-def _view_retrieval(backbone, images: torch.Tensor, mean, std, size: int, group: int) -> float:
-    """Top-1 accuracy of finding an image's second augmented view among ``group`` images'.
+def _inverted_knn(backbone, bank, queries) -> float:
+    """kNN accuracy of colour-inverted held-out digits against a bank of normal ones."""
+    from phenossl.data.image_dataset import TensorImageDataset
+    from phenossl.training.evaluate import extract_features, knn_accuracy
 
-    The MoCo task itself, on held-out images: two ``mnist_digit`` views per image (fixed seed),
-    backbone features, cosine similarity, within groups of ``group`` images (chance 1/group).
-    """
-    augmentation = build_augmentation("mnist_digit", size=size)
-    mean_t = torch.tensor(mean).view(1, -1, 1, 1)
-    std_t = torch.tensor(std).view(1, -1, 1, 1)
-    x = images.float() / 255
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        views = [(augmentation(x) - mean_t) / std_t for _ in range(2)]
-    backbone.eval()
-    with torch.no_grad():
-        f1, f2 = (torch.nn.functional.normalize(backbone(v), dim=1) for v in views)
-    hits = 0
-    for start in range(0, len(x) - group + 1, group):
-        a, b = f1[start : start + group], f2[start : start + group]
-        hits += int(((a @ b.T).argmax(dim=1) == torch.arange(group)).sum())
-    return hits / (len(x) // group * group)
+    inverted = TensorImageDataset(
+        255 - queries.images,
+        queries.targets,
+        name="inverted",
+        classes=queries.classes,
+        mean=queries.mean,
+        std=queries.std,
+    )
+    options = {"input_size": 16, "device": "cpu"}
+    train = extract_features(backbone, bank, **options)
+    return knn_accuracy(*train, *extract_features(backbone, inverted, **options), device="cpu")
 
 
 @pytest.mark.slow
 @pytest.mark.realdata
-def test_mocov2plus_on_real_mnist_learns_the_task_and_beats_chance(tmp_path, mnist_root):
+def test_mocov2plus_on_real_mnist_beats_chance_and_learns_its_invariance(tmp_path, mnist_root):
+    """MoCoV2+ (appendix B.2 preset: Adam 1e-3, queue 1024, T 0.07, batch 32) on 2000 digits.
+
+    Measured on a 2-core CPU (about a minute): kNN accuracy of held-out digits 0.60 (chance
+    0.1); random-init features already score about 0.85 and a run this short does not beat
+    them, but it does learn the colour-inversion invariance of the ``mnist_digit`` composition:
+    inverted digits against a normal bank go from 0.08 at init to 0.27. The one deviation from
+    the preset is a linear warm-up over the run: at a constant 1e-3 the first hundred steps
+    collapse the features (kNN about 0.3), from which MoCo recovers only over many epochs.
+    """
     config = TrainConfig.from_dict(
         {
             "data": {"dataset": "mnist", "root": str(mnist_root), "limit": 2000},
             "model": {"backbone": "vgg11_bn"},
             "method": {"name": "mocov2plus", "preset": "mocov2plus_mnist"},
             "augmentation": [{"name": "mnist_digit", "size": 16}],
-            # the preset's Adam 1e-3 first collapses the features for a few thousand steps
-            "optim": {"epochs": 2, "lr": 1e-4},
+            "optim": {"epochs": 2, "scheduler": "warmup_cosine", "warmup_epochs": 2},
             "run": {"device": "cpu", "log_every": 10, "eval": {"knn": True, "limit": 1000}},
         }
     )
-    dataset = build_dataset("mnist", mnist_root, limit=2000)
-    initial = build_method_for(config, dataset).backbone
+    bank = build_dataset("mnist", mnist_root, limit=2000)
+    queries = build_dataset("mnist", mnist_root, split="test", limit=1000)
+    initial = build_method_for(config, bank).backbone
     torch.set_num_threads(2)
     final = train(config, tmp_path / "mnist")
 
     epochs = _records(tmp_path / "mnist", "epoch")
-    print("kNN per epoch", [round(r["knn_top1"], 3) for r in epochs])
+    assert all(math.isfinite(r["loss"]) for r in epochs)
     assert epochs[-1]["knn_top1"] > 0.5  # 10 classes: chance 0.1
-    test_images = build_dataset("mnist", mnist_root, split="test", limit=512).get_batch(
-        torch.arange(512)
-    )[0]
-    trained, meta = load_backbone(final)
-    before = _view_retrieval(initial, test_images, dataset.mean, dataset.std, 16, 128)
-    after = _view_retrieval(trained, test_images, meta["input_mean"], meta["input_std"], 16, 128)
-    print("view retrieval before/after", before, after)
-    assert after > before + 0.05
+    before = _inverted_knn(initial, bank, queries)
+    after = _inverted_knn(load_backbone(final)[0], bank, queries)
+    assert before < 0.12
+    assert after > max(0.18, 2 * before)
