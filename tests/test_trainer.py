@@ -18,7 +18,6 @@ from phenossl.ssl.methods import METHODS
 from phenossl.training.config import TrainConfig
 from phenossl.training.feeding import DeviceFeeder, PrefetchFeeder, make_feeder
 from phenossl.training.optim import LARS, build_optimizer, scheduled_lr
-from phenossl.training.rng import RunRng
 from phenossl.training.trainer import TrainStep, build_method_for, iter_train, train
 
 CPU = torch.device("cpu")
@@ -142,7 +141,7 @@ def test_finished_runs_return_at_once_changed_configs_are_refused(tmp_path, cifa
 
 
 def _step(config: TrainConfig, augmentations, dataset, *, total_steps: int = 4) -> TrainStep:
-    method = build_method_for(config, dataset, RunRng(config.run.seed, CPU))
+    method = build_method_for(config, dataset)
     optimizer = build_optimizer(method.parameter_groups(), config.optim)
     return TrainStep(
         method,
@@ -277,9 +276,7 @@ def test_every_method_trains_from_its_preset(tmp_path, cifar_root, name):
         overrides=overrides,
     )
     assert config.method.hparams["proj_output_dim"] > 16  # the preset's heads, not tiny ones
-    initial = build_method_for(
-        config, build_dataset("cifar10", cifar_root, limit=16), RunRng(0, CPU)
-    )
+    initial = build_method_for(config, build_dataset("cifar10", cifar_root, limit=16))
     final = train(config, tmp_path / name)
 
     losses = [r["loss"] for r in _records(tmp_path / name, "step")]
@@ -362,3 +359,61 @@ def test_bad_data_is_reported(tmp_path, cifar_root):
         train(_config(cifar_root, "model.in_channels=1"), tmp_path / "b")
     with pytest.raises(FileNotFoundError):
         train(_config(tmp_path / "nowhere"), tmp_path / "c")
+
+
+# --- a real short run -----------------------------------------------------------------------------
+
+
+def _inverted_knn(backbone, bank, queries) -> float:
+    """kNN accuracy of colour-inverted held-out digits against a bank of normal ones."""
+    from phenossl.data.image_dataset import TensorImageDataset
+    from phenossl.training.evaluate import extract_features, knn_accuracy
+
+    inverted = TensorImageDataset(
+        255 - queries.images,
+        queries.targets,
+        name="inverted",
+        classes=queries.classes,
+        mean=queries.mean,
+        std=queries.std,
+    )
+    options = {"input_size": 16, "device": "cpu"}
+    train = extract_features(backbone, bank, **options)
+    return knn_accuracy(*train, *extract_features(backbone, inverted, **options), device="cpu")
+
+
+@pytest.mark.slow
+@pytest.mark.realdata
+def test_mocov2plus_on_real_mnist_beats_chance_and_learns_its_invariance(tmp_path, mnist_root):
+    """MoCoV2+ (appendix B.2 preset: Adam 1e-3, queue 1024, T 0.07, batch 32) on 2000 digits.
+
+    Measured on a 2-core CPU (about a minute): kNN accuracy of held-out digits 0.60 (chance
+    0.1); random-init features already score about 0.85 and a run this short does not beat
+    them, but it does learn the colour-inversion invariance of the ``mnist_digit`` composition:
+    inverted digits against a normal bank go from 0.08 at init to 0.27. The one deviation from
+    the preset is a linear warm-up over the run: at a constant 1e-3 the first hundred steps
+    collapse the features (kNN about 0.3), from which MoCo recovers only over many epochs.
+    """
+    config = TrainConfig.from_dict(
+        {
+            "data": {"dataset": "mnist", "root": str(mnist_root), "limit": 2000},
+            "model": {"backbone": "vgg11_bn"},
+            "method": {"name": "mocov2plus", "preset": "mocov2plus_mnist"},
+            "augmentation": [{"name": "mnist_digit", "size": 16}],
+            "optim": {"epochs": 2, "scheduler": "warmup_cosine", "warmup_epochs": 2},
+            "run": {"device": "cpu", "log_every": 10, "eval": {"knn": True, "limit": 1000}},
+        }
+    )
+    bank = build_dataset("mnist", mnist_root, limit=2000)
+    queries = build_dataset("mnist", mnist_root, split="test", limit=1000)
+    initial = build_method_for(config, bank).backbone
+    torch.set_num_threads(2)
+    final = train(config, tmp_path / "mnist")
+
+    epochs = _records(tmp_path / "mnist", "epoch")
+    assert all(math.isfinite(r["loss"]) for r in epochs)
+    assert epochs[-1]["knn_top1"] > 0.5  # 10 classes: chance 0.1
+    before = _inverted_knn(initial, bank, queries)
+    after = _inverted_knn(load_backbone(final)[0], bank, queries)
+    assert before < 0.12
+    assert after > max(0.18, 2 * before)

@@ -40,6 +40,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 from torch.optim import Optimizer
@@ -53,7 +54,7 @@ from phenossl.training.monitor import KnnMonitor
 from phenossl.training.optim import build_optimizer, scheduled_lr, set_learning_rates
 from phenossl.training.rng import RunRng
 
-__all__ = ["TrainStep", "build_method_for", "iter_train", "train"]
+__all__ = ["TrainStep", "build_method_for", "iter_train", "run_seeds", "train"]
 
 CONFIG_FILE = "config.yaml"
 METRICS_FILE = "metrics.jsonl"
@@ -160,8 +161,13 @@ class TrainStep:
         return logs
 
 
-def build_method_for(config: TrainConfig, dataset: ImageDataset, rng: RunRng) -> nn.Module:
-    """The backbone and SSL method of ``config`` for ``dataset``, initialised from ``rng``.
+def build_method_for(
+    config: TrainConfig, dataset: ImageDataset, rng: RunRng | None = None
+) -> nn.Module:
+    """The backbone and SSL method of ``config`` for ``dataset``, on the CPU.
+
+    Initialised from ``rng`` (default: the run's stream for ``run.seed``, so the weights are
+    those a run of ``config`` starts from).
 
     The backbone's ``input_mean``/``input_std`` are set to the dataset's statistics, so a
     checkpoint of it (and ``phenossl.embed`` of the live module) normalises like training.
@@ -176,6 +182,8 @@ def build_method_for(config: TrainConfig, dataset: ImageDataset, rng: RunRng) ->
             f"{config.data.dataset!r} has {channels} channels"
         )
     mean, std = _statistics(dataset, channels)
+    if rng is None:
+        rng = RunRng(run_seeds(config.run.seed)[0], torch.device("cpu"))
     hparams = dict(config.method.hparams)
     accepted = method_hparams(config.method.name)
     if "dataset_size" in accepted:
@@ -264,7 +272,8 @@ def _train(
     if not resume:
         _clear(out)
 
-    rng = RunRng(config.run.seed, device)
+    model_seed, order_seed = run_seeds(config.run.seed)
+    rng = RunRng(model_seed, device)
     method = build_method_for(config, dataset, rng)
     method.to(device)
     step_fn = TrainStep(
@@ -280,7 +289,7 @@ def _train(
     )
     method.to(memory_format=step_fn.memory_format)
     method.on_train_start(total_steps)
-    order_rng = torch.Generator().manual_seed(config.run.seed)
+    order_rng = torch.Generator().manual_seed(order_seed)
 
     start_epoch, metrics_bytes = 0, 0
     last_path = out / LAST_CHECKPOINT
@@ -355,6 +364,12 @@ def _dataset(config: TrainConfig, split: Any = _TRAIN_SPLIT, limit: int | None =
     if limit is not None:
         options["limit"] = limit
     return build_dataset(data.dataset, data.root, split=split, **options)
+
+
+def run_seeds(seed: int) -> tuple[int, int]:
+    """Independent seeds of a run's model/augmentation stream and of its data order."""
+    model, order = np.random.SeedSequence(seed).generate_state(2, dtype=np.uint64)
+    return int(model), int(order)
 
 
 def _statistics(dataset: ImageDataset, channels: int) -> tuple[list[float], list[float]]:
