@@ -1,0 +1,73 @@
+"""`phenossl train`: train an SSL model from a config in training/."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from phenossl.cli._common import run_with_progress
+
+
+def _add_train(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "train",
+        help="train an SSL backbone from a YAML config (training/*.yaml)",
+        description="Train a self-supervised backbone. The run folder (--out) gets config.yaml, "
+        "metrics.jsonl, checkpoints/last.pt (every epoch) and final.pt, which `phenossl embed "
+        "--model` takes. Running the same command again resumes an interrupted run.",
+    )
+    p.add_argument("--config", required=True, type=Path, help="training config (YAML)")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config value by dotted key, value parsed as YAML (repeat), e.g. "
+        "--set optim.lr=0.1 --set augmentation.0.hue=0.5",
+    )
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="run folder (default: runs/<config name>, with a _smoke suffix for --smoke)",
+    )
+    p.add_argument(
+        "--smoke", action="store_true", help="apply the config's smoke section (tiny, fast run)"
+    )
+    p.add_argument(
+        "--no-resume",
+        dest="resume",
+        action="store_false",
+        help="start over instead of resuming from the run folder's last checkpoint",
+    )
+    p.add_argument(
+        "--device",
+        default=None,
+        help="auto (cuda > mps > cpu), cpu, cuda, cuda:N (default: config)",
+    )
+    p.set_defaults(handler=_cmd_train)
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from phenossl.training.config import load_config
+    from phenossl.training.trainer import iter_train
+
+    overrides = list(args.overrides)
+    if args.device is not None:
+        overrides.append(f"run.device={args.device}")
+    config = load_config(args.config, overrides=overrides, smoke=args.smoke)
+    out = args.out or Path("runs") / (args.config.stem + ("_smoke" if args.smoke else ""))
+    print(
+        f"training {config.method.name} / {config.model.backbone} on {config.data.dataset} "
+        f"for {config.optim.epochs} epochs -> {out}"
+    )
+    final = run_with_progress(iter_train(config, out, resume=args.resume), args, "train", "step")
+    print(f"final checkpoint -> {final}")
+    print(f"metrics -> {out / 'metrics.jsonl'}")
+    return 0
+
+
+def add_parsers(sub: argparse._SubParsersAction) -> None:
+    """Register `train`."""
+    _add_train(sub)

@@ -1,0 +1,364 @@
+"""The SSL trainer: exact resume, loss mix, every method from its preset, checkpoints, metrics."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import phenossl
+from phenossl.augment import build_augmentation
+from phenossl.data.benchmarks import build_dataset, write_cifar_like
+from phenossl.models.checkpoint import METADATA_KEYS, load_backbone, load_checkpoint
+from phenossl.ssl.methods import METHODS
+from phenossl.training.config import TrainConfig
+from phenossl.training.feeding import DeviceFeeder, PrefetchFeeder, make_feeder
+from phenossl.training.optim import LARS, build_optimizer, scheduled_lr
+from phenossl.training.rng import RunRng
+from phenossl.training.trainer import TrainStep, build_method_for, iter_train, train
+
+CPU = torch.device("cpu")
+TIME_KEYS = ("time_s", "images_per_s", "views_per_s", "knn_time_s")
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny models: intra-op threads only add synchronisation on a busy 2-core machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def cifar_root(tmp_path_factory) -> Path:
+    """Small CIFAR-10-like data in the official layout (48 training, 24 test images)."""
+    root = tmp_path_factory.mktemp("cifar")
+    write_cifar_like(root, n_train=48, n_test=24, seed=0)
+    return root
+
+
+def _config(root: Path, *overrides: str, smoke: bool = False) -> TrainConfig:
+    """A tiny run: VGG11-BN on 16 px views of 24 images, batches of 8, on the CPU."""
+    base = {
+        "data": {"dataset": "cifar10", "root": str(root), "limit": 24},
+        "model": {"backbone": "vgg11_bn"},
+        "method": {"name": "simclr", "proj_hidden_dim": 32, "proj_output_dim": 16},
+        "augmentation": [{"name": "cifar", "size": 16}],
+        "optim": {"batch_size": 8, "epochs": 1, "warmup_epochs": 0},
+        "run": {"device": "cpu", "log_every": 1},
+    }
+    return TrainConfig.from_dict(base, overrides=overrides, smoke=smoke)
+
+
+def _records(run_dir: Path, kind: str) -> list[dict]:
+    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
+    return [r for r in map(json.loads, lines) if r["kind"] == kind]
+
+
+def _untimed(run_dir: Path) -> list[dict]:
+    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
+    return [{k: v for k, v in json.loads(line).items() if k not in TIME_KEYS} for line in lines]
+
+
+def _assert_same_state(a: Path, b: Path) -> None:
+    first, second = load_checkpoint(a), load_checkpoint(b)
+    for part in ("backbone", "method"):
+        x = first[part] if part == "backbone" else first["state"]["method"]
+        y = second[part] if part == "backbone" else second["state"]["method"]
+        assert x.keys() == y.keys()
+        for key in x:
+            assert torch.equal(x[key], y[key]), f"{part}.{key} differs"
+
+
+# --- exact resume ---------------------------------------------------------------------------------
+
+
+def test_resume_after_an_interruption_ends_bit_identical(tmp_path, cifar_root):
+    # MoCoV2+: momentum encoder, queue, SGD momentum, warm-up + cosine schedule, tau schedule
+    config = _config(
+        cifar_root,
+        "method={name: mocov2plus, proj_hidden_dim: 32, proj_output_dim: 16, queue_size: 16}",
+        "optim.epochs=3",
+        "optim.warmup_epochs=1",
+    )
+    full = train(config, tmp_path / "full")
+
+    gen = iter_train(config, tmp_path / "part")
+    for event in gen:  # 3 steps per epoch: stop in the middle of the second epoch
+        torch.rand(7)  # the caller's use of the global RNG must not change the run
+        if event.done == 5:
+            gen.close()
+            break
+    last = load_checkpoint(tmp_path / "part" / "checkpoints" / "last.pt")
+    assert last["metadata"]["epoch"] == 1
+    assert not (tmp_path / "part" / "final.pt").exists()
+    resumed = train(config, tmp_path / "part")
+
+    _assert_same_state(full, resumed)
+    assert _untimed(tmp_path / "part") == _untimed(tmp_path / "full")  # no duplicated lines
+    assert len(_records(tmp_path / "full", "step")) == 9
+
+
+def test_training_leaves_the_global_rng_alone_and_is_seeded(tmp_path, cifar_root):
+    torch.manual_seed(123)
+    state = torch.get_rng_state()
+    first = train(_config(cifar_root, "run.seed=3"), tmp_path / "a")
+    assert torch.equal(torch.get_rng_state(), state)
+    torch.manual_seed(999)
+    second = train(_config(cifar_root, "run.seed=3"), tmp_path / "b")
+    _assert_same_state(first, second)
+    other = load_checkpoint(train(_config(cifar_root, "run.seed=4"), tmp_path / "c"))
+    same = load_checkpoint(first)
+    key = next(iter(same["backbone"]))
+    assert not torch.equal(same["backbone"][key], other["backbone"][key])
+
+
+def test_finished_runs_return_at_once_changed_configs_are_refused(tmp_path, cifar_root):
+    config = _config(cifar_root)
+    final = train(config, tmp_path / "run")
+    stamp = final.stat().st_mtime_ns
+    events = list(iter_train(config, tmp_path / "run"))
+    assert len(events) == 1
+    assert "already trained" in events[0].message
+    assert final.stat().st_mtime_ns == stamp
+
+    with pytest.raises(ValueError, match=r"different config \(optim\.lr differ"):
+        train(_config(cifar_root, "optim.lr=0.1"), tmp_path / "run")
+    # run settings may change between an interruption and its resumption
+    assert train(_config(cifar_root, "run.log_every=2"), tmp_path / "run") == final
+
+    again = train(_config(cifar_root, "optim.lr=0.1"), tmp_path / "run", resume=False)
+    assert again.stat().st_mtime_ns != stamp
+    assert load_checkpoint(again)["metadata"]["config"]["optim"]["lr"] == 0.1
+    assert len(_records(tmp_path / "run", "epoch")) == 1
+
+
+# --- the step -------------------------------------------------------------------------------------
+
+
+def _step(config: TrainConfig, augmentations, dataset, *, total_steps: int = 4) -> TrainStep:
+    method = build_method_for(config, dataset, RunRng(config.run.seed, CPU))
+    optimizer = build_optimizer(method.parameter_groups(), config.optim)
+    return TrainStep(
+        method,
+        optimizer,
+        augmentations,
+        dataset.mean,
+        dataset.std,
+        config,
+        device=CPU,
+        total_steps=total_steps,
+        warmup_steps=config.optim.warmup_epochs,
+    )
+
+
+def test_loss_mix_weights_the_losses_and_their_gradients(cifar_root):
+    config = _config(
+        cifar_root, "optim={optimizer: sgd, weight_decay: 0, scheduler: constant, lr: 0.1}"
+    )
+    dataset = build_dataset("cifar10", cifar_root, limit=8)
+    identity = build_augmentation("identity", size=16)
+    images, _ = dataset.get_batch(torch.arange(8))
+    indices = torch.arange(8)
+    single = _step(config, [(identity, 1.0)], dataset)
+    mix = _step(config, [(identity, 0.4), (identity, 1.0)], dataset)
+    before = [p.detach().clone() for p in single.method.backbone.parameters()]
+    logs_single = single(images, indices, 0)
+    logs_mix = mix(images, indices, 0)
+
+    # SimCLR is stateless and identity views repeat, so each composition's loss is the same
+    assert logs_mix["identity0/loss"] == pytest.approx(float(logs_single["loss"]), rel=1e-5)
+    assert logs_mix["identity1/loss"] == pytest.approx(float(logs_single["loss"]), rel=1e-5)
+    assert float(logs_mix["loss"]) == pytest.approx(1.4 * float(logs_single["loss"]), rel=1e-5)
+    # first SGD step: update = lr * gradient, and the mix's gradient is 1.4 times as large
+    # (compared as one vector: conv biases before BatchNorm get gradients of rounding size)
+    with torch.no_grad():
+        d_single = torch.cat(
+            [(p - p0).flatten() for p0, p in zip(before, single.method.backbone.parameters())]
+        )
+        d_mix = torch.cat(
+            [(p - p0).flatten() for p0, p in zip(before, mix.method.backbone.parameters())]
+        )
+    assert float(d_single.norm()) > 0
+    assert float((d_mix - 1.4 * d_single).norm() / (1.4 * d_single).norm()) < 1e-4
+
+
+def test_views_are_normalised_with_the_dataset_statistics(cifar_root):
+    config = _config(cifar_root)
+    dataset = build_dataset("cifar10", cifar_root, limit=8)
+    identity = build_augmentation("identity")
+    step = _step(config, [(identity, 1.0)], dataset)
+    images, _ = dataset.get_batch(torch.arange(8))
+    (pair,) = step.views(images)
+    mean = torch.tensor(dataset.mean).view(1, 3, 1, 1)
+    std = torch.tensor(dataset.std).view(1, 3, 1, 1)
+    expected = (images.float() / 255 - mean) / std
+    for view in pair:
+        torch.testing.assert_close(view, expected)
+    assert abs(float(pair[0].mean())) < 0.3  # whole-dataset stats on a subset: roughly centred
+
+
+def test_schedule_warms_up_then_decays_and_static_groups_keep_their_rate(cifar_root):
+    config = _config(cifar_root, "method={name: simsiam, proj_hidden_dim: 32, pred_hidden_dim: 8}")
+    optim = config.optim
+    base = optim.effective_lr()
+    assert optim.scheduler == "warmup_cosine"
+    optim.warmup_epochs, optim.warmup_start_lr, optim.min_lr = 1, 0.0, 0.0
+    assert scheduled_lr(0, 10, 4, optim) == 0.0
+    assert scheduled_lr(2, 10, 4, optim) == pytest.approx(base / 2)
+    assert scheduled_lr(4, 10, 4, optim) == pytest.approx(base)
+    assert scheduled_lr(7, 10, 4, optim) == pytest.approx(base / 2)
+    assert scheduled_lr(10, 10, 4, optim) == pytest.approx(0.0, abs=1e-12)
+
+    dataset = build_dataset("cifar10", cifar_root, limit=8)
+    step = _step(config, [(build_augmentation("cifar", size=16), 1.0)], dataset, total_steps=10)
+    step.warmup_steps = 4
+    images, _ = dataset.get_batch(torch.arange(8))
+    step(images, torch.arange(8), 2)
+    rates = {g["name"]: g["lr"] for g in step.optimizer.param_groups}
+    assert rates["predictor"] == pytest.approx(base)  # SimSiam's static_lr group
+    assert rates["backbone"] == rates["projector"] == pytest.approx(base / 2)
+    constant = _config(cifar_root, "optim.scheduler=constant").optim
+    rate = constant.effective_lr()
+    assert scheduled_lr(0, 10, 4, constant) == scheduled_lr(9, 10, 4, constant) == rate
+
+
+def test_lars_follows_solo_learn_and_skips_biases_and_norms():
+    torch.manual_seed(0)
+    weight = torch.nn.Parameter(torch.randn(4, 3))
+    bias = torch.nn.Parameter(torch.randn(4))
+    weight.grad, bias.grad = torch.randn(4, 3), torch.randn(4)
+    w0, b0 = weight.detach().clone(), bias.detach().clone()
+    lr, wd, eta = 0.5, 0.1, 0.02
+    LARS([weight, bias], lr=lr, momentum=0.9, weight_decay=wd, eta=eta).step()
+    trust = eta * w0.norm() / (weight.grad.norm() + wd * w0.norm() + 1e-8)
+    expected = w0 - lr * min(float(trust) / lr, 1.0) * (weight.grad + wd * w0)
+    torch.testing.assert_close(weight.detach(), expected)
+    torch.testing.assert_close(bias.detach(), b0 - lr * bias.grad)  # no adaptation, no decay
+
+    both = torch.nn.Parameter(b0.clone())
+    both.grad = bias.grad.clone()
+    LARS([both], lr=lr, weight_decay=wd, eta=eta, exclude_bias_n_norm=False).step()
+    trust = eta * b0.norm() / (bias.grad.norm() + wd * b0.norm() + 1e-8)
+    torch.testing.assert_close(
+        both.detach(), b0 - lr * min(float(trust) / lr, 1.0) * (bias.grad + wd * b0)
+    )
+
+
+def test_lars_trains_through_the_trainer(tmp_path, cifar_root):
+    final = train(_config(cifar_root, "optim.optimizer=lars"), tmp_path / "run")
+    losses = [r["loss"] for r in _records(tmp_path / "run", "step")]
+    assert len(losses) == 3
+    assert all(math.isfinite(v) for v in losses)
+    assert load_checkpoint(final)["metadata"]["config"]["optim"]["optimizer"] == "lars"
+
+
+# --- every method ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", sorted(METHODS))
+def test_every_method_trains_from_its_preset(tmp_path, cifar_root, name):
+    overrides = [f"method.name={name}", "data.limit=16", "run.log_every=1"]
+    if name == "deepclusterv2":  # k-means needs one image per prototype; epoch 0 only fills
+        overrides += ["method.num_prototypes=4", "optim.epochs=2"]
+    config = TrainConfig.from_dict(
+        {
+            "data": {"dataset": "cifar10", "root": str(cifar_root)},
+            "model": {"backbone": "vgg11_bn"},
+            "augmentation": [{"name": "cifar", "size": 16}],
+            "optim": {"batch_size": 8, "epochs": 1},
+            "run": {"device": "cpu"},
+        },
+        overrides=overrides,
+    )
+    assert config.method.hparams["proj_output_dim"] > 16  # the preset's heads, not tiny ones
+    initial = build_method_for(
+        config, build_dataset("cifar10", cifar_root, limit=16), RunRng(0, CPU)
+    )
+    final = train(config, tmp_path / name)
+
+    losses = [r["loss"] for r in _records(tmp_path / name, "step")]
+    assert len(losses) == 2 * config.optim.epochs
+    assert all(math.isfinite(v) for v in losses), losses
+    assert losses[-1] != 0.0
+    trained = load_checkpoint(final)["backbone"]
+    changed = [
+        k for k, v in initial.backbone.state_dict().items() if not torch.equal(v, trained[k])
+    ]
+    assert any(k.endswith("weight") for k in changed)
+
+
+# --- checkpoints, metrics, data -------------------------------------------------------------------
+
+
+def test_final_checkpoint_follows_the_contract_and_embeds(tmp_path, cifar_root):
+    config = _config(cifar_root, "run.seed=11", "run.eval={knn: true, k: 5}")
+    final = train(config, tmp_path / "run")
+    assert final == tmp_path / "run" / "final.pt"
+    assert (tmp_path / "run" / "checkpoints" / "last.pt").is_file()
+    meta = load_checkpoint(final)["metadata"]
+    assert set(METADATA_KEYS) <= set(meta)
+    dataset = build_dataset("cifar10", cifar_root)
+    assert meta["method"] == "simclr"
+    assert (meta["backbone"], meta["in_channels"], meta["cifar_stem"]) == ("vgg11_bn", 3, False)
+    assert (meta["epoch"], meta["seed"]) == (1, 11)
+    np.testing.assert_allclose(meta["input_mean"], dataset.mean)
+    np.testing.assert_allclose(meta["input_std"], dataset.std)
+    assert TrainConfig.from_dict(meta["config"]) == config
+    assert (
+        TrainConfig.from_dict(
+            __import__("yaml").safe_load((tmp_path / "run" / "config.yaml").read_text())
+        )
+        == config
+    )
+
+    images, _ = dataset.get_batch(torch.arange(10))
+    features = phenossl.embed(images.numpy(), model=final, device="cpu", batch_size=4)
+    backbone, _ = load_backbone(final)
+    mean = torch.tensor(dataset.mean).view(1, 3, 1, 1)
+    std = torch.tensor(dataset.std).view(1, 3, 1, 1)
+    with torch.no_grad():
+        expected = backbone((images.float() / 255 - mean) / std)
+    np.testing.assert_allclose(features, expected.numpy(), rtol=1e-4, atol=1e-5)
+
+    (epoch,) = _records(tmp_path / "run", "epoch")
+    assert epoch["images_per_s"] > 0
+    assert epoch["views_per_s"] == pytest.approx(2 * epoch["images_per_s"])
+    assert 0.0 <= epoch["knn_top1"] <= 1.0
+    steps = _records(tmp_path / "run", "step")
+    assert [r["step"] for r in steps] == [1, 2, 3]
+    rates = [r["lr"] for r in steps]  # no warm-up: cosine decay from the first step on
+    assert rates[0] == pytest.approx(config.optim.effective_lr())
+    assert rates[0] > rates[1] > rates[2] > 0
+
+
+def test_feeders_give_the_same_batches(cifar_root):
+    dataset = build_dataset("cifar10", cifar_root, limit=24)
+    order = torch.randperm(24, generator=torch.Generator().manual_seed(0)).view(3, 8)
+    device = DeviceFeeder(dataset, CPU)
+    prefetch = PrefetchFeeder(dataset, CPU)
+    try:
+        for (a, i), (b, j) in zip(device.batches(order), prefetch.batches(order), strict=True):
+            assert torch.equal(i, j)
+            assert torch.equal(a, b)
+            assert torch.equal(a, dataset.get_batch(i)[0])
+    finally:
+        prefetch.close()
+    assert isinstance(make_feeder(dataset, CPU, "auto"), DeviceFeeder)
+    lazy = make_feeder(dataset, CPU, "never")
+    assert isinstance(lazy, PrefetchFeeder)
+    lazy.close()
+
+
+def test_bad_data_is_reported(tmp_path, cifar_root):
+    with pytest.raises(ValueError, match=r"24 samples, fewer than optim\.batch_size=32"):
+        train(_config(cifar_root, "optim.batch_size=32"), tmp_path / "a")
+    with pytest.raises(ValueError, match=r"model\.in_channels=1 but the dataset"):
+        train(_config(cifar_root, "model.in_channels=1"), tmp_path / "b")
+    with pytest.raises(FileNotFoundError):
+        train(_config(tmp_path / "nowhere"), tmp_path / "c")
