@@ -186,88 +186,93 @@ def iter_evaluate(
         return _build(config.data, split, limit, seed, {**options, **extra})
 
     test = dataset(data.test_split, data.test_limit)
-    needs_train = bool(settings.linear or settings.knn or settings.finetune)
-    train = dataset(data.train_split, data.train_limit) if needs_train else None
-    if train is not None:
+    train = None
+    if settings.linear or settings.knn or settings.finetune:
+        train = dataset(data.train_split, data.train_limit)
         _check_labelled(train, test)
-    plan = [
-        name
-        for name, wanted in (
-            ("train features", settings.linear or settings.knn),
-            ("test features", settings.linear or settings.knn or settings.cluster),
-            ("linear probe", settings.linear),
-            ("fine-tuning", settings.finetune),
-        )
-        if wanted
-    ]
-    n_stages = len(plan) + len(settings.cluster) + bool(settings.knn)
+    frozen = settings.linear or settings.knn  # protocols on frozen training features
+    stages = _Stages(
+        bool(frozen) + bool(frozen or settings.cluster) + bool(settings.linear)
+        + bool(settings.knn) + bool(settings.finetune) + len(settings.cluster)
+    )  # fmt: skip
     result, details = RunResult(), {"protocols": {}, "clusters": []}
     details.update(dataset=config.data.dataset, n_test=len(test), classes=list(test.classes))
-    features: dict[str, Any] = {}
-    index = 0
-    for name in plan:
-        if name.endswith("features"):
-            split = train if name.startswith("train") else test
-            gen = ev.iter_extract_features(backbone, split, **common)
-            features[name.split()[0]] = yield from stage(gen, index, n_stages, name)
-        elif name == "linear probe":
-            (x_train, y_train), (x_test, y_test) = features["train"], features["test"]
-            gen = ev.iter_linear_eval(
-                x_train,
-                y_train,
-                x_test,
-                y_test,
-                num_classes=len(train.classes),
-                seed=seed,
-                device=settings.device,
-                **vars(settings.linear),
-            )
-            scores = yield from stage(gen, index, n_stages, name)
-            _record(result, details, "linear", "", scores, test)
-        else:
-            gen = ev.iter_finetune(
-                backbone,
-                train,
-                test,
-                seed=seed,
-                device=settings.device,
-                input_size=size,
-                amp=settings.amp,
-                **vars(settings.finetune),
-            )
-            scores = yield from stage(gen, index, n_stages, name)
-            _record(result, details, "finetune", "finetune_", scores, test)
-        index += 1
+    if frozen:
+        gen = ev.iter_extract_features(backbone, train, **common)
+        x_train, y_train = yield from stages.run(gen, "train features")
+    if frozen or settings.cluster:
+        gen = ev.iter_extract_features(backbone, test, **common)
+        x_test, y_test = yield from stages.run(gen, "test features")
+    num_classes = len(test.classes)
+    if settings.linear:
+        gen = ev.iter_linear_eval(
+            x_train,
+            y_train,
+            x_test,
+            y_test,
+            num_classes=num_classes,
+            seed=seed,
+            device=settings.device,
+            **vars(settings.linear),
+        )
+        scores = yield from stages.run(gen, "linear probe")
+        _record(result, details, "linear", "", scores, test)
     if settings.knn:
-        (x_train, y_train), (x_test, y_test) = features["train"], features["test"]
         scores = ev.knn_eval(
             x_train,
             y_train,
             x_test,
             y_test,
-            num_classes=len(train.classes),
+            num_classes=num_classes,
             device=settings.device,
             **vars(settings.knn),
         )
         _record(result, details, "knn", "knn_", scores, test)
-        index += 1
-        yield Progress(index, n_stages, "kNN")
+        yield stages.done("kNN")
+    if settings.finetune:
+        gen = ev.iter_finetune(
+            backbone,
+            train,
+            test,
+            seed=seed,
+            device=settings.device,
+            input_size=size,
+            amp=settings.amp,
+            **vars(settings.finetune),
+        )
+        scores = yield from stages.run(gen, "fine-tuning")
+        _record(result, details, "finetune", "finetune_", scores, test)
     if settings.cluster:
-        x_test = features["test"][0].numpy()
+        embeddings = x_test.numpy()
         if any(c.save_embeddings for c in settings.cluster):
-            result.artifacts["embeddings"] = _save_embeddings(
-                out / "embeddings_test.npz", x_test, test
-            )
-        for where, (suffix, cluster) in enumerate(
-            zip(settings.cluster_metric_suffixes(), settings.cluster)
-        ):
+            path = out / "embeddings_test.npz"
+            result.artifacts["embeddings"] = _save_embeddings(path, embeddings, test)
+        suffixes = settings.cluster_metric_suffixes()
+        for where, (suffix, cluster) in enumerate(zip(suffixes, settings.cluster)):
             labels = _cluster_labels(cluster, test, dataset, data, where)
-            report = _cluster(x_test, labels, cluster, seed, suffix, result, out, test)
+            report = _cluster(embeddings, labels, cluster, seed, suffix, result, out, test)
             details["clusters"].append(report)
-            index += 1
-            yield Progress(index, n_stages, f"KMeans k={cluster.k}")
+            yield stages.done(f"KMeans k={cluster.k}")
     result.metrics["eval_seconds"] = time.perf_counter() - started
     return result, details
+
+
+class _Stages:
+    """Numbered stages of one task, as :func:`phenossl._progress.stage` counts them."""
+
+    def __init__(self, total: int, scale: int = 1000) -> None:
+        self.total, self.scale, self.index = total, scale, 0
+
+    def run(self, gen: ProgressGenerator[Any], label: str) -> ProgressGenerator[Any]:
+        """Run a sub-generator as the next stage; returns its result."""
+        result = yield from stage(gen, self.index, self.total, label, self.scale)
+        self.index += 1
+        return result
+
+    def done(self, label: str) -> Progress:
+        """The progress event of a stage done without sub-progress."""
+        self.index += 1
+        return Progress(self.index * self.scale, self.total * self.scale, label)
 
 
 def _record(

@@ -56,6 +56,7 @@ VOLATILE_SPEC_KEYS = (
     "config.device",
     "evaluate.device",
     "smoke",
+    "train_file",  # where the trainer config was read from: the resolved config is what counts
 )
 
 _SCHEMA = """

@@ -216,21 +216,21 @@ class EvaluateConfig:
         return config
 
     def _check(self, where: str) -> None:
-        positive = [
-            (f"{name}.{key}", getattr(getattr(self, name), key))
+        checks = [
+            (f"{name}.{key}", getattr(getattr(self, name), key), 0)
             for name, keys in _POSITIVE.items()
             if getattr(self, name) is not None
             for key in keys
         ]
-        positive += [(f"cluster.{i}.k", c.k - 1) for i, c in enumerate(self.cluster)]
-        positive += [
-            (f"data.{key}", getattr(self.data, key))
+        checks += [(f"cluster.{i}.k", c.k, 1) for i, c in enumerate(self.cluster)]
+        checks += [
+            (f"data.{key}", getattr(self.data, key), 0)
             for key in ("train_limit", "test_limit", "batch_size")
             if getattr(self.data, key) is not None
         ]
-        for key, value in positive:
-            if not value > 0:
-                raise ConfigError(f"{where}.{key}", f"expected a larger value, got {value}")
+        for key, value, floor in checks:
+            if not value > floor:
+                raise ConfigError(f"{where}.{key}", f"expected a value > {floor}, got {value}")
         names = self.cluster_metric_suffixes()
         if len(set(names)) != len(names):
             raise ConfigError(
