@@ -186,20 +186,31 @@ def benjamini_hochberg(pvalues: Sequence[float] | np.ndarray) -> np.ndarray:
     return out
 
 
-def _pair(x: np.ndarray, y: np.ndarray) -> tuple[float, float, float, float]:
-    """Pearson r, p and Spearman rho, p; NaN when y is constant (no correlation defined)."""
-    if np.ptp(y) == 0:
-        return (np.nan,) * 4
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", stats.ConstantInputWarning)
-        pearson = stats.pearsonr(x, y)
-        spearman = stats.spearmanr(x, y)
-    return (
-        float(pearson.statistic),
-        float(pearson.pvalue),
-        float(spearman.statistic),
-        float(spearman.pvalue),
-    )
+def _pearson(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Pearson r, its two-sided p-value and the least-squares slope of every column of ``y``
+    ``(N, K)`` against ``x`` ``(N,)`` (no NaN). A constant column gets NaN.
+
+    The p-value is the exact one of the t test with N - 2 degrees of freedom, as
+    ``scipy.stats.pearsonr``'s (and, on ranks, ``scipy.stats.spearmanr``'s).
+    """
+    n = x.shape[0]
+    xc, yc = x - x.mean(), y - y.mean(axis=0)
+    sxx, syy = float(xc @ xc), (yc * yc).sum(axis=0)
+    sxy = xc @ yc
+    with np.errstate(invalid="ignore", divide="ignore"):
+        r = np.clip(sxy / np.sqrt(sxx * syy), -1.0, 1.0)
+        r = np.where(np.ptp(y, axis=0) > 0, r, np.nan)
+        t = np.abs(r) * np.sqrt((n - 2) / np.maximum(1.0 - r * r, 0.0))
+    p = np.where(np.isfinite(r), 2 * stats.t.sf(t, n - 2), np.nan)
+    slope = np.where(np.isfinite(r), sxy / sxx, np.nan)
+    return r, p, slope
+
+
+def _statistics(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """``(K, 5)``: Pearson r, p, Spearman rho, p and slope of each column of ``y``."""
+    r, p_r, slope = _pearson(x, y)
+    rho, p_rho, _ = _pearson(stats.rankdata(x), stats.rankdata(y, axis=0))
+    return np.stack([r, p_r, rho, p_rho, slope], axis=1)
 
 
 def correlate(
@@ -245,30 +256,23 @@ def correlate(
             f"method {curves.method!r}: {curves.parameter} takes {curves.values.size} value(s) "
             f"{curves.values.tolist()}; a correlation needs at least {MIN_VALUES}"
         )
-    rows = []
-    for c, name in enumerate(curves.classes):
-        y = curves.accuracy[:, c]
-        ok = np.isfinite(y)
-        x = curves.x[ok]
-        stats_ = (np.nan,) * 4
-        slope = np.nan
-        if ok.sum() >= 3 and np.unique(x).size >= 2:
-            stats_ = _pair(x, y[ok])
-            slope = float(np.polyfit(x, y[ok], 1)[0])
-        rows.append((name, int(ok.sum()), int(np.unique(x).size), *stats_, slope))
+    x, accuracy = curves.x, curves.accuracy
+    finite = np.isfinite(accuracy)
+    columns = np.full((len(curves.classes), 5), np.nan)
+    complete = finite.all(axis=0)
+    if complete.any():
+        columns[complete] = _statistics(x, accuracy[:, complete])
+    for c in np.flatnonzero(~complete):  # classes absent from some test sets
+        ok = finite[:, c]
+        if ok.sum() >= 3 and np.ptp(x[ok]) > 0:
+            columns[c] = _statistics(x[ok], accuracy[ok, c : c + 1])[0]
     table = pd.DataFrame(
-        rows,
-        columns=[
-            "class",
-            "n_points",
-            "n_values",
-            "pearson_r",
-            "pearson_p",
-            "spearman_rho",
-            "spearman_p",
-            "slope",
-        ],
+        columns, columns=["pearson_r", "pearson_p", "spearman_rho", "spearman_p", "slope"]
     )
+    n_values = [np.unique(x[finite[:, c]]).size for c in range(finite.shape[1])]
+    table.insert(0, "n_values", n_values)
+    table.insert(0, "n_points", finite.sum(axis=0))
+    table.insert(0, "class", list(curves.classes))
     coef = table["pearson_r" if test == "pearson" else "spearman_rho"].to_numpy()
     p = table["pearson_p" if test == "pearson" else "spearman_p"].to_numpy()
     if correction == "bh":
