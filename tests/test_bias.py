@@ -336,6 +336,8 @@ def test_behaviour_match_on_a_hand_made_example():
     assert table.loc[0, "paper_match"] == 45.0
     other = tables.table1(linear, finetune, parameter="param.crop_scale")
     assert "paper_match" not in other.columns
+    cifar10 = tables.table1(linear, finetune, parameter="param.hue", dataset="cifar10")
+    assert "paper_match" not in cifar10.columns  # the paper's Table 1 is on CIFAR-100
 
 
 def test_behaviour_match_needs_common_methods_and_classes():
