@@ -166,7 +166,7 @@ def test_index_lists_made_and_skipped_outputs(made):
             assert f"]({name})" in text
             assert (out / name).is_file()
     assert "flip_p takes 2 values; a correlation needs 3" in text
-    assert "no backbone parameter" in text
+    assert "fewer than 2 backbones" in text
     skipped = {(e.artefact, e.subject) for e in index.skipped}
     assert ("Bias tables", "flip: flip_p [linear]") in skipped
     assert ("Table 1", "crop: crop_scale") in skipped
@@ -185,7 +185,7 @@ def test_missing_experiments_are_skipped_with_a_reason(tmp_path):
     }
     reasons = {e.artefact: e.reason for e in index.skipped}
     assert reasons["Table 1"] == "no per-class accuracy for ['finetune']"
-    assert reasons["Table 4"] == "no backbone parameter"
+    assert reasons["Table 4"] == "fewer than 2 backbones"
     assert reasons["AMI tables"] == "no AMI metric"
     assert reasons["Figure: cluster exemplars"] == "no run lists a montage artifact"
     assert not (tmp_path / "table4__hue_sweep.csv").exists()
@@ -202,11 +202,19 @@ def test_store_without_sweeps_names_every_artefact_as_skipped(tmp_path):
 def test_exemplars_need_the_store_folder(tmp_path):
     index = write_report(mnist_frame(), tmp_path)
     reasons = {e.artefact: e.reason for e in index.skipped}
-    assert "no store folder" in reasons["Figure: cluster exemplars"]
+    assert "relative and no store folder" in reasons["Figure: cluster exemplars"]
     index = write_report(mnist_frame(), tmp_path / "again", store_root=tmp_path)
     reasons = {e.artefact: e.reason for e in index.skipped}
     assert reasons["Figure: cluster exemplars"].startswith("montage ")
     assert reasons["Figure: cluster exemplars"].endswith("is missing")
+
+
+def test_absolute_montage_paths_need_no_store_folder(tmp_path):
+    frame = mnist_frame()
+    write_montages(frame, tmp_path)
+    frame["artifact.montage"] = [str(tmp_path / a["montage"]) for a in frame["artifacts"]]
+    index = write_report(frame.drop(columns="artifacts"), tmp_path / "report")
+    assert index.files("Figure: cluster exemplars") == ["fig_exemplars__mnist_backbones.png"]
 
 
 def test_montage_paths_one_per_grid_point():

@@ -363,8 +363,8 @@ class _Writer:
         return [*files, "table3_classes.csv"]
 
     def table4(self, name: str, runs: pd.DataFrame) -> list[str]:
-        if tables.backbone_column(runs) is None:
-            raise Skip("no backbone parameter")
+        if len(tables.distinct_backbones(runs)) < 2:
+            raise Skip("fewer than 2 backbones")
         if "metric.top1" not in runs.columns:
             raise Skip("no top-1 metric")
         dataset = infer_dataset(runs)
@@ -397,11 +397,13 @@ class _Writer:
         found = montage_paths(runs)
         if not found:
             raise Skip("no run lists a montage artifact")
-        if self.store_root is None:
-            raise Skip("montage paths are relative to the store, and no store folder was given")
         images = []
-        for label, relative in found:
-            path = self.store_root / relative
+        for label, listed in found:
+            path = Path(listed)
+            if not path.is_absolute():
+                if self.store_root is None:
+                    raise Skip(f"montage path {listed!r} is relative and no store folder was given")
+                path = self.store_root / path
             if not path.is_file():
                 raise Skip(f"montage {path} is missing")
             images.append((label, _read_image(path)))
@@ -430,10 +432,10 @@ def _artifacts(row: pd.Series) -> dict[str, Any]:
 
 
 def montage_paths(runs: pd.DataFrame, limit: int = 8) -> list[tuple[str, str]]:
-    """``(label, path relative to the store)`` of the runs' montage PNGs, one per grid point.
+    """``(label, path)`` of the runs' montage PNGs, one per grid point.
 
-    Artifacts come from an ``artifacts`` column (a dict or JSON, name -> path) or
-    ``artifact.<name>`` columns; a montage is a ``.png`` whose name mentions ``montage`` or
+    Artifacts come from ``artifact.<name>`` columns or an ``artifacts`` column (a dict or
+    JSON, name -> path); a relative path is relative to the store folder; a montage is a ``.png`` whose name mentions ``montage`` or
     ``exemplar``. The lowest seed of each method and grid point is kept, at most ``limit``.
     """
     swept = [PARAM + p for p in swept_parameters(runs)]
