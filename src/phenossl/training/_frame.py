@@ -3,14 +3,16 @@
 The frame has one row per finished run and the columns ``run_id, experiment, method, seed``,
 ``param.<name>`` (swept parameters), ``metric.<name>`` (scalars), ``per_class.<protocol>`` (a
 ``(C,)`` array per row) and ``class_names.<protocol>`` (the ``C`` names). These helpers find
-columns by short name, turn parameter values into numbers and check shapes, with errors that
-name the column, the run and what was expected.
+columns by short name, turn parameter values into numbers, check shapes (with errors that name
+the column, the run and what was expected) and split the frame into experiments and sweeps.
 """
 
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from numbers import Number
 from typing import Any
 
@@ -233,3 +235,79 @@ def infer_dataset(frame: pd.DataFrame) -> str | None:
         if tuple(classes) == _DIGITS:
             return "mnist"
     return None
+
+
+def slugify(text: str) -> str:
+    """Letters, digits and ``._=-`` kept; any other run of characters becomes ``_``."""
+    return re.sub(r"[^A-Za-z0-9._=-]+", "_", text).strip("_") or "_"
+
+
+def value_text(value: Any) -> str:
+    """A parameter value as short text: ``0.25``, ``(0.2,1)``, ``resnet18``."""
+    value = hashable(value)
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, tuple):
+        return "(" + ",".join(value_text(v) for v in value) + ")"
+    return str(value)
+
+
+def experiments(frame: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """One frame per experiment, without the columns none of its runs fill."""
+    require_columns(frame, ("run_id", "experiment", "method", "seed"), "the results frame")
+    out = {}
+    for name, runs in frame.groupby("experiment", sort=True):
+        keep = [c for c in runs.columns if not all(is_missing(v) for v in runs[c])]
+        out[str(name)] = runs[keep]
+    return out
+
+
+def find_sweeps(frame: pd.DataFrame) -> list[Sweep]:
+    """Every (experiment, numeric swept parameter, values of the other swept parameters).
+
+    A parameter is swept when it takes two distinct values or more within an experiment; it is
+    numeric when :func:`numeric_values` reads it (numbers, or intervals with one varying bound).
+    """
+    sweeps = []
+    for name, runs in experiments(frame).items():
+        dataset = infer_dataset(runs)
+        swept = [PARAM + p for p in swept_parameters(runs)]
+        for column in swept:
+            try:
+                numeric_values(runs, column)
+            except ValueError:
+                continue
+            others = [c for c in swept if c != column]
+            if not others:
+                sweeps.append(Sweep(name, column, (), runs, dataset))
+                continue
+            keys = [runs[c].map(hashable) for c in others]
+            for values, part in runs.groupby(keys, sort=False, dropna=False):
+                if len(distinct(part[column])) >= 2:
+                    fixed = tuple(zip(others, values))
+                    sweeps.append(Sweep(name, column, fixed, part, dataset))
+    return sweeps
+
+
+@dataclass(frozen=True, eq=False)
+class Sweep:
+    """One experiment's runs along one numeric parameter, the other swept ones fixed."""
+
+    experiment: str
+    parameter: str
+    fixed: tuple[tuple[str, Any], ...]
+    frame: pd.DataFrame
+    dataset: str | None = None
+
+    @property
+    def label(self) -> str:
+        """``experiment: parameter (other=value, ...)``."""
+        fixed = ", ".join(f"{short(k)}={value_text(v)}" for k, v in self.fixed)
+        return f"{self.experiment}: {short(self.parameter)}" + (f" ({fixed})" if fixed else "")
+
+    @property
+    def slug(self) -> str:
+        """A file-name-safe, unique form of :attr:`label`."""
+        parts = [self.experiment, short(self.parameter)]
+        parts += [f"{short(k)}={value_text(v)}" for k, v in self.fixed]
+        return slugify("__".join(parts))

@@ -13,15 +13,14 @@ montage files its runs list as artifacts) and writes into one folder:
   ``fig_ami_backbone__<experiment>.png``, ``fig_exemplars__<experiment>.png``;
 - ``index.md``: what was made and what was skipped, and why.
 
-A *sweep* is one experiment's runs along one numeric parameter with every other swept
-parameter fixed (all methods and seeds together). Each output is made only when the store holds
+A *sweep* (:func:`~phenossl.training._frame.find_sweeps`) is one experiment's runs along one
+numeric parameter with every other swept parameter fixed (all methods and seeds together). Each output is made only when the store holds
 what it needs; otherwise ``index.md`` says what was missing.
 """
 
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,15 +33,19 @@ from phenossl._progress import Progress, ProgressCallback, ProgressGenerator, ru
 from phenossl.training import bias, figures, tables
 from phenossl.training._frame import (
     PARAM,
+    Sweep,
     distinct,
+    experiments,
+    find_sweeps,
     hashable,
     infer_dataset,
     is_missing,
     numeric_values,
     protocols,
-    require_columns,
     short,
+    slugify,
     swept_parameters,
+    value_text,
 )
 
 #: the report's outputs, in ``index.md`` order, with what each shows
@@ -62,30 +65,6 @@ ARTEFACTS = {
 
 class Skip(Exception):
     """An output the store cannot support; the message says why."""
-
-
-@dataclass(frozen=True, eq=False)
-class Sweep:
-    """One experiment's runs along one numeric parameter, the other swept ones fixed."""
-
-    experiment: str
-    parameter: str
-    fixed: tuple[tuple[str, Any], ...]
-    frame: pd.DataFrame
-    dataset: str | None = None
-
-    @property
-    def label(self) -> str:
-        """``experiment: parameter (other=value, ...)``."""
-        fixed = ", ".join(f"{short(k)}={_text(v)}" for k, v in self.fixed)
-        return f"{self.experiment}: {short(self.parameter)}" + (f" ({fixed})" if fixed else "")
-
-    @property
-    def slug(self) -> str:
-        """A file-name-safe, unique form of :attr:`label`."""
-        parts = [self.experiment, short(self.parameter)]
-        parts += [f"{short(k)}={_text(v)}" for k, v in self.fixed]
-        return slugify("__".join(parts))
 
 
 @dataclass
@@ -122,63 +101,12 @@ class ReportIndex:
         return [f for e in self.entries if e.artefact == artefact for f in e.files]
 
 
-def slugify(text: str) -> str:
-    """Letters, digits and ``._=-`` kept; any other run of characters becomes ``_``."""
-    return re.sub(r"[^A-Za-z0-9._=-]+", "_", text).strip("_") or "_"
-
-
-def _text(value: Any) -> str:
-    value = hashable(value)
-    if isinstance(value, float):
-        return f"{value:g}"
-    if isinstance(value, tuple):
-        return "(" + ",".join(_text(v) for v in value) + ")"
-    return str(value)
-
-
-def experiments(frame: pd.DataFrame) -> dict[str, pd.DataFrame]:
-    """One frame per experiment, without the columns none of its runs fill."""
-    require_columns(frame, ("run_id", "experiment", "method", "seed"), "the report")
-    out = {}
-    for name, runs in frame.groupby("experiment", sort=True):
-        keep = [c for c in runs.columns if not all(is_missing(v) for v in runs[c])]
-        out[str(name)] = runs[keep]
-    return out
-
-
-def find_sweeps(frame: pd.DataFrame) -> list[Sweep]:
-    """Every (experiment, numeric swept parameter, values of the other swept parameters).
-
-    A parameter is swept when it takes two distinct values or more within an experiment; it is
-    numeric when :func:`numeric_values` reads it (numbers, or intervals with one varying bound).
-    """
-    sweeps = []
-    for name, runs in experiments(frame).items():
-        dataset = infer_dataset(runs)
-        swept = [PARAM + p for p in swept_parameters(runs)]
-        for column in swept:
-            try:
-                numeric_values(runs, column)
-            except ValueError:
-                continue
-            others = [c for c in swept if c != column]
-            if not others:
-                sweeps.append(Sweep(name, column, (), runs, dataset))
-                continue
-            keys = [runs[c].map(hashable) for c in others]
-            for values, part in runs.groupby(keys, sort=False, dropna=False):
-                if len(distinct(part[column])) >= 2:
-                    fixed = tuple(zip(others, values))
-                    sweeps.append(Sweep(name, column, fixed, part, dataset))
-    return sweeps
-
-
 def markdown_table(table: pd.DataFrame, digits: int = 2) -> str:
     """A GitHub Markdown table; floats with ``digits`` decimals, missing values as ``—``."""
 
     def cell(value: Any) -> str:
         if isinstance(value, list | tuple | np.ndarray):
-            return _text(value)
+            return value_text(value)
         if is_missing(value):
             return "—"
         if isinstance(value, float | np.floating):
@@ -451,7 +379,7 @@ def montage_paths(runs: pd.DataFrame, limit: int = 8) -> list[tuple[str, str]]:
                 and ("montage" in name.lower() or "exemplar" in name.lower())
             ):
                 label = ", ".join(
-                    [str(row["method"]), *(f"{short(c)}={_text(row[c])}" for c in swept)]
+                    [str(row["method"]), *(f"{short(c)}={value_text(row[c])}" for c in swept)]
                 )
                 out.append((f"{label}, seed {row['seed']}", path))
                 seen.add(key)
