@@ -238,19 +238,19 @@ def correlate(
     -------
     pandas.DataFrame
         One row per class: ``method, parameter, protocol, class, n_points, n_values,
-        pearson_r, pearson_p, spearman_rho, spearman_p, slope`` (least-squares accuracy change
-        per unit of the parameter), ``coefficient`` and ``p`` (the deciding test's, ``p``
-        corrected), ``significant``,
-        ``sign`` (+1, -1 or 0 when not significant), ``trend`` and ``strength`` (of the
-        deciding coefficient). A class whose accuracy never changes (or has fewer than three
-        finite points) gets NaN statistics and trend ``none``.
+        pearson_r, pearson_p, spearman_rho, spearman_p`` (raw), ``slope`` (least-squares
+        accuracy change per unit of the parameter), ``coefficient`` and ``p`` (the deciding
+        test's; ``p`` corrected), ``significant``, ``sign`` (+1, -1, or 0 when not
+        significant), ``trend`` and ``strength`` (of ``coefficient``). A class whose accuracy
+        never changes (or has fewer than three finite points) gets NaN statistics and trend
+        ``none``.
 
     Raises
     ------
     ValueError
         Fewer than :data:`MIN_VALUES` distinct parameter values, or a bad option.
     """
-    _check_options(alpha, correction, test)
+    check_options(alpha, correction, test)
     if curves.values.size < MIN_VALUES:
         raise ValueError(
             f"method {curves.method!r}: {curves.parameter} takes {curves.values.size} value(s) "
@@ -291,7 +291,8 @@ def correlate(
     return table
 
 
-def _check_options(alpha: float, correction: str, test: str) -> None:
+def check_options(alpha: float, correction: str, test: str) -> None:
+    """Raise ``ValueError`` for a significance level outside (0, 1) or an unknown option."""
     if not 0 < alpha < 1:
         raise ValueError(f"alpha={alpha!r}: expected a significance level in (0, 1)")
     if correction not in CORRECTIONS:

@@ -453,7 +453,7 @@ def iter_write_report(
     ReportIndex
         What was made and skipped (also written as ``index.md``).
     """
-    bias._check_options(alpha, correction, test)
+    bias.check_options(alpha, correction, test)
     if top_classes < 1:
         raise ValueError(f"top_classes={top_classes!r}: expected at least 1")
     out = Path(out_dir)
