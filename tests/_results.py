@@ -100,7 +100,8 @@ def backbone_frame(
     seeds: Sequence[int] = (0, 1),
     rng: int = 0,
 ) -> pd.DataFrame:
-    """The backbone-size study: pretrained backbones, K-means AMI per concentration, control."""
+    """The backbone-size study: pretrained backbones (no SSL method: ``method`` is None),
+    K-means AMI per concentration, randomised-label control."""
     gen = np.random.default_rng(rng)
     rows = []
     for backbone in backbones:
@@ -108,10 +109,10 @@ def backbone_frame(
             for seed in seeds:
                 rows.append(
                     {
-                        "run_id": f"{experiment}/pretrained/backbone={backbone}/"
+                        "run_id": f"{experiment}/backbone={backbone}/"
                         f"concentration={concentration:g}/seed={seed}",
                         "experiment": experiment,
-                        "method": "pretrained",
+                        "method": None,
                         "seed": seed,
                         "param.backbone": backbone,
                         "param.concentration": concentration,

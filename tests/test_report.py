@@ -144,6 +144,7 @@ def test_table4_and_ami_tables(made):
     assert "| method | convnext_tiny | convnext_tiny (paper) |" in wide
     ami = _csv(out, "ami__backbone_size.csv")
     assert len(ami) == 5 * 2
+    assert (ami["method"] == "none").all()  # runs without an SSL method are kept
     assert {"backbone", "concentration", "ami_mean", "control_mean"} <= set(ami.columns)
     assert (ami["ami_mean"] > ami["control_mean"]).all()
 

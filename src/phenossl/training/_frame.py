@@ -19,6 +19,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+#: the method of runs that train no SSL method (e.g. the pretrained backbones' study)
+NO_METHOD = "none"
 PARAM = "param."
 METRIC = "metric."
 PER_CLASS = "per_class."
@@ -253,8 +255,13 @@ def value_text(value: Any) -> str:
 
 
 def experiments(frame: pd.DataFrame) -> dict[str, pd.DataFrame]:
-    """One frame per experiment, without the columns none of its runs fill."""
+    """One frame per experiment, without the columns none of its runs fill.
+
+    Runs without a method (the backbone-size study embeds with pretrained backbones, no SSL
+    method) get the method :data:`NO_METHOD` so that grouping by method keeps them.
+    """
     require_columns(frame, ("run_id", "experiment", "method", "seed"), "the results frame")
+    frame = frame.assign(method=[NO_METHOD if is_missing(m) else m for m in frame["method"]])
     out = {}
     for name, runs in frame.groupby("experiment", sort=True):
         keep = [c for c in runs.columns if not all(is_missing(v) for v in runs[c])]

@@ -16,7 +16,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from phenossl.training import bias
-from phenossl.training._frame import hashable, numeric_values, short
+from phenossl.training._frame import NO_METHOD, hashable, numeric_values, short
 from phenossl.training.tables import (
     backbone_column,
     backbone_sort_key,
@@ -157,7 +157,8 @@ def ami_backbone_figure(frame: pd.DataFrame, *, title: str = "") -> Figure:
         for key, series in rows.groupby(series_keys, sort=True, dropna=False):
             stats = series.groupby(column)["ami"].agg(["mean", "std"])
             stats = stats.loc[sorted(stats.index, key=lambda b: position[str(b)])]
-            label = ", ".join(_describe(k, v) for k, v in zip(series_keys, np.atleast_1d(key)))
+            parts = [_describe(k, v) for k, v in zip(series_keys, key)]
+            label = ", ".join(p for p in parts if p) or "AMI"
             ax.errorbar(
                 [position[str(b)] for b in stats.index],
                 stats["mean"],
@@ -188,7 +189,9 @@ def ami_backbone_figure(frame: pd.DataFrame, *, title: str = "") -> Figure:
 
 
 def _describe(column: str, value: object) -> str:
-    return str(value) if column == "method" else f"{short(column)}={value}"
+    if column == "method":
+        return "" if value == NO_METHOD else str(value)
+    return f"{short(column)}={value}"
 
 
 def exemplar_figure(images: Sequence[tuple[str, np.ndarray]], *, title: str = "") -> Figure:
