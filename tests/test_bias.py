@@ -251,6 +251,9 @@ def test_trend_counts_and_most_biased():
     assert counts.loc["simclr", "ascending"] >= 2 and counts.loc["simclr", "descending"] >= 1
     assert (counts["classes"] == 10).all()
     assert bias.most_biased(results, 2)["byol"] == ["bird", "automobile"]
+    significant = set(results.loc[results["significant"], "class"])
+    assert set(bias.most_biased(results, 10)["simclr"]) <= significant
+    assert len(bias.most_biased(results, 10, significant_only=False)["simclr"]) == 10
 
 
 # --------------------------------------------------------------------------- Table 3 logic

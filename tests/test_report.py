@@ -141,7 +141,10 @@ def test_table4_and_ami_tables(made):
     assert row["paper"].iloc[0] == 63.8
     assert row["mean"].iloc[0] == pytest.approx(100 * (0.55 + 0.01 + 0.0005))
     wide = (out / "table4__mnist_backbones.md").read_text()
-    assert "| method | convnext_tiny | convnext_tiny (paper) |" in wide
+    header = (
+        "| method | vgg11_bn | vgg11_bn (paper) | resnet18 | resnet18 (paper) | convnext_tiny |"
+    )
+    assert header in wide  # the paper's column order
     ami = _csv(out, "ami__backbone_size.csv")
     assert len(ami) == 5 * 2
     assert (ami["method"] == "none").all()  # runs without an SSL method are kept
@@ -190,6 +193,29 @@ def test_missing_experiments_are_skipped_with_a_reason(tmp_path):
     assert reasons["AMI tables"] == "no AMI metric"
     assert reasons["Figure: cluster exemplars"] == "no run lists a montage artifact"
     assert not (tmp_path / "table4__hue_sweep.csv").exists()
+
+
+def test_per_class_curves_without_a_significant_class_show_the_strongest(tmp_path):
+    frame = sweep_frame(methods=("simclr",), seeds=(5,), values=(0.0, 0.25, 0.5), noise=0.05)
+    index = write_report(frame, tmp_path)
+    results = _csv(tmp_path, "bias__hue_sweep__hue__linear.csv")
+    assert not results["significant"].any()
+    assert index.files("Figure: per-class curves") == ["fig_classes__hue_sweep__hue.png"]
+
+
+def test_backbones_sort_in_the_papers_order():
+    from phenossl.training.tables import backbone_sort_key
+
+    names = ["resnet101", "convnext_tiny", "vgg16", "resnet18", "vit_b16", "vgg11_bn", "resnet50"]
+    assert sorted(names, key=backbone_sort_key) == [
+        "vgg11_bn",
+        "vgg16",
+        "resnet18",
+        "resnet50",
+        "resnet101",
+        "convnext_tiny",
+        "vit_b16",
+    ]
 
 
 def test_store_without_sweeps_names_every_artefact_as_skipped(tmp_path):

@@ -329,13 +329,16 @@ def trend_counts(results: pd.DataFrame) -> pd.DataFrame:
     return counts.reset_index()
 
 
-def most_biased(results: pd.DataFrame, n: int = 6) -> dict[str, list[str]]:
-    """Per method, up to ``n`` significant classes with the largest |coefficient|, strongest
-    first."""
+def most_biased(
+    results: pd.DataFrame, n: int = 6, *, significant_only: bool = True
+) -> dict[str, list[str]]:
+    """Per method, up to ``n`` classes with the largest |coefficient|, strongest first: the
+    significant ones, or any class with a defined coefficient (``significant_only=False``)."""
     require_columns(results, ("method", "class", "significant", "coefficient"), "most biased")
     out = {}
     for method, rows in results.groupby("method", sort=True):
-        rows = rows[rows["significant"].astype(bool)]
+        keep = rows["significant"].astype(bool) if significant_only else rows["coefficient"].notna()
+        rows = rows[keep]
         order = rows["coefficient"].abs().sort_values(ascending=False, kind="stable").index
         out[str(method)] = rows.loc[order, "class"].head(n).tolist()
     return out

@@ -87,38 +87,41 @@ def accuracy_figure(
 
 def class_curves_figure(
     curves: Mapping[str, bias.ClassCurves],
-    biased: Mapping[str, Sequence[str]],
     results: pd.DataFrame,
     *,
+    n: int = 5,
     title: str = "",
 ) -> Figure:
     """Per-class accuracy (%) against the parameter for each method's most biased classes:
-    seed mean with a band of one seed standard deviation, the class's r in the legend.
+    seed mean with a band of one seed standard deviation, the coefficient in the legend.
 
-    ``biased`` is :func:`bias.most_biased`'s output; a method without a significant class gets
-    an empty panel saying so.
+    Each panel draws the method's ``n`` significant classes of largest |coefficient|
+    (:func:`bias.most_biased` of ``results``); a method without any draws its ``n`` strongest
+    correlations instead, dashed and marked "n.s." (not significant).
     """
-    methods = [m for m in curves if m in biased]
+    methods = [m for m in curves if (results["method"] == m).any()]
     if not methods:
-        raise ValueError("no method to draw per-class curves of")
+        raise ValueError("no method has both curves and correlations to draw")
+    significant = bias.most_biased(results, n)
+    strongest = bias.most_biased(results, n, significant_only=False)
     figure, axes = _grid(len(methods), 3, (5.0, 3.6))
     for ax, method in zip(axes, methods):
         c = curves[method]
         coef = results[results["method"] == method].set_index("class")["coefficient"]
-        for name in biased[method]:
+        chosen = significant.get(method) or strongest.get(method, [])
+        marked = not significant.get(method)
+        for name in chosen:
             i = c.classes.index(name)
             mean, std = 100 * c.mean[i], 100 * c.std[i]
+            label = f"{name} ({coef[name]:+.2f}{', n.s.' if marked else ''})"
             (line,) = ax.plot(
-                c.values, mean, marker="o", markersize=3, label=f"{name} ({coef[name]:+.2f})"
-            )
+                c.values, mean, marker="o", markersize=3, linestyle="--" if marked else "-",
+                label=label,
+            )  # fmt: skip
             ax.fill_between(c.values, mean - std, mean + std, color=line.get_color(), alpha=0.15)
-        if not biased[method]:
-            ax.text(
-                0.5, 0.5, "no significant class", ha="center", va="center", transform=ax.transAxes
-            )
-        else:
+        if chosen:
             ax.legend(fontsize="x-small")
-        ax.set_title(method)
+        ax.set_title(method + (" (no significant class)" if marked else ""))
         ax.set_xlabel(short(c.parameter))
         ax.set_ylabel(f"{c.protocol} per-class accuracy (%)")
         ax.grid(alpha=0.3)
@@ -128,7 +131,7 @@ def class_curves_figure(
 
 
 def _family(name: str) -> str:
-    return backbone_sort_key(name)[0] or str(name)
+    return backbone_sort_key(name)[1] or str(name)
 
 
 def ami_backbone_figure(frame: pd.DataFrame, *, title: str = "") -> Figure:
@@ -198,7 +201,10 @@ def exemplar_figure(images: Sequence[tuple[str, np.ndarray]], *, title: str = ""
     """Montages of the images nearest each cluster centroid, one panel per run."""
     if not images:
         raise ValueError("no montage to draw")
-    figure, axes = _grid(len(images), 2, (6.0, 6.0))
+    aspect = max(image.shape[1] / image.shape[0] for _, image in images)
+    height = 6.0 if aspect >= 0.5 else 8.0
+    ncols = max(1, min(4, int(12 // (height * aspect))))
+    figure, axes = _grid(len(images), ncols, (height * aspect + 0.2, height + 0.4))
     for ax, (label, image) in zip(axes, images):
         ax.imshow(image, cmap="gray" if image.ndim == 2 else None, interpolation="nearest")
         ax.set_title(label, fontsize="small")

@@ -32,6 +32,7 @@ import pandas as pd
 from phenossl._progress import Progress, ProgressCallback, ProgressGenerator, run
 from phenossl.training import bias, figures, tables
 from phenossl.training._frame import (
+    NO_METHOD,
     PARAM,
     Sweep,
     distinct,
@@ -235,12 +236,9 @@ class _Writer:
             raise Skip("no per-class accuracy")
         protocol = "linear" if "linear" in available else available[0]
         results = self.correlations(sweep, protocol)
-        biased = bias.most_biased(results, self.top_classes)
-        if not any(biased.values()):
-            raise Skip(f"no class significantly correlated with {short(sweep.parameter)}")
         curves = bias.class_curves(sweep.frame, sweep.parameter, protocol=protocol)
         figure = figures.class_curves_figure(
-            curves, biased, results, title=f"{sweep.label} ({protocol})"
+            curves, results, n=self.top_classes, title=f"{sweep.label} ({protocol})"
         )
         return self.figure(f"fig_classes__{sweep.slug}", figure)
 
@@ -508,7 +506,7 @@ def _summarise(entries: list[ReportEntry]) -> list[ReportEntry]:
 
 def index_markdown(index: ReportIndex, frame: pd.DataFrame, options: dict[str, Any]) -> str:
     """``index.md``: store summary, outputs made (with links), outputs skipped (with reasons)."""
-    methods = sorted(map(str, frame["method"].unique())) if "method" in frame else []
+    methods = sorted({NO_METHOD if is_missing(m) else str(m) for m in frame["method"]})
     names = sorted(map(str, frame["experiment"].unique())) if "experiment" in frame else []
     lines = [
         "# Report",

@@ -28,6 +28,8 @@ from phenossl.training._frame import (
 )
 
 _CONVNEXT_SIZES = {"tiny": 0, "small": 1, "base": 2, "large": 3}
+#: families in the paper's column order (Table 4: VGG11, ResNet18, ConvNeXt-Tiny); others after
+_FAMILY_ORDER = {"vgg": 0, "resnet": 1, "convnext": 2}
 #: Table 3's rows: the key of :data:`paper_numbers.TABLE3` columns and the rule's label
 TABLE3_ROWS = (
     ("all", "in all methods"),
@@ -162,13 +164,19 @@ def backbone_column(frame: pd.DataFrame) -> str | None:
 
 
 def backbone_sort_key(name: str) -> tuple:
-    """Order backbones by family, then size: ``resnet18 < resnet50 < resnet101``."""
+    """Order backbones as the paper's tables: VGG, ResNet, ConvNeXt, other families by name,
+    then by size within a family (``resnet18 < resnet50 < resnet101``)."""
     match = re.fullmatch(r"([a-z_]*?)_?(\d+|tiny|small|base|large)(.*)", str(name))
     if not match:
-        return (str(name), 0, "")
+        return (len(_FAMILY_ORDER), str(name), 0, "")
     family, size, rest = match.groups()
     rank = _CONVNEXT_SIZES.get(size)
-    return (family, int(size) if rank is None else rank, rest)
+    return (
+        _FAMILY_ORDER.get(family, len(_FAMILY_ORDER)),
+        family,
+        int(size) if rank is None else rank,
+        rest,
+    )
 
 
 def grid_columns(frame: pd.DataFrame, exclude: Sequence[str]) -> list[str]:
