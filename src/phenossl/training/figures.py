@@ -121,6 +121,11 @@ def class_curves_figure(
             ax.fill_between(c.values, mean - std, mean + std, color=line.get_color(), alpha=0.15)
         if chosen:
             ax.legend(fontsize="x-small")
+        else:
+            ax.text(
+                0.5, 0.5, f"no class's accuracy varies with {short(c.parameter)}",
+                ha="center", va="center", transform=ax.transAxes,
+            )  # fmt: skip
         ax.set_title(method + (" (no significant class)" if marked else ""))
         ax.set_xlabel(short(c.parameter))
         ax.set_ylabel(f"{c.protocol} per-class accuracy (%)")
@@ -202,9 +207,9 @@ def exemplar_figure(images: Sequence[tuple[str, np.ndarray]], *, title: str = ""
     if not images:
         raise ValueError("no montage to draw")
     aspect = max(image.shape[1] / image.shape[0] for _, image in images)
-    height = 6.0 if aspect >= 0.5 else 8.0
-    ncols = max(1, min(4, int(12 // (height * aspect))))
-    figure, axes = _grid(len(images), ncols, (height * aspect + 0.2, height + 0.4))
+    width = min(10.0, 5.0 * aspect)  # inches: wide montages 10 in, tall ones 5 in high
+    ncols = max(1, min(4, int(16 // width)))
+    figure, axes = _grid(len(images), ncols, (width + 0.2, width / aspect + 0.4))
     for ax, (label, image) in zip(axes, images):
         ax.imshow(image, cmap="gray" if image.ndim == 2 else None, interpolation="nearest")
         ax.set_title(label, fontsize="small")
