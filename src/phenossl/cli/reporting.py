@@ -1,0 +1,85 @@
+"""`phenossl report`: the paper's tables and figures from a sweep's result store."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from phenossl.cli._common import CLIError, run_with_progress
+
+
+def add_parsers(sub: argparse._SubParsersAction) -> None:
+    """Register `report`."""
+    p = sub.add_parser(
+        "report",
+        help="result store -> the paper's tables (Markdown + CSV) and figures (PNG)",
+        description="Regenerate the paper's tables (1-4, AMI) and figures (accuracy against "
+        "each swept parameter, per-class curves of the most biased classes, AMI against "
+        "backbone size, cluster exemplars) from a result store's finished runs, with the "
+        "paper's numbers beside ours. Outputs the store cannot support are skipped; OUT/index.md "
+        "lists what was made and why the rest was not.",
+    )
+    p.add_argument("store", type=Path, help="result store folder (`phenossl sweep --store`)")
+    p.add_argument("--out", required=True, type=Path, help="folder for the tables and figures")
+    p.add_argument(
+        "--experiment",
+        action="append",
+        default=None,
+        metavar="NAME",
+        help="report only this experiment (repeatable; default all)",
+    )
+    p.add_argument(
+        "--alpha", type=float, default=0.05, help="significance level of a class bias (0.05)"
+    )
+    p.add_argument(
+        "--correction",
+        choices=["none", "bh"],
+        default="none",
+        help="multiple testing: none (raw p, as the paper) or bh (Benjamini-Hochberg per "
+        "method over its classes)",
+    )
+    p.add_argument(
+        "--test",
+        choices=["pearson", "spearman"],
+        default="pearson",
+        help="correlation that decides a class's trend (default pearson)",
+    )
+    p.add_argument(
+        "--top-classes", type=int, default=5, help="most biased classes drawn per method (5)"
+    )
+    p.set_defaults(handler=_cmd_report)
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from phenossl.training.report import iter_write_report
+    from phenossl.training.sweep import ResultStore
+
+    if not args.store.is_dir():
+        raise CLIError(f"{args.store}: no such result store folder")
+    with ResultStore(args.store, create=False) as store:
+        frame = store.frame()
+    if args.experiment:
+        known = sorted(frame["experiment"].unique()) if len(frame) else []
+        unknown = [name for name in args.experiment if name not in known]
+        if unknown:
+            raise CLIError(
+                f"no finished run of experiment(s) {unknown} in {args.store}; it has {known}"
+            )
+        frame = frame[frame["experiment"].isin(args.experiment)]
+    if frame.empty:
+        raise CLIError(f"{args.store} holds no finished run to report on")
+    gen = iter_write_report(
+        frame,
+        args.out,
+        store_root=args.store,
+        alpha=args.alpha,
+        correction=args.correction,
+        test=args.test,
+        top_classes=args.top_classes,
+    )
+    index = run_with_progress(gen, args, "report", "output")
+    print(
+        f"{len(index.made)} output(s) made, {len(index.skipped)} skipped -> "
+        f"{Path(args.out) / 'index.md'}"
+    )
+    return 0
