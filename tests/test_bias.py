@@ -3,9 +3,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from _results import CIFAR10, sweep_frame
 from scipy import stats
 
-from _results import CIFAR10, sweep_frame
 from phenossl.training import bias, tables
 from phenossl.training._frame import infer_dataset, numeric_values
 

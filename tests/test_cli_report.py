@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from _results import backbone_frame, sweep_frame
 from PIL import Image
 
-from _results import backbone_frame, sweep_frame
 from phenossl.cli import main
 from phenossl.training.report import ARTEFACTS
 
@@ -147,10 +147,10 @@ def smoke_store(tmp_path_factory) -> Path:
     """A store filled by real sweeps: a hue sweep (2 methods x 3 values, linear and
     fine-tuning), a backbone grid with clustering, and the backbone-size study's smoke run."""
     import torch
-    from phenossl.training.sweep import sweep
-    from phenossl.training.sweep_config import load_sweep, sweep_from_dict
 
     from phenossl.data.cifar import write_cifar_like
+    from phenossl.training.sweep import sweep
+    from phenossl.training.sweep_config import load_sweep, sweep_from_dict
 
     root = tmp_path_factory.mktemp("smoke")
     cifar = root / "cifar"

@@ -5,9 +5,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from _results import CIFAR10, backbone_frame, mnist_frame, sweep_frame, write_montages
 from PIL import Image
 
-from _results import CIFAR10, backbone_frame, mnist_frame, sweep_frame, write_montages
 from phenossl._progress import Progress
 from phenossl.training import report as rp
 from phenossl.training.report import ARTEFACTS, find_sweeps, iter_write_report, write_report
