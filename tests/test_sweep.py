@@ -381,7 +381,7 @@ def test_mnist_digit_composition_clusters_by_digit(mnist_root, tmp_path):
             row["metric.ami"] > row["metric.ami_control_mean"] + 10 * row["metric.ami_control_std"]
         )
         montage = np.asarray(Image.open(row["artifact.montage"]))
-        assert montage.shape[0] == 10 * 16 + 11 * 2  # 10 clusters of 16 px exemplars
+        assert montage.shape[0] == 10 * 28 + 11 * 2  # 10 clusters of 28 px test digits
     assert ami["digit"] > ami["handwriting"] + MNIST_MARGIN
 
 
