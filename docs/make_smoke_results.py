@@ -103,13 +103,13 @@ def main() -> int:
         if "mnist" in config.stem and mnist is None:
             timings[config.stem] = f"skipped: no MNIST files at {args.mnist}"
             continue
-        command = [sys.executable, "-m", "phenossl.cli", "-q", "sweep", str(config), "--smoke"]
+        command = [sys.executable, "-m", "phenossl", "-q", "sweep", str(config), "--smoke"]
         command += ["--store", str(store), *CPU]
         print("$", " ".join(command[2:]), flush=True)
         started = time.perf_counter()
         subprocess.run(command, cwd=work, check=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
         timings[config.stem] = round(time.perf_counter() - started, 1)
-    report = [sys.executable, "-m", "phenossl.cli", "-q", "report", str(store), "--out"]
+    report = [sys.executable, "-m", "phenossl", "-q", "report", str(store), "--out"]
     subprocess.run([*report, str(args.out)], check=True)
     (args.out / "sweep_seconds.json").write_text(json.dumps(timings, indent=2) + "\n")
     print(json.dumps(timings, indent=2))
