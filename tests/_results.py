@@ -13,18 +13,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-CIFAR10 = [
-    "airplane",
-    "automobile",
-    "bird",
-    "cat",
-    "deer",
-    "dog",
-    "frog",
-    "horse",
-    "ship",
-    "truck",
-]
+from phenossl.data.cifar import CIFAR10_CLASSES
+
+CIFAR10 = list(CIFAR10_CLASSES)
 DIGITS = [str(d) for d in range(10)]
 
 
