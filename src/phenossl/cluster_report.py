@@ -171,8 +171,13 @@ def write_cluster_report(
     _atomic_text(out / "clusters.csv", clusters.to_csv(index=False))
     _atomic_text(out / "composition.csv", result.composition.to_csv())
     save_png(out / "montage.png", centroid_gallery(view, result.nearest))
-    _atomic_text(out / "report.json", json.dumps(report, indent=2, default=_json_scalar) + "\n")
+    write_report_json(out / "report.json", report)
     return report
+
+
+def write_report_json(path: str | Path, report: Mapping[str, Any]) -> None:
+    """Write a report dict as ``report.json`` does (atomically; numpy scalars, paths as values)."""
+    _atomic_text(Path(path), json.dumps(report, indent=2, default=_json_scalar) + "\n")
 
 
 def _json_scalar(obj: Any) -> Any:
