@@ -366,7 +366,8 @@ def test_gpu_executor_pins_each_worker_to_its_device(tiny_cropset, tmp_path):
 def test_mnist_digit_composition_clusters_by_digit(mnist_root, tmp_path):
     """Fig. 4 on real MNIST at the "short" scale of docs/reproduce.md (about 6 CPU minutes).
 
-    Measured on 2 cores: AMI digit 0.436, handwriting 0.288 (random-init VGG11-BN 0.367).
+    Measured on 2 cores with this command: AMI digit 0.458, handwriting 0.317 (random-init
+    VGG11-BN on the same test digits: 0.367).
     """
     config = load_sweep(
         TRAINING / "fig4_mnist_clustering.yaml",
