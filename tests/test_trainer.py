@@ -187,6 +187,41 @@ def test_loss_mix_weights_the_losses_and_their_gradients(cifar_root):
     assert float((d_mix - 1.4 * d_single).norm() / (1.4 * d_single).norm()) < 1e-4
 
 
+def test_loss_mix_contrasts_every_composition_with_the_queue_of_earlier_batches(cifar_root):
+    """Review finding: enqueueing after each composition put the batch's own keys (false
+    negatives) into the queue the next composition contrasts against."""
+    config = _config(
+        cifar_root,
+        "method={name: mocov2plus, proj_hidden_dim: 32, proj_output_dim: 16, queue_size: 64}",
+    )
+    dataset = build_dataset("cifar10", cifar_root, limit=8)
+    identity = build_augmentation("identity", size=16)
+    images, _ = dataset.get_batch(torch.arange(8))
+    step = _step(config, [(identity, 0.4), (identity, 1.0)], dataset)
+    method = step.method
+    method.on_train_start(4)
+    seen = []
+    original = method.training_step
+
+    def spy(views, indices):
+        seen.append([q.values() for q in method.queues])
+        return original(views, indices)
+
+    method.training_step = spy
+    before = [q.values() for q in method.queues]
+    step(images, torch.arange(8), 0)
+
+    assert len(seen) == 2
+    for first, second, old in zip(*seen, before):
+        assert torch.equal(first, old) and torch.equal(second, old)
+    # after the step both compositions' keys are in, each exactly once
+    assert [int(q.num_filled) for q in method.queues] == [16, 16]
+    with pytest.raises(ValueError, match="boom"), method.deferred_enqueues():
+        method.enqueue(method.queues[0], torch.ones(8, 16))
+        raise ValueError("boom")
+    assert int(method.queues[0].num_filled) == 16  # a failed step enqueues nothing
+
+
 def test_views_are_normalised_with_the_dataset_statistics(cifar_root):
     config = _config(cifar_root)
     dataset = build_dataset("cifar10", cifar_root, limit=8)

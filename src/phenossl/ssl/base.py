@@ -9,12 +9,19 @@ buffers, so ``state_dict()`` resumes a run exactly. The trainer drives it throug
     out = method.training_step(views, indices)  # out["loss"].backward(); optimizer.step()
     method.after_optimizer_step(step)           # 0-based index of the step just taken
     method.parameter_groups()                   # for building the optimiser
+
+Queues and memory banks are filled through :meth:`Method.enqueue`. Inside
+``with method.deferred_enqueues():`` (the trainer's loss mix: one ``training_step`` per
+composition) the enqueues are held back and applied when the block ends, so every composition of
+a step is contrasted against the same queue of *earlier* batches, never against keys of the
+batch's own images enqueued by the composition before it.
 """
 
 from __future__ import annotations
 
 import abc
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any, ClassVar
 
 import torch
@@ -57,6 +64,33 @@ class Method(nn.Module, abc.ABC):
     @property
     def current_epoch(self) -> int:
         return int(self.epoch)
+
+    def enqueue(self, memory: nn.Module, items: Tensor) -> None:
+        """``memory.enqueue(items)`` now, or at the end of :meth:`deferred_enqueues`."""
+        pending = self.__dict__.get("_pending_enqueues")
+        if pending is None:
+            memory.enqueue(items)
+        else:
+            pending.append((memory, items.detach()))
+
+    @contextmanager
+    def deferred_enqueues(self) -> Iterator[None]:
+        """Hold back :meth:`enqueue` calls; apply them, in call order, when the block succeeds.
+
+        Examples
+        --------
+        >>> with method.deferred_enqueues():  # doctest: +SKIP
+        ...     loss = sum(w * method.training_step(v, i)["loss"] for w, v in mix)
+        """
+        if self.__dict__.get("_pending_enqueues") is not None:
+            raise RuntimeError(f"{type(self).__name__}: deferred_enqueues() is not reentrant")
+        self.__dict__["_pending_enqueues"] = pending = []
+        try:
+            yield
+        finally:
+            self.__dict__["_pending_enqueues"] = None
+        for memory, items in pending:
+            memory.enqueue(items)
 
     @abc.abstractmethod
     def training_step(self, views: Sequence[Tensor], indices: Tensor) -> dict[str, Tensor]:

@@ -82,7 +82,7 @@ class SwAV(Method):
         codes = [self._codes(s, view) for view, s in enumerate(scores)]
         loss = swav_loss(scores, codes, self.temperature)
         for queue, zv in zip(self.queues, z):
-            queue.enqueue(zv)
+            self.enqueue(queue, zv)
         return {"loss": loss}
 
 

@@ -102,8 +102,8 @@ class MoCoV2Plus(MomentumMethod):
             moco_loss(q1, k2, queue2, self.temperature)
             + moco_loss(q2, k1, queue1, self.temperature)
         ) / 2
-        self.queues[0].enqueue(k1)
-        self.queues[1].enqueue(k2)
+        self.enqueue(self.queues[0], k1)
+        self.enqueue(self.queues[1], k2)
         return {"loss": loss, "tau": self.tau.detach().clone()}
 
 
@@ -152,7 +152,7 @@ class NNCLR(Method):
         _, nn1 = self.support.nearest(z1)
         _, nn2 = self.support.nearest(z2)
         loss = (nnclr_loss(nn1, p2, self.temperature) + nnclr_loss(nn2, p1, self.temperature)) / 2
-        self.support.enqueue(z1)
+        self.enqueue(self.support, z1)
         return {"loss": loss}
 
 
@@ -198,5 +198,5 @@ class ReSSL(MomentumMethod):
         with torch.no_grad():
             key = F.normalize(self.momentum_projector(self.momentum_backbone(weak)), dim=1)
         loss = ressl_loss(query, key, self.queue.values(), self.temperature_q, self.temperature_k)
-        self.queue.enqueue(key)
+        self.enqueue(self.queue, key)
         return {"loss": loss, "tau": self.tau.detach().clone()}

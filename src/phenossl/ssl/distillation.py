@@ -108,7 +108,7 @@ class NNBYOL(BYOL):
         _, nn1 = self.support.nearest(t1)
         _, nn2 = self.support.nearest(t2)
         loss = byol_loss(p1, nn2) + byol_loss(p2, nn1)
-        self.support.enqueue(t1)
+        self.enqueue(self.support, t1)
         return {"loss": loss, "z_std": _embedding_std(z1, z2), "tau": self.tau.detach().clone()}
 
 

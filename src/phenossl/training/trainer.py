@@ -17,7 +17,8 @@ after every ``run.checkpoint_every`` epochs and the last one) and ``final.pt``.
 One optimiser step (:class:`TrainStep`): the uint8 batch, already on the device, is scaled to
 [0, 1]; each augmentation composition makes two views of it on the device; the views are
 normalised with the dataset's mean/std; the method's loss of each composition is weighted and
-summed (the paper's loss mix); backward, optimiser step at the scheduled rate, and the method's
+summed (the paper's loss mix; queue and memory-bank updates wait until every composition's loss is
+computed, so no composition is contrasted against keys of the batch's own images); backward, optimiser step at the scheduled rate, and the method's
 gradient-free momentum updates. On CUDA the forward runs under autocast (bf16 where supported)
 with channels_last inputs. The last partial batch of every epoch is dropped.
 
@@ -141,7 +142,8 @@ class TrainStep:
         views = self.views(images)
         logs: dict[str, Tensor] = {}
         loss: Tensor | None = None
-        with autocast(self.device, enabled=self.amp):
+        # every composition sees the queues of earlier steps; this step's keys go in at the end
+        with autocast(self.device, enabled=self.amp), self.method.deferred_enqueues():
             for name, (_, weight), pair in zip(self.names, self.augmentations, views):
                 out = self.method.training_step(pair, indices)
                 part = out["loss"]
