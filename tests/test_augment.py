@@ -51,6 +51,7 @@ def test_registry_has_the_paper_compositions() -> None:
         "cell_affine_rot360",
         "cell_fig6_left",
         "cell_fig6_right",
+        "fluorescence",
         "identity",
     }
 
@@ -175,6 +176,18 @@ IDENTITY_PARAMS = {
         "vflip_p": 0,
         "degrees": 0,
         "center_crop_scale": 1,
+    },
+    "fluorescence": {
+        "rot90_p": 0,
+        "hflip_p": 0,
+        "affine_degrees": 0,
+        "affine_translate": 0,
+        "affine_shear": 0,
+        "crop_scale": (1, 1),
+        "crop_ratio": (1, 1),
+        "jitter_p": 0,
+        "blur_p": 0,
+        "noise_p": 0,
     },
 }
 
@@ -518,3 +531,65 @@ def test_cuda_batches_stay_on_the_device_without_host_syncs(name: str) -> None:
     assert y.dtype == x.dtype
     assert y.shape[-1] == _expected_side(name, x)
     assert math.isfinite(y.sum().item())
+
+
+# --- the fluorescence composition ---------------------------------------------------------------
+
+
+def test_fluorescence_never_moves_signal_between_channels() -> None:
+    """A DAPI-only image stays DAPI-only; the paper's hue jitter leaks it into other channels."""
+    x = torch.zeros(16, 3, 48, 48)
+    x[:, 0, 14:34, 14:34] = 0.8
+    torch.manual_seed(0)
+    y = build_augmentation("fluorescence", noise_p=0.0, jitter_p=1.0, blur_p=1.0)(x)
+    assert y[:, 1:].abs().max() == 0
+    assert y[:, 0].amax(dim=(1, 2)).min() > 0.3
+    torch.manual_seed(0)
+    paper = build_augmentation("cell_fig6_left")(x)
+    assert paper[:, 1:].amax() > 0.1
+
+
+def test_fluorescence_jitters_each_channel_on_its_own() -> None:
+    x = torch.rand(1, 1, 48, 48).expand(8, 3, -1, -1).contiguous()
+    torch.manual_seed(0)
+    aug = build_augmentation(
+        "fluorescence",
+        **{**IDENTITY_PARAMS["fluorescence"], "jitter_p": 1.0},
+    )
+    y = aug(x)
+    gaps = (y[:, 0] - y[:, 1]).abs().amax(dim=(1, 2))
+    assert gaps.min() > 1e-2, "two identical channels got the same intensity change"
+
+
+def test_fluorescence_rotations_are_exact_symmetries_of_the_square() -> None:
+    x = torch.rand(32, 3, 20, 20)
+    params = {**IDENTITY_PARAMS["fluorescence"], "rot90_p": 1.0, "hflip_p": 0.5}
+    torch.manual_seed(0)
+    y = build_augmentation("fluorescence", **params)(x)
+    seen = set()
+    for xi, yi in zip(x, y):
+        matches = [
+            (k, f)
+            for k in range(4)
+            for f in (False, True)
+            if torch.allclose(yi, torch.rot90(xi.flip(-1) if f else xi, k, (1, 2)), atol=1e-5)
+        ]
+        assert matches, "a view is not one of the eight symmetries of its image"
+        seen.update(matches)
+    assert len(seen) >= 6
+
+
+def test_fluorescence_noise_and_blur_are_mild() -> None:
+    x = torch.full((8, 3, 48, 48), 0.5)
+    torch.manual_seed(0)
+    noisy = build_augmentation(
+        "fluorescence", **{**IDENTITY_PARAMS["fluorescence"], "noise_p": 1.0}
+    )(x)
+    assert 0 < float((noisy - x).std()) < 0.03
+    edge = torch.zeros(4, 3, 48, 48)
+    edge[..., 24:] = 1.0
+    blurred = build_augmentation(
+        "fluorescence", **{**IDENTITY_PARAMS["fluorescence"], "blur_p": 1.0}
+    )(edge)
+    assert torch.allclose(blurred.sum(), edge.sum(), rtol=1e-4)  # mass kept (replicated edges)
+    assert blurred[..., 20].max() < 0.01 and blurred[..., 23].min() > 0.0

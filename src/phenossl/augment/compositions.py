@@ -29,8 +29,18 @@ from phenossl.augment.geometry import (
     Pad,
     ResizedCrop,
     Rotate,
+    Rotate90,
 )
-from phenossl.augment.intensity import ColorJitter, Erase, Grayscale, Invert, Solarize
+from phenossl.augment.intensity import (
+    ChannelJitter,
+    ColorJitter,
+    Erase,
+    GaussianBlur,
+    GaussianNoise,
+    Grayscale,
+    Invert,
+    Solarize,
+)
 from phenossl.augment.pipeline import Augmentation
 
 Factory = Callable[..., Augmentation]
@@ -138,6 +148,9 @@ _CHECKS: dict[str, Callable[[str, Any], Any]] = {
     "affine_translate": _unit,
     "affine_shear": _shear,
     "pad": _interval(0.0, _INF, open_low=False),
+    "gamma": _at_least_zero,
+    "blur_sigma": _interval(0.0, _INF, open_low=False),
+    "noise_std": _at_least_zero,
     "erase_scale": _interval(0.0, 1.0, open_low=True),
     "erase_ratio": _interval(0.0, _INF, open_low=True),
     "erase_value": _unit,
@@ -473,6 +486,56 @@ def cell_fig6_right(
             CenterCrop(center_crop_scale),
         ],
         "pixel": [ColorJitter(brightness, contrast, saturation, hue, p=jitter_p)],
+        "size": size,
+        "interpolation": interpolation,
+    }
+
+
+@_composition("fluorescence")
+def fluorescence(
+    *,
+    size: int | None = None,
+    rot90_p: float = 1.0,
+    hflip_p: float = 0.5,
+    affine_degrees: float = 10.0,
+    affine_translate: float = 0.05,
+    affine_shear: float = 5.0,
+    crop_scale: tuple[float, float] = (0.6, 1.0),
+    crop_ratio: tuple[float, float] = (0.9, 1.0 / 0.9),
+    brightness: float = 0.3,
+    contrast: float = 0.3,
+    gamma: float = 0.3,
+    jitter_p: float = 0.8,
+    blur_p: float = 0.3,
+    blur_sigma: tuple[float, float] = (0.1, 1.0),
+    noise_p: float = 0.3,
+    noise_std: float = 0.03,
+    interpolation: str = "bilinear",
+) -> dict:
+    """Fluorescence cells (the product's, not the paper's): channels are never mixed.
+
+    A rotation by a multiple of 90 degrees (``rot90_p`` 1.0) and a horizontal flip (``hflip_p`` 0.5; together all
+    eight symmetries of the square: cells have no up), a small affine map (U(-10, 10) degrees,
+    translation up to 5 % of the side, shear up to 5 degrees), a random crop of ``crop_scale``
+    (0.6-1.0) of the area with a near-square aspect resized to ``size``; then, with probability
+    ``jitter_p`` 0.8, a per-channel gain, contrast and gamma jitter (each +-0.3, drawn per channel,
+    so DAPI, Tubulin and Actin vary independently as stain and exposure do between wells and
+    plates), a mild Gaussian blur (sigma 0.1-1 px, p 0.3) and Gaussian noise (std up to 0.03 of
+    the range, p 0.3). No hue or saturation jitter: on stains those move a nucleus's DAPI signal
+    into the cytoskeleton channels. Works on any channel count.
+    """
+    return {
+        "geometry": [
+            Rotate90(rot90_p),
+            Flip("horizontal", hflip_p),
+            Affine(affine_degrees, affine_translate, affine_shear),
+            ResizedCrop(crop_scale, crop_ratio),
+        ],
+        "pixel": [
+            ChannelJitter(brightness, contrast, gamma, p=jitter_p),
+            GaussianBlur(blur_p, blur_sigma),
+            GaussianNoise(noise_p, noise_std),
+        ],
         "size": size,
         "interpolation": interpolation,
     }

@@ -110,6 +110,30 @@ class Rotate(GeometricStep):
 
 
 @dataclass(frozen=True)
+class Rotate90(GeometricStep):
+    """With probability p, rotation about the canvas centre by 0, 90, 180 or 270 degrees (uniform).
+
+    Exact on square canvases: no corner is lost and no background comes in.
+    """
+
+    p: float = 1.0
+
+    @property
+    def noop(self) -> bool:
+        return self.p == 0
+
+    def sample(self, size: Tensor, out_size: tuple[int, int]) -> tuple[Tensor, Tensor]:
+        n = size.shape[0]
+        k = torch.randint(0, 4, (n,), device=size.device).float()
+        k = k * (torch.rand(n, device=size.device) < self.p).float()
+        angle = k * (math.pi / 2)
+        cos, sin = torch.cos(angle).round(), torch.sin(angle).round()
+        m = _eye(n, size.device)
+        m[:, 0, 0], m[:, 0, 1], m[:, 1, 0], m[:, 1, 1] = cos, -sin, sin, cos
+        return m, size
+
+
+@dataclass(frozen=True)
 class Affine(GeometricStep):
     """torchvision's ``RandomAffine(degrees, translate=(t, t), shear=s)`` without scaling.
 

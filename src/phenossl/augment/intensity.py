@@ -1,4 +1,5 @@
-"""Pixel-value steps: colour jitter, grayscale, solarisation, inversion, random erasing.
+"""Pixel-value steps: colour jitter, grayscale, solarisation, inversion, random erasing, and the
+fluorescence steps (per-channel intensity jitter, Gaussian blur, Gaussian noise).
 
 The colour formulas are torchvision's (``torchvision.transforms.v2.functional``: brightness
 scales, contrast blends with the mean of the grayscale image, saturation blends with the grayscale
@@ -273,3 +274,92 @@ class Erase(PixelStep):
         keep = valid.any(dim=1) & (torch.rand(n, device=dev) < self.p)
         mask = (in_rows[:, :, None] & in_cols[:, None, :] & keep[:, None, None]).unsqueeze(1)
         return torch.where(mask, self.value, x)
+
+
+@dataclass(frozen=True)
+class ChannelJitter(PixelStep):
+    """Per-channel intensity jitter of fluorescence stains, channels never mixed.
+
+    Each channel of each sample draws its own gain from U(1 - brightness, 1 + brightness), its own
+    contrast factor from U(1 - contrast, 1 + contrast) (a blend with that channel's mean) and its
+    own gamma from exp(U(-log(1 + gamma), log(1 + gamma))); the channel becomes
+    ``clamp(mean + c * (x ** g * b - mean), 0, 1)``. Unlike :class:`ColorJitter` (hue and
+    saturation move signal between channels), a DAPI pixel stays a DAPI pixel.
+    """
+
+    brightness: float = 0.0
+    contrast: float = 0.0
+    gamma: float = 0.0
+    p: float = 1.0
+
+    @property
+    def noop(self) -> bool:
+        return self.p == 0 or not any((self.brightness, self.contrast, self.gamma))
+
+    def __call__(self, x: Tensor) -> Tensor:
+        n, c = x.shape[:2]
+        dev = x.device
+
+        def draw(v: float) -> Tensor:
+            return (1.0 - v + 2.0 * v * torch.rand(n, c, 1, 1, device=dev)).clamp_(min=0.0)
+
+        y = x
+        if self.gamma:
+            log_g = math.log1p(self.gamma) * (2.0 * torch.rand(n, c, 1, 1, device=dev) - 1.0)
+            y = y.clamp(min=0.0).pow(torch.exp(log_g))
+        if self.brightness:
+            y = y * draw(self.brightness)
+        if self.contrast:
+            mean = y.mean(dim=(2, 3), keepdim=True)
+            y = mean + draw(self.contrast) * (y - mean)
+        y = y.clamp(0.0, 1.0)
+        return y if self.p >= 1 else torch.where(_gate(x, self.p), y, x)
+
+
+@dataclass(frozen=True)
+class GaussianBlur(PixelStep):
+    """Gaussian blur with sigma from U(*sigma) pixels per sample, with probability p.
+
+    A separable kernel of radius ``ceil(3 * max sigma)``, edges replicated; every channel of a
+    sample gets the same sigma.
+    """
+
+    p: float
+    sigma: tuple[float, float] = (0.1, 1.0)
+
+    @property
+    def noop(self) -> bool:
+        return self.p == 0 or self.sigma[1] <= 0
+
+    def __call__(self, x: Tensor) -> Tensor:
+        n, c, h, w = x.shape
+        dev = x.device
+        sigma = self.sigma[0] + (self.sigma[1] - self.sigma[0]) * torch.rand(n, device=dev)
+        radius = max(1, math.ceil(3 * self.sigma[1]))
+        t = torch.arange(-radius, radius + 1, device=dev, dtype=x.dtype)
+        kernel = torch.exp(-0.5 * (t / sigma.clamp(min=1e-3).unsqueeze(1)) ** 2)
+        kernel = (kernel / kernel.sum(1, keepdim=True)).repeat_interleave(c, 0)  # (n*c, k)
+        flat = x.reshape(1, n * c, h, w)
+        pad = torch.nn.functional.pad(flat, (radius, radius, radius, radius), mode="replicate")
+        size = 2 * radius + 1
+        y = torch.nn.functional.conv2d(pad, kernel.view(n * c, 1, 1, size), groups=n * c)
+        y = torch.nn.functional.conv2d(y, kernel.view(n * c, 1, size, 1), groups=n * c)
+        y = y.view(n, c, h, w)
+        return torch.where(_gate(x, self.p), y, x)
+
+
+@dataclass(frozen=True)
+class GaussianNoise(PixelStep):
+    """Additive Gaussian noise of standard deviation U(0, std) per sample, with probability p."""
+
+    p: float
+    std: float = 0.03
+
+    @property
+    def noop(self) -> bool:
+        return self.p == 0 or self.std == 0
+
+    def __call__(self, x: Tensor) -> Tensor:
+        scale = _per_sample(self.std * torch.rand(x.shape[0], device=x.device))
+        y = (x + scale * torch.randn_like(x)).clamp_(0.0, 1.0)
+        return torch.where(_gate(x, self.p), y, x)
