@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+# tests never touch the network: ImageNet weights come from the local cache only
+os.environ["PHENOSSL_OFFLINE"] = "1"
 
 
 def _shared_data_dir() -> Path:

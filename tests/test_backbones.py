@@ -222,6 +222,32 @@ def test_missing_imagenet_weights_name_the_path_and_url(torch_home):
     assert not expected.exists()  # nothing was downloaded
 
 
+def test_online_users_get_imagenet_weights_downloaded_with_progress(torch_home, monkeypatch):
+    """Downloads on (PHENOSSL_OFFLINE unset): torchvision's downloader fetches the file once."""
+    url = torchvision.models.VGG11_Weights.DEFAULT.url
+    expected = _hub_file(torch_home, url)
+    source = torchvision.models.vgg11()
+    calls = []
+
+    def fake_download(got_url, dst, progress):
+        calls.append((got_url, Path(dst), progress))
+        torch.save(source.state_dict(), dst)
+
+    monkeypatch.delenv("PHENOSSL_OFFLINE")
+    monkeypatch.setattr(torch.hub, "download_url_to_file", fake_download)
+    build_backbone("vgg11", weights="imagenet")
+    assert calls == [(url, expected, True)]
+    build_backbone("vgg11", weights="imagenet")  # cached now: no second download
+    assert len(calls) == 1
+
+    def no_network(*args, **kwargs):
+        raise OSError("network unreachable")
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", no_network)
+    with pytest.raises(FileNotFoundError, match="could not be downloaded"):
+        build_backbone("resnet18", weights="imagenet")
+
+
 class _Touch:
     """Unpickling this creates a file: proof that arbitrary code ran."""
 

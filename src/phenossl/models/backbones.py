@@ -43,12 +43,15 @@ RGB channel ``c mod 3`` otherwise) and 0.5 / 0.25 for random init.
 
 ``weights="imagenet"`` loads torchvision's default ImageNet weights for the name (IMAGENET1K_V2 for
 ResNet50/101/152, IMAGENET1K_V1 for the others) from the local torch hub cache only,
-``torch.hub.get_dir()/checkpoints/<file name of the weights URL>``. Nothing is downloaded; when the
-file is absent a :class:`FileNotFoundError` names the path and the URL to fetch it from.
+``torch.hub.get_dir()/checkpoints/<file name of the weights URL>``. When the file is absent,
+torchvision's downloader fetches it there with a progress bar; with downloads switched off
+(environment variable ``PHENOSSL_OFFLINE=1``, which the test suite sets) a
+:class:`FileNotFoundError` names the path and the URL to fetch it from instead.
 """
 
 from __future__ import annotations
 
+import os
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -215,13 +218,31 @@ def imagenet_weights_path(name: str) -> tuple[Path, str]:
     return Path(torch.hub.get_dir()) / "checkpoints" / filename, url
 
 
+def downloads_allowed() -> bool:
+    """False when ``PHENOSSL_OFFLINE`` is set to 1/true/yes: ImageNet weights then come from the
+    local cache only."""
+    return os.environ.get("PHENOSSL_OFFLINE", "").strip().lower() not in ("1", "true", "yes")
+
+
 def _cached_imagenet_state_dict(name: str) -> dict[str, Tensor]:
     path, url = imagenet_weights_path(name)
+    if not path.is_file() and downloads_allowed():
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            torch.hub.download_url_to_file(url, str(path), progress=True)
+        except Exception as err:  # no network, proxy, disk full...
+            path.unlink(missing_ok=True)
+            reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+            raise FileNotFoundError(
+                f"ImageNet weights for {name!r} could not be downloaded from {url} ({reason}); "
+                f"fetch the file and save it as {path} (torch.hub.get_dir()/checkpoints, set by "
+                "$TORCH_HOME)"
+            ) from err
     if not path.is_file():
         raise FileNotFoundError(
-            f"ImageNet weights for {name!r} not found at {path}; phenossl never downloads them. "
-            f"Fetch {url} and save it there (the folder is torch.hub.get_dir()/checkpoints, "
-            "set by $TORCH_HOME)"
+            f"ImageNet weights for {name!r} not found at {path} and downloads are off "
+            f"(PHENOSSL_OFFLINE). Fetch {url} and save it there (the folder is "
+            "torch.hub.get_dir()/checkpoints, set by $TORCH_HOME)"
         )
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
