@@ -9,7 +9,8 @@
       limit: null              # first N samples only (smoke runs)
       preload: auto            # auto | always | never: hold the whole set on the device
       options: {}              # further build_dataset options (e.g. label_column for cropset)
-    model: {backbone: resnet18, cifar_stem: true, in_channels: null}   # null: the data's
+    model: {backbone: resnet18, cifar_stem: true, in_channels: null,   # null: the data's
+            init: null}        # or phenossl-cells / a checkpoint: fine-tune from its weights
     method:                    # name + hyperparameter overrides, merged onto the preset
       name: mocov2plus
       preset: mocov2plus       # a key of phenossl.ssl.presets.PRESETS; default: name
@@ -104,12 +105,15 @@ class DataConfig:
 class ModelConfig:
     """The backbone: ``build_backbone(backbone, in_channels=..., cifar_stem=...)``.
 
-    ``in_channels`` None takes the dataset's channel count; a number must match it.
+    ``in_channels`` None takes the dataset's channel count; a number must match it. ``init``
+    starts from trained weights instead of a random init (fine-tuning): a shipped model's name
+    (``phenossl-cells``) or a phenossl checkpoint file of the same architecture.
     """
 
     backbone: str = "resnet18"
     cifar_stem: bool = False
     in_channels: int | None = None
+    init: str | None = None
 
 
 @dataclass

@@ -196,11 +196,33 @@ def build_method_for(
         backbone = build_backbone(
             config.model.backbone, in_channels=channels, cifar_stem=config.model.cifar_stem
         )
+        if config.model.init is not None:
+            _load_init(backbone, config.model.init)
         backbone.input_mean, backbone.input_std = tuple(mean), tuple(std)
         try:
             return build_method(config.method.name, backbone, **hparams)
         except ValueError as err:
             raise ValueError(f"method: {err}") from err
+
+
+def _load_init(backbone: nn.Module, init: str) -> None:
+    """Copy the weights of a shipped model or checkpoint into ``backbone`` (same architecture)."""
+    from phenossl.models.checkpoint import load_backbone
+    from phenossl.models.pretrained import PRETRAINED, load_pretrained
+
+    if init in PRETRAINED:
+        source, _ = load_pretrained(init)
+    elif Path(init).is_file():
+        source, _ = load_backbone(init)
+    else:
+        raise ValueError(
+            f"model.init={init!r} is neither a shipped model ({', '.join(PRETRAINED)}) nor a "
+            "checkpoint file"
+        )
+    try:
+        backbone.load_state_dict(source.float().state_dict(), strict=True)
+    except RuntimeError as err:
+        raise ValueError(f"model.init={init!r} does not fit model.backbone: {err}") from err
 
 
 def iter_train(
