@@ -61,7 +61,9 @@ def iter_embed(
         ``crop_cells`` result, or an iterable of batches; see the module docstring.
     model
         A backbone name (:func:`~phenossl.models.backbones.available_backbones`), built with
-        ``in_channels`` = the crops' channels; a checkpoint path (``load_backbone``); or an
+        ``in_channels`` = the crops' channels; ``"features"``: the hand-crafted measurements of
+        :mod:`phenossl.cells.features`, z-scored over ``crops`` (CPU worker processes; no
+        network); a checkpoint path (``load_backbone``); or an
         ``nn.Module`` mapping ``(N, C, H, W)`` to ``(N, D)``, which is moved to ``device`` and
         run in eval mode (its training flag is restored afterwards).
     weights
@@ -96,6 +98,12 @@ def iter_embed(
         isinstance(input_size, bool) or not isinstance(input_size, int) or input_size < 1
     ):
         raise ValueError(f"input_size={input_size!r}; expected None or an integer >= 1")
+    if isinstance(model, str) and model == "features":  # hand-crafted: phenossl.cells.features
+        from phenossl.cells.features import iter_feature_embedding
+
+        if weights is not None:
+            raise ValueError("weights applies to a backbone name, not to model='features'")
+        return (yield from iter_feature_embedding(*_batches(crops, batch_size))).features
     dev = resolve_device(device)
     batches, total = _batches(crops, batch_size)
     first = next(batches, None)

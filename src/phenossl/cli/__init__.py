@@ -11,11 +11,11 @@ import sys
 from collections.abc import Sequence
 
 from phenossl import __version__
-from phenossl.cli import analysis, cells, demo, evaluation, reporting, sweep, training
+from phenossl.cli import analysis, cells, demo, evaluation, profiles, reporting, sweep, training
 from phenossl.cli._common import CLIError
 
 #: modules whose ``add_parsers(subparsers)`` registers subcommands, in --help order
-COMMAND_MODULES = (cells, analysis, training, sweep, evaluation, reporting, demo)
+COMMAND_MODULES = (cells, analysis, profiles, training, sweep, evaluation, reporting, demo)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -13,8 +13,8 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--model",
         default="vgg13_bn",
-        help="backbone name (vgg11..vgg19[_bn], resnet18..152, convnext_tiny) or a phenossl "
-        "checkpoint file (default vgg13_bn)",
+        help="backbone name (vgg11..vgg19[_bn], resnet18..152, convnext_tiny), a phenossl "
+        "checkpoint file, or 'features' (hand-crafted measurements, embed only; default vgg13_bn)",
     )
     p.add_argument(
         "--weights",
@@ -50,6 +50,8 @@ def _cmd_embed(args: argparse.Namespace) -> int:
 
     crops = CropSet(args.cropset)
     weights = None if args.weights == "random" else args.weights
+    if args.model == "features":
+        return _embed_features(args, crops, weights)
     features = run_with_progress(
         iter_embed(
             crops,
@@ -71,6 +73,25 @@ def _cmd_embed(args: argparse.Namespace) -> int:
     }
     save_embeddings(args.out, features, crops.table["cell_id"].to_numpy(), meta)
     print(f"{features.shape[0]} embeddings of dimension {features.shape[1]} -> {args.out}")
+    return 0
+
+
+def _embed_features(args: argparse.Namespace, crops: Any, weights: str | None) -> int:
+    """`embed --model features`: hand-crafted measurements, their names and z-score statistics."""
+    from phenossl.cells.features import iter_feature_embedding
+    from phenossl.embedding import save_embeddings
+
+    if weights is not None:
+        raise CLIError("--weights applies to a backbone name, not to --model features")
+    result = run_with_progress(
+        iter_feature_embedding(crops.iter_batches(args.batch_size), len(crops)),
+        args,
+        "features",
+        "cell",
+    )
+    meta = {"cropset": str(args.cropset.resolve()), "model": "features", **result.metadata()}
+    save_embeddings(args.out, result.features, crops.table["cell_id"].to_numpy(), meta)
+    print(f"{len(result.features)} cells x {len(result.names)} hand-crafted features -> {args.out}")
     return 0
 
 

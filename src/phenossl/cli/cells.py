@@ -1,4 +1,4 @@
-"""`phenossl segment`, `phenossl crops` and `phenossl synth`: from fields to cells."""
+"""`phenossl segment`, `crops`, `import-crops` and `synth`: from fields (or others' crops) to cells."""
 
 from __future__ import annotations
 
@@ -141,6 +141,96 @@ def _cmd_crops(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_import_crops(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "import-crops",
+        help="crops made elsewhere (.npy/.npz array or a folder of images) + CSV -> CropSet",
+        description="Import single-cell crops from other tools into a CropSet: an array file "
+        "(N, C, H, W) or (N, H, W, C), or a folder of single-cell image files named by a column "
+        "of --table. Channels are reordered to DAPI, Tubulin, Actin and intensities mapped to "
+        "uint8 (robust percentiles per plate and channel by default). Every column of --table "
+        "is kept in cells.csv (a column 'index' becomes 'source_index').",
+    )
+    p.add_argument("source", type=Path, help=".npy / .npz crops file, or a folder of images")
+    p.add_argument("--table", required=True, type=Path, help="per-cell CSV, one row per crop")
+    p.add_argument("--out", required=True, type=Path, help="CropSet folder to create")
+    p.add_argument(
+        "--channels",
+        default="DAPI,Tubulin,Actin",
+        help="the source's channels in order, comma-separated (DAPI, Tubulin, Actin; '-' drops "
+        "one), e.g. Actin,Tubulin,DAPI (default DAPI,Tubulin,Actin)",
+    )
+    p.add_argument("--layout", choices=["auto", "nchw", "nhwc"], default="auto")
+    p.add_argument(
+        "--normalize",
+        choices=["plate", "crop", "none"],
+        default="plate",
+        help="to uint8 by percentiles per plate and channel (default), per crop, or none "
+        "(uint8 input kept as is)",
+    )
+    p.add_argument(
+        "--percentiles",
+        type=float,
+        nargs=2,
+        metavar=("LO", "HI"),
+        default=(1.0, 99.8),
+        help="percentiles mapped to 0 and 255 (default 1 99.8, as `phenossl crops`)",
+    )
+    p.add_argument("--plate-column", default="plate", help="column naming each crop's plate")
+    p.add_argument(
+        "--holdout",
+        metavar="QUERY",
+        default=None,
+        help="pandas query of held-out rows, e.g. 'replicate != 1': writes split = test for "
+        "them and train for the rest (a plate may not be on both sides)",
+    )
+    p.add_argument("--key", default=None, help="array name in an .npz holding several")
+    p.add_argument(
+        "--file-column",
+        action="append",
+        default=None,
+        help="folder source: column of image file names (default 'file'); repeat once per "
+        "channel for single-channel files",
+    )
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    p.set_defaults(handler=_cmd_import_crops)
+
+
+def _cmd_import_crops(args: argparse.Namespace) -> int:
+    import json
+
+    from phenossl.cells.import_crops import iter_import_crops
+
+    crops = run_with_progress(
+        iter_import_crops(
+            args.source,
+            args.table,
+            args.out,
+            channels=args.channels,
+            layout=args.layout,
+            normalize=args.normalize,
+            percentiles=tuple(args.percentiles),
+            plate_column=args.plate_column,
+            holdout=args.holdout,
+            key=args.key,
+            file_columns=args.file_column or ("file",),
+            overwrite=args.overwrite,
+        ),
+        args,
+        "import-crops",
+        "crop",
+    )
+    summary = json.loads((args.out / "import.json").read_text())
+    split = summary["split"]
+    parts = [f"{len(crops)} crops of {crops.size} px -> {args.out}", f"normalize={args.normalize}"]
+    if split:
+        parts.append(", ".join(f"{n} {name}" for name, n in sorted(split.items(), reverse=True)))
+    for old, new in summary["renamed_columns"].items():
+        parts.append(f"column {old!r} renamed {new!r}")
+    print("; ".join(parts))
+    return 0
+
+
 def _add_synth(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "synth",
@@ -183,7 +273,8 @@ def _cmd_synth(args: argparse.Namespace) -> int:
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
-    """Register `segment`, `crops` and `synth`."""
+    """Register `segment`, `crops`, `import-crops` and `synth`."""
     _add_segment(sub)
     _add_crops(sub)
+    _add_import_crops(sub)
     _add_synth(sub)

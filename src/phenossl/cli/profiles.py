@@ -1,0 +1,104 @@
+"""`phenossl profile`: embeddings -> well/treatment profiles, NSC/NSCB MOA accuracy, AMI."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from phenossl.cli._common import CLIError, run_with_progress
+
+
+def _add_profile(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "profile",
+        help="embeddings -> phenotype profiles, NSC/NSCB MOA accuracy, compound-vs-DMSO AMI",
+        description="Aggregate cell embeddings into DMSO-normalised well and treatment profiles, "
+        "score 1-nearest-neighbour MOA accuracy (cosine; NSC and NSCB) and the KMeans K=2 AMI "
+        "of each compound against DMSO; writes profiles.csv, scores.json, similarity.png, "
+        "cells_pca.png and summary.md into --out.",
+    )
+    p.add_argument("embeddings", type=Path, help="embeddings file from `phenossl embed`")
+    p.add_argument("--out", required=True, type=Path, help="report folder")
+    p.add_argument(
+        "--cropset", type=Path, default=None, help="CropSet (default: the one recorded in the file)"
+    )
+    p.add_argument("--split", default=None, help="only cells of this split (e.g. test)")
+    p.add_argument(
+        "--aggregate", choices=["median", "mean"], default="median", help="default median"
+    )
+    p.add_argument(
+        "--normalization",
+        choices=["zscore", "whiten", "none"],
+        default="zscore",
+        help="against the plate's DMSO cells: z-score (default), z-score + DMSO whitening "
+        "(typical variation normalisation), or none",
+    )
+    p.add_argument(
+        "--min-controls",
+        type=int,
+        default=10,
+        help="a plate with fewer DMSO cells is normalised with its week's DMSO cells (default 10)",
+    )
+    p.add_argument(
+        "--min-cells", type=int, default=20, help="cells a compound needs for its AMI (default 20)"
+    )
+    p.add_argument("--seeds", type=int, default=3, help="KMeans/sampling seeds (default 3)")
+    p.add_argument("--probe", action="store_true", help="also a 5-fold linear probe per compound")
+    p.set_defaults(handler=_cmd_profile)
+
+
+def _cmd_profile(args: argparse.Namespace) -> int:
+    from phenossl.cells.crops import CropSet
+    from phenossl.cluster_report import align_to_cells
+    from phenossl.embedding import load_embeddings
+    from phenossl.profile_report import write_profile_report
+    from phenossl.profiles import iter_score_profiles
+
+    if args.seeds < 1:
+        raise CLIError(f"--seeds {args.seeds}; expected at least 1")
+    features, cell_ids, meta = load_embeddings(args.embeddings)
+    cropset_path = args.cropset or (Path(meta["cropset"]) if meta.get("cropset") else None)
+    if cropset_path is None:
+        raise CLIError(f"{args.embeddings} records no CropSet; pass --cropset")
+    if not (Path(cropset_path) / "cells.csv").is_file():
+        raise CLIError(f"{cropset_path} is not a CropSet (no cells.csv); pass --cropset")
+    table = CropSet(cropset_path).table
+    if args.split is not None:
+        if "split" not in table.columns:
+            raise CLIError(f"--split {args.split}: the CropSet {cropset_path} has no split column")
+        table = table[table["split"].astype(str) == args.split]
+        if table.empty:
+            raise CLIError(f"--split {args.split}: no cell of {cropset_path} is in that split")
+    features = align_to_cells(features, cell_ids, table["cell_id"].to_numpy())
+    scores = run_with_progress(
+        iter_score_profiles(
+            features,
+            table,
+            how=args.aggregate,
+            normalization=args.normalization,
+            min_controls=args.min_controls,
+            min_cells=args.min_cells,
+            seeds=range(args.seeds),
+            probe=args.probe,
+        ),
+        args,
+        "profile",
+        percent=True,
+    )
+    extra = {"embeddings": str(args.embeddings), "cropset": str(cropset_path), "split": args.split}
+    content = write_profile_report(args.out, scores, extra={**extra, "embedding": meta})
+    for protocol in ("nsc", "nscb"):
+        value = content[protocol]
+        shown = "n/a" if value is None else f"{value:.3f}"
+        print(f"{protocol.upper()}: {shown} ({content['n_queries'][protocol]} queries)")
+    for name, v in content["ami"].items():
+        print(
+            f"AMI {name} vs DMSO: {v['ami']:.3f} ± {v['ami_std']:.3f} (control {v['control']:.3f})"
+        )
+    print(f"report -> {args.out}")
+    return 0
+
+
+def add_parsers(sub: argparse._SubParsersAction) -> None:
+    """Register `profile`."""
+    _add_profile(sub)
