@@ -216,9 +216,14 @@ def test_loss_mix_contrasts_every_composition_with_the_queue_of_earlier_batches(
         assert torch.equal(first, old) and torch.equal(second, old)
     # after the step both compositions' keys are in, each exactly once
     assert [int(q.num_filled) for q in method.queues] == [16, 16]
-    with pytest.raises(ValueError, match="boom"), method.deferred_enqueues():
-        method.enqueue(method.queues[0], torch.ones(8, 16))
-        raise ValueError("boom")
+
+    def failing_step() -> None:
+        with method.deferred_enqueues():
+            method.enqueue(method.queues[0], torch.ones(8, 16))
+            raise ValueError("boom")
+
+    with pytest.raises(ValueError, match="boom"):
+        failing_step()
     assert int(method.queues[0].num_filled) == 16  # a failed step enqueues nothing
 
 
