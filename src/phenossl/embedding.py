@@ -60,7 +60,8 @@ def iter_embed(
         A CropSet-like object, an array/tensor ``(N, C, H, W)`` (uint8 or float in [0, 1]), a
         ``crop_cells`` result, or an iterable of batches; see the module docstring.
     model
-        A backbone name (:func:`~phenossl.models.backbones.available_backbones`), built with
+        A shipped model's name (``"phenossl-cells"``: :mod:`phenossl.models.pretrained`), a
+        backbone name (:func:`~phenossl.models.backbones.available_backbones`), built with
         ``in_channels`` = the crops' channels; ``"features"``: the hand-crafted measurements of
         :mod:`phenossl.cells.features`, z-scored over ``crops`` (CPU worker processes; no
         network); a checkpoint path (``load_backbone``); or an
@@ -74,7 +75,8 @@ def iter_embed(
         Crops per forward pass.
     input_size
         Resize crops (bilinear, antialiased, on the device) to ``input_size`` pixels square
-        before the model; None keeps the crops' size. Smaller inputs trade detail for speed
+        before the model; None keeps the crops' size, or uses the ``input_size`` a shipped
+        model was trained at. Smaller inputs trade detail for speed
         (the cost of a convnet grows with the pixel count).
     amp
         Autocast on CUDA (ignored elsewhere); ``False`` computes in float32.
@@ -116,6 +118,8 @@ def iter_embed(
     try:
         if first is None:
             return _empty(net, label)
+        if input_size is None:  # a shipped model says which size it was trained at
+            input_size = getattr(net, "input_size", None)
         runner = _Runner(net, label, dev, mean, std, amp=amp, input_size=input_size)
         result = _Rows(total)
         pending: tuple[Tensor, int] | None = None  # output on the device, not yet fetched
@@ -449,6 +453,7 @@ def _resolve_model(
     """The module to run, a label for messages, and its input mean/std per channel."""
     from phenossl.models.backbones import build_backbone
     from phenossl.models.checkpoint import load_backbone
+    from phenossl.models.pretrained import PRETRAINED, load_pretrained
 
     if isinstance(model, nn.Module):
         if weights is not None:
@@ -459,6 +464,11 @@ def _resolve_model(
         if text in available_backbones():
             net = build_backbone(text, weights=weights, in_channels=channels, seed=seed)
             label = text
+        elif text in PRETRAINED:
+            if weights is not None:
+                raise ValueError(f"weights applies to a backbone name, not to {text!r}")
+            net, _ = load_pretrained(text)
+            label = text
         elif Path(text).is_file():
             if weights is not None:
                 raise ValueError("weights applies to a backbone name, not to a checkpoint")
@@ -466,8 +476,9 @@ def _resolve_model(
             label = f"checkpoint {text}"
         else:
             raise ValueError(
-                f"model={text!r} is neither a backbone name ({', '.join(available_backbones())}) "
-                "nor an existing checkpoint file"
+                f"model={text!r} is neither a shipped model ({', '.join(PRETRAINED)}), a "
+                f"backbone name ({', '.join(available_backbones())}) nor an existing checkpoint "
+                "file"
             )
     else:
         raise TypeError(

@@ -25,6 +25,9 @@ import pandas as pd
 
 from phenossl._progress import Progress, ProgressCallback, ProgressGenerator, run
 
+#: the paper's crop side (appendix B.4), for models that do not say which crop they expect
+PAPER_CROP_SIZE = 196
+
 # columns copied from the field table onto every cell of that field
 FIELD_COLUMNS = (
     "field_id",
@@ -316,7 +319,7 @@ class PipelineOptions:
     device: str = "auto"
     batch_size: int = 64
     input_size: int | None = None
-    crop_size: int = 196
+    crop_size: int | None = None  # None: the size the model was trained on, else 196
     border: str = "drop"
     segment_params: dict[str, Any] = field(default_factory=dict)
     k: int | None = 2
@@ -326,6 +329,18 @@ class PipelineOptions:
     n_permutations: int = 10
     n_nearest: int = 8
     workers: int = 0
+
+
+def resolve_crop_size(crop_size: int | None, model: Any) -> int:
+    """``crop_size``, or the crop side ``model`` was trained on, or the paper's 196 px.
+
+    A model trained on 68-px single-cell crops must not be fed 196-px crops holding neighbours.
+    """
+    from phenossl.models.pretrained import model_crop_size
+
+    if crop_size is not None:
+        return int(crop_size)
+    return model_crop_size(model) or PAPER_CROP_SIZE
 
 
 def iter_pipeline(
@@ -374,16 +389,15 @@ def iter_pipeline(
         input_size=opts.input_size,
         seed=opts.seed,
     )
+    crop_size = resolve_crop_size(opts.crop_size, opts.model)
     writer = (
-        CropSetWriter(cropset, size=opts.crop_size, overwrite=overwrite)
-        if cropset is not None
-        else None
+        CropSetWriter(cropset, size=crop_size, overwrite=overwrite) if cropset is not None else None
     )
     yield Progress(0, total, "starting")
     stream = iter_field_crops(
         fields,
         segment_params=opts.segment_params,
-        crop_size=opts.crop_size,
+        crop_size=crop_size,
         border=opts.border,
         workers=opts.workers,
         failures=failures,

@@ -70,14 +70,26 @@ def _add_field_selection(p: argparse.ArgumentParser) -> None:
 def _add_crops(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "crops",
-        help="BBBC021 root (or synthetic plate) -> CropSet of 196x196 single-cell crops",
+        help="BBBC021 root (or synthetic plate) -> CropSet of single-cell crops (68 px for the "
+        "shipped model, 196 for the paper's)",
         description="Segment the selected fields of a BBBC021-layout folder and write centred "
         "single-cell crops plus a per-cell table (a CropSet) to --out.",
     )
     p.add_argument("root", type=Path, help="folder holding BBBC021_v1_image.csv and the images")
     p.add_argument("--out", required=True, type=Path, help="CropSet folder to create")
     _add_field_selection(p)
-    p.add_argument("--size", type=int, default=196, help="crop size in pixels (default 196)")
+    p.add_argument(
+        "--size",
+        type=int,
+        default=None,
+        help="crop size in pixels (default: the size --model was trained on; 196 is the paper's)",
+    )
+    p.add_argument(
+        "--model",
+        default="phenossl-cells",
+        help="the model the crops are for: its crop size is the default --size (default "
+        "phenossl-cells, 68 px single-cell crops; a model that does not say gets 196)",
+    )
     p.add_argument("--border", choices=["drop", "pad"], default="drop", help="border policy")
     p.add_argument("--workers", type=int, default=0, help="worker processes (0: in-process)")
     p.add_argument("--seed", type=int, default=0, help="seed for subset sampling")
@@ -110,7 +122,7 @@ def select_fields_from_args(table, args: argparse.Namespace):
 
 def _cmd_crops(args: argparse.Namespace) -> int:
     from phenossl.data.bbbc021 import load_image_table
-    from phenossl.pipeline import iter_make_cropset
+    from phenossl.pipeline import iter_make_cropset, resolve_crop_size
 
     table = load_image_table(args.root)
     fields = select_fields_from_args(table, args)
@@ -118,7 +130,7 @@ def _cmd_crops(args: argparse.Namespace) -> int:
         iter_make_cropset(
             fields,
             args.out,
-            crop_size=args.size,
+            crop_size=resolve_crop_size(args.size, args.model),
             border=args.border,
             workers=args.workers,
             paper_subset=args.paper_subset,

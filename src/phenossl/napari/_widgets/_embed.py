@@ -78,6 +78,7 @@ class EmbedWidget(Container):
     def __init__(self, napari_viewer: Any) -> None:
         preload_torch()  # first: before anything imports torchvision
         from phenossl.models.backbones import available_backbones
+        from phenossl.models.pretrained import DEFAULT_MODEL, available_pretrained, expected_sizes
 
         self.viewer = napari_viewer
         self.session = session_for(napari_viewer)
@@ -89,16 +90,20 @@ class EmbedWidget(Container):
             orientation="horizontal",
         )
         self.backbone = ComboBox(
-            choices=available_backbones(),
-            value="vgg13_bn",
+            choices=[*available_pretrained(), *available_backbones()],
+            value=DEFAULT_MODEL if DEFAULT_MODEL in available_pretrained() else "vgg13_bn",
             label="Backbone",
-            tooltip="The paper's cellular experiments use VGG13",
+            tooltip="phenossl-cells: the shipped cell model (MoCoV2+ VGG13-BN trained on real "
+            "BBBC021 cells, 68 px crops); the others are torchvision backbones (the paper's "
+            "cellular experiments use VGG13)",
         )
+        default_crop, default_input = expected_sizes(self.backbone.value, PAPER_CROP)
         self.weights = ComboBox(
-            choices=[("random init", RANDOM), ("ImageNet (local cache)", IMAGENET)],
+            choices=[("random init", RANDOM), ("ImageNet (downloaded once)", IMAGENET)],
             value=RANDOM,
             label="Weights",
-            tooltip="ImageNet weights are read from the torch hub cache only, never downloaded",
+            tooltip="For a torchvision backbone: ImageNet weights are downloaded once into the "
+            "torch hub cache (PHENOSSL_OFFLINE=1: cache only)",
         )
         self.checkpoint = FileEdit(
             mode="r",
@@ -125,7 +130,7 @@ class EmbedWidget(Container):
         )
         self.batch_size = SpinBox(value=64, min=1, max=4096, label="Batch size")
         self.crop_size = SpinBox(
-            value=PAPER_CROP,
+            value=default_crop,
             min=16,
             max=1024,
             step=2,
@@ -133,7 +138,7 @@ class EmbedWidget(Container):
             tooltip="Side of the crop centred on each nucleus (the paper's 196 px)",
         )
         self.input_size = SpinBox(
-            value=PAPER_CROP,
+            value=default_input,
             min=16,
             max=1024,
             step=2,
@@ -225,16 +230,20 @@ class EmbedWidget(Container):
 
     def _on_model(self, *_: Any) -> None:
         from phenossl.models.backbones import imagenet_weights_path
+        from phenossl.models.pretrained import PRETRAINED
 
         backbone = self.source.value == BACKBONE
         self.backbone.visible = self.weights.visible = backbone
         self.checkpoint.visible = not backbone
         note = ""
-        if backbone and self.weights.value == IMAGENET:
+        if backbone and self.weights.value == IMAGENET and self.backbone.value in PRETRAINED:
+            note = f"{self.backbone.value} has its own trained weights: choose 'random init'"
+        elif backbone and self.weights.value == IMAGENET:
             path, url = imagenet_weights_path(self.backbone.value)
             if not path.is_file():
                 note = (
-                    f"ImageNet weights of {self.backbone.value} are not cached: put {url} at {path}"
+                    f"ImageNet weights of {self.backbone.value} are not cached: they are "
+                    f"downloaded from {url} on the first run (offline: put the file at {path})"
                 )
         elif not backbone:
             path = Path(self.checkpoint.value)
