@@ -98,6 +98,20 @@ CASES = (
         cuda_batch=128,
         target_views_per_s=3_000.0,
     ),
+    Case(
+        name="phenossl_cells",  # the shipped recipe: training/phenossl_cells.yaml
+        method="mocov2plus",
+        preset="mocov2plus_cells",
+        backbone="vgg13_bn",
+        cifar_stem=False,
+        composition="fluorescence",
+        dataset="cropset",
+        cpu_size=48,
+        cpu_batch=64,
+        cuda_size=48,
+        cuda_batch=64,
+        target_views_per_s=3_000.0,
+    ),
 )
 
 
