@@ -188,7 +188,9 @@ def test_bad_inputs_are_named(crops, resnet):
 
 
 def test_bad_models_are_named(crops, resnet, tmp_path):
-    with pytest.raises(ValueError, match=r"model='resnet19' is neither a shipped model .* a backbone name"):
+    with pytest.raises(
+        ValueError, match=r"model='resnet19' is neither a shipped model .* a backbone name"
+    ):
         embed(crops, "resnet19", device="cpu")
     with pytest.raises(ValueError, match="weights applies to a backbone name"):
         embed(crops, resnet, weights="imagenet", device="cpu")
