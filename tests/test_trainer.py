@@ -457,3 +457,22 @@ def test_mocov2plus_on_real_mnist_beats_chance_and_learns_its_invariance(tmp_pat
     after = _inverted_knn(load_backbone(final)[0], bank, queries)
     assert before < 0.12
     assert after > max(0.18, 2 * before)
+
+
+def test_model_init_starts_from_a_checkpoint_or_a_shipped_model(cifar_root, tmp_path):
+    from phenossl.models.backbones import build_backbone
+    from phenossl.models.checkpoint import save_checkpoint
+
+    source = build_backbone("vgg11_bn", seed=123)
+    path = save_checkpoint(tmp_path / "init.pt", backbone=source, metadata={})
+    dataset = build_dataset("cifar10", cifar_root, limit=8)
+    method = build_method_for(_config(cifar_root, f"model.init={path}"), dataset)
+    for (name, a), b in zip(source.state_dict().items(), method.backbone.state_dict().values()):
+        assert torch.equal(a, b), name
+    # the run's own normalisation, not the source's
+    expected = [float(v) for v in torch.as_tensor(dataset.mean).flatten()]
+    assert list(method.backbone.input_mean) == pytest.approx(expected)
+    with pytest.raises(ValueError, match=r"model\.init='nope\.pt' is neither"):
+        build_method_for(_config(cifar_root, "model.init=nope.pt"), dataset)
+    with pytest.raises(ValueError, match=r"does not fit model\.backbone"):  # VGG13 into VGG11
+        build_method_for(_config(cifar_root, "model.init=phenossl-cells"), dataset)
