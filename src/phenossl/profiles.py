@@ -538,6 +538,7 @@ def iter_score_profiles(
     seeds: Sequence[int] = (0, 1, 2),
     n_permutations: int = 10,
     probe: bool = False,
+    contrasts: bool = True,
 ) -> ProgressGenerator[ProfileScores]:
     """Normalise, aggregate, score NSC/NSCB and the compound contrasts; see :func:`score_profiles`."""
     x = _features(features, len(table))
@@ -548,18 +549,20 @@ def iter_score_profiles(
     treatments, treatment_meta = treatment_profiles(wells, well_meta, how)
     nsc = moa_accuracy(treatments, treatment_meta, "nsc")
     nscb = moa_accuracy(treatments, treatment_meta, "nscb")
-    yield Progress(1, 3, "compound contrasts")
-    gen = iter_compound_contrasts(
-        x, t, min_cells=min_cells, max_cells=max_cells, seeds=seeds,
-        n_permutations=n_permutations, probe=probe,
-    )  # fmt: skip
-    while True:
-        try:
-            event = next(gen)
-        except StopIteration as stop:
-            contrasts = stop.value
-            break
-        yield Progress(1 + int(event.fraction > 0.5), 3, f"contrasts: {event.message}")
+    contrasts_by_compound: dict[str, dict[str, Any]] = {}
+    if contrasts:
+        yield Progress(1, 3, "compound contrasts")
+        gen = iter_compound_contrasts(
+            x, t, min_cells=min_cells, max_cells=max_cells, seeds=seeds,
+            n_permutations=n_permutations, probe=probe,
+        )  # fmt: skip
+        while True:
+            try:
+                event = next(gen)
+            except StopIteration as stop:
+                contrasts_by_compound = stop.value
+                break
+            yield Progress(1 + int(event.fraction > 0.5), 3, f"contrasts: {event.message}")
     yield Progress(3, 3, "done")
     settings = {
         "aggregation": how,
@@ -573,7 +576,7 @@ def iter_score_profiles(
     }
     return ProfileScores(
         t, cells, references, wells, well_meta, treatments, treatment_meta, nsc, nscb,
-        contrasts, settings,
+        contrasts_by_compound, settings,
     )  # fmt: skip
 
 
@@ -589,6 +592,7 @@ def score_profiles(
     seeds: Sequence[int] = (0, 1, 2),
     n_permutations: int = 10,
     probe: bool = False,
+    contrasts: bool = True,
     progress: ProgressCallback | None = None,
 ) -> ProfileScores:
     """Profiles and every score for cell embeddings and their per-cell table.
@@ -607,6 +611,8 @@ def score_profiles(
         Fewest DMSO cells a plate needs to be its own reference.
     min_cells, max_cells, seeds, n_permutations, probe
         For :func:`compound_contrasts` (computed on the raw embeddings, as in the paper).
+    contrasts
+        False skips the compound contrasts (profiles and NSC/NSCB only: fast).
 
     Returns
     -------
@@ -624,7 +630,7 @@ def score_profiles(
     gen = iter_score_profiles(
         features, table, how=how, normalization=normalization, min_controls=min_controls,
         min_cells=min_cells, max_cells=max_cells, seeds=seeds,
-        n_permutations=n_permutations, probe=probe,
+        n_permutations=n_permutations, probe=probe, contrasts=contrasts,
     )  # fmt: skip
     return run(gen, progress)
 
