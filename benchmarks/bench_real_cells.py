@@ -62,7 +62,7 @@ def evaluate_embedding(
     seeds: Sequence[int] = (0, 1, 2),
     min_cells: int = 20,
     max_cells: int | None = None,
-    how: str = "median",
+    how: str = "mean",
     normalization: str = "zscore",
 ) -> dict[str, Any]:
     """Every score of one embedding on the cells of ``table`` (rows match ``features``).
@@ -342,7 +342,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--split", default="test", help="the evaluated split (default test)")
     parser.add_argument("--limit", type=int, default=None, help="evaluate a sample of N cells")
     parser.add_argument("--min-cells", type=int, default=20, help="cells a contrast needs")
-    parser.add_argument("--aggregate", choices=["median", "mean"], default="median")
+    parser.add_argument("--aggregate", choices=["mean", "median"], default="mean")
     parser.add_argument("--normalization", choices=["zscore", "whiten", "none"], default="zscore")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--batch-size", type=int, default=128)

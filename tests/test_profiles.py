@@ -11,7 +11,7 @@ import pytest
 from phenossl.cells.crops import CropSetWriter
 from phenossl.cli import main
 from phenossl.embedding import save_embeddings
-from phenossl.profile_report import FILES
+from phenossl.profile_report import FILES, write_profiles_csv
 from phenossl.profiles import (
     aggregate,
     compound_contrasts,
@@ -342,3 +342,15 @@ def test_cli_profile_split_and_bad_input(embedded_cropset, capsys):
     other = save_embeddings(tmp_path / "other.npz", np.zeros((3, 2)), np.arange(3), {})
     assert main(["profile", str(other), "--out", str(tmp_path / "x")]) == 2
     assert "--cropset" in capsys.readouterr().err
+
+
+def test_write_profiles_csv_for_the_export(tmp_path):
+    table, x = _planted_experiment(np.random.default_rng(2))
+    table.loc[table["compound"] == "e", "moa"] = None  # a compound outside the MOA table
+    path = write_profiles_csv(tmp_path / "p" / "cells_profiles.csv", x, table)
+    frame = pd.read_csv(path)
+    treatments = frame[frame["level"] == "treatment"].set_index("treatment")
+    assert treatments.loc["e@1", "moa"] == "unknown" and len(treatments) == 6
+    assert (frame["level"] == "well").sum() == table.groupby(["plate", "well"]).ngroups
+    with pytest.raises(ValueError, match="DMSO"):
+        write_profiles_csv(tmp_path / "q.csv", x[:3], table.iloc[:3].assign(compound="t"))

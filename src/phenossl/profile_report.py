@@ -35,10 +35,52 @@ FILES = ("profiles.csv", "scores.json", "similarity.png", "cells_pca.png", "summ
 
 def profiles_frame(scores: ProfileScores) -> pd.DataFrame:
     """Well and treatment profiles in one table (``level`` tells them apart)."""
+    return _frame(scores.wells, scores.well_meta, scores.treatments, scores.treatment_meta)
+
+
+def write_profiles_csv(
+    path: str | Path,
+    features: np.ndarray,
+    table: pd.DataFrame,
+    *,
+    how: str = "mean",
+    normalization: str = "zscore",
+    min_controls: int = 10,
+) -> Path:
+    """Only ``profiles.csv`` (no scoring): the napari export's profiles of the loaded fields.
+
+    A missing ``moa`` (fields outside the MOA table) is written as ``unknown``.
+
+    Raises
+    ------
+    ValueError
+        The table lacks ``compound``/``plate``, or has fewer than 2 DMSO cells to normalise to.
+
+    Examples
+    --------
+    >>> write_profiles_csv("out/profiles.csv", embeddings, cells)  # doctest: +SKIP
+    """
+    from phenossl.profiles import normalize_to_controls, treatment_profiles, well_profiles
+
+    table = table.reset_index(drop=True)
+    if "moa" in table.columns:
+        table = table.assign(moa=table["moa"].astype(object).where(table["moa"].notna(), "unknown"))
+    cells, _ = normalize_to_controls(
+        features, table, method=normalization, min_controls=min_controls
+    )
+    wells, well_meta = well_profiles(cells, table, how)
+    treatments, treatment_meta = treatment_profiles(wells, well_meta, how)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _atomic_text(path, _frame(wells, well_meta, treatments, treatment_meta).to_csv(index=False))
+    return path
+
+
+def _frame(wells, well_meta, treatments, treatment_meta) -> pd.DataFrame:
     parts = []
     for level, x, meta in (
-        ("well", scores.wells, scores.well_meta),
-        ("treatment", scores.treatments, scores.treatment_meta),
+        ("well", wells, well_meta),
+        ("treatment", treatments, treatment_meta),
     ):
         values = pd.DataFrame(x, columns=[f"f{i}" for i in range(x.shape[1])])
         parts.append(pd.concat([meta.assign(level=level).reset_index(drop=True), values], axis=1))

@@ -24,7 +24,10 @@ def _add_profile(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--split", default=None, help="only cells of this split (e.g. test)")
     p.add_argument(
-        "--aggregate", choices=["median", "mean"], default="median", help="default median"
+        "--aggregate",
+        choices=["mean", "median"],
+        default="mean",
+        help="default mean (see docs/real-cells.md)",
     )
     p.add_argument(
         "--normalization",

@@ -1,8 +1,9 @@
 """Export: the per-cell table of the run on screen (clusters, embeddings) and its parameters.
 
 Writes ``<name>.csv`` (and ``<name>.parquet`` when pyarrow is installed), ``<name>.json`` (the
-run's parameters, seed and scores), ``<name>_composition.csv`` and ``<name>_gallery.png``
-through :func:`phenossl.export.iter_export_cells`.
+run's parameters, seed and scores), ``<name>_composition.csv``, ``<name>_gallery.png`` and
+``<name>_profiles.csv`` (DMSO-normalised well and treatment profiles, when the loaded fields hold
+DMSO cells) through :func:`phenossl.export.iter_export_cells`.
 """
 
 from __future__ import annotations
@@ -105,6 +106,13 @@ class ExportWidget(Container):
             paths["composition"] = composition
             if run.gallery is not None:
                 paths["gallery"] = save_png(folder / f"{name}_gallery.png", run.gallery)
+            try:  # well and treatment profiles, DMSO-normalised (phenossl.profile_report)
+                from phenossl.profile_report import write_profiles_csv
+
+                out = folder / f"{name}_profiles.csv"
+                paths["profiles"] = write_profiles_csv(out, run.result.embeddings, cells)
+            except ValueError:  # e.g. no DMSO cell among the loaded fields: nothing to profile
+                pass
             yield Progress(2000, 2000, "done")
             return paths
 
