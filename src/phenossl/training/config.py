@@ -10,6 +10,7 @@
       preload: auto            # auto | always | never: hold the whole set on the device
       options: {}              # further build_dataset options (e.g. label_column for cropset)
     model: {backbone: resnet18, cifar_stem: true, in_channels: null}   # null: the data's
+                               # (zero_init_residual: default from the preset)
     method:                    # name + hyperparameter overrides, merged onto the preset
       name: mocov2plus
       preset: mocov2plus       # a key of phenossl.ssl.presets.PRESETS; default: name
@@ -18,7 +19,7 @@
       - {name: cell_fig6_left, weight: 0.4}
       - {name: cell_fig6_right, weight: 1.0, degrees: 90}   # composition parameters, flat
     optim:                     # defaults from the preset
-      optimizer: adam          # sgd | adam | lars
+      optimizer: adam          # sgd | adam | lars (lars_eta, lars_clip_lr, ...)
       lr: 1.0e-3               # base rate, per 256 images when lr_scaling is linear
       ...
     run: {seed: 0, device: auto, amp: true, channels_last: true, checkpoint_every: 1,
@@ -105,11 +106,14 @@ class ModelConfig:
     """The backbone: ``build_backbone(backbone, in_channels=..., cifar_stem=...)``.
 
     ``in_channels`` None takes the dataset's channel count; a number must match it.
+    ``zero_init_residual`` (default: the preset's) zero-initialises the last BatchNorm of each
+    ResNet block (``phenossl.models.backbones.zero_init_residual_``; no effect on others).
     """
 
     backbone: str = "resnet18"
     cifar_stem: bool = False
     in_channels: int | None = None
+    zero_init_residual: bool = False
 
 
 @dataclass
@@ -408,7 +412,14 @@ def _resolve(data: dict[str, Any]) -> TrainConfig:
     preset = _preset(method)
     config = TrainConfig(
         data=_section(DataConfig, data.get("data", {}), "data"),
-        model=_section(ModelConfig, data.get("model", {}), "model"),
+        model=_section(
+            ModelConfig,
+            {
+                "zero_init_residual": preset.zero_init_residual,
+                **_mapping(data.get("model", {}), "model"),
+            },
+            "model",
+        ),
         method=method,
         augmentation=_augmentations(data.get("augmentation", [{"name": "cifar"}])),
         optim=_optim(data.get("optim", {}), preset),
