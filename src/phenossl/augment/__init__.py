@@ -16,6 +16,13 @@ solarisation, inversion, erasing), :mod:`~phenossl.augment.pipeline` (the module
 """
 
 from phenossl.augment.compositions import COMPOSITIONS, build_augmentation, describe
-from phenossl.augment.pipeline import Augmentation, make_views
+from phenossl.augment.pipeline import Augmentation, make_views, weak_view
 
-__all__ = ["COMPOSITIONS", "Augmentation", "build_augmentation", "describe", "make_views"]
+__all__ = [
+    "COMPOSITIONS",
+    "Augmentation",
+    "build_augmentation",
+    "describe",
+    "make_views",
+    "weak_view",
+]

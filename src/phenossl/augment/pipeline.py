@@ -10,7 +10,10 @@ from torch import Tensor, nn
 
 from phenossl.augment.geometry import (
     INTERPOLATIONS,
+    CenterCrop,
+    Flip,
     GeometricStep,
+    ResizedCrop,
     needs_warp,
     sample_matrices,
     warp,
@@ -86,6 +89,30 @@ class Augmentation(nn.Module):
 
     def extra_repr(self) -> str:
         return ", ".join([repr(self.name), *(f"{k}={v!r}" for k, v in self.params.items())])
+
+
+def weak_view(augmentation: Augmentation) -> Augmentation:
+    """The weak counterpart of a composition: its crops and flips only, same output size.
+
+    ReSSL's key view (Zheng et al. 2021; solo-learn's ``augmentations/ressl.yaml``): the random
+    resized crop and horizontal flip of the strong view, with the same parameters, and no colour
+    jitter, grayscale, solarisation, rotation, affine map, padding or erasing.
+
+    Examples
+    --------
+    >>> from phenossl.augment import build_augmentation
+    >>> weak_view(build_augmentation("cifar")).name
+    'cifar_weak'
+    """
+    geometry = [s for s in augmentation.geometry if isinstance(s, ResizedCrop | CenterCrop | Flip)]
+    return Augmentation(
+        f"{augmentation.name}_weak",
+        augmentation.params,
+        geometry=geometry,
+        pixel=(),
+        size=augmentation.size,
+        interpolation=augmentation.interpolation,
+    )
 
 
 def make_views(

@@ -51,6 +51,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
 
 def _cmd_train(args: argparse.Namespace) -> int:
     from phenossl.training.config import load_config
+    from phenossl.training.optim import describe_optimizer
     from phenossl.training.trainer import iter_train
 
     overrides = list(args.overrides)
@@ -62,6 +63,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         f"training {config.method.name} / {config.model.backbone} on {config.data.dataset} "
         f"for {config.optim.epochs} epochs -> {out}"
     )
+    print(describe_optimizer(config.optim))
     final = run_with_progress(iter_train(config, out, resume=args.resume), args, "train", "step")
     print(f"final checkpoint -> {final}")
     print(f"metrics -> {out / 'metrics.jsonl'}")

@@ -335,6 +335,34 @@ def _resnet(
     return model, _RESNET_DIMS[name], 1
 
 
+def zero_init_residual_(backbone: nn.Module) -> int:
+    """Zero the scale of the last BatchNorm of every ResNet residual block, in place.
+
+    torchvision's ``zero_init_residual`` (Goyal et al. 2017): each block then starts as the
+    identity. Modules other than torchvision's ``BasicBlock``/``Bottleneck`` are left alone, so
+    a VGG or ConvNeXt backbone is unchanged.
+
+    Returns
+    -------
+    int
+        The number of blocks changed (0 for a backbone without ResNet blocks).
+
+    Examples
+    --------
+    >>> zero_init_residual_(build_backbone("resnet18"))
+    8
+    """
+    from torchvision.models.resnet import BasicBlock, Bottleneck
+
+    count = 0
+    for module in backbone.modules():
+        last = {BasicBlock: "bn2", Bottleneck: "bn3"}.get(type(module))
+        if last is not None:
+            nn.init.zeros_(getattr(module, last).weight)
+            count += 1
+    return count
+
+
 def _convnext(
     name: str, state: dict[str, Tensor] | None, in_channels: int, cifar_stem: bool
 ) -> tuple[nn.Module, int, int]:

@@ -46,6 +46,9 @@ class Method(nn.Module, abc.ABC):
     """
 
     name: ClassVar[str]
+    #: indices of the views that must be weakly augmented (crop and flip only; the trainer
+    #: makes them with ``phenossl.augment.weak_view``); ReSSL's key view is ``(1,)``
+    weak_views: ClassVar[tuple[int, ...]] = ()
     backbone: nn.Module
     epoch: Tensor
 

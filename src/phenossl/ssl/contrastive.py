@@ -161,11 +161,13 @@ class ReSSL(MomentumMethod):
     """ReSSL (Zheng et al., NeurIPS 2021): the online query of view 1 must reproduce the sharper
     similarity distribution of the momentum key of view 2 over a queue of earlier keys.
 
-    ``views[0]`` is the strongly augmented view (query), ``views[1]`` the weak one (key).
+    ``views[0]`` is the strongly augmented view (query), ``views[1]`` the weak one (key):
+    ``weak_views = (1,)`` makes the trainer build it with crop and flip only.
     Projector: Linear-ReLU-Linear (no BatchNorm), with a momentum copy. Buffer: ``queue``.
     """
 
     name = "ressl"
+    weak_views = (1,)
 
     def __init__(
         self,

@@ -13,8 +13,21 @@ from solo-learn's published CIFAR configurations (``scripts/pretrain/cifar/*.yam
 method defaults of its argparse-era releases: the appendix lists the same methods, and its
 learning rates are exactly those of solo-learn's CIFAR configs.
 
-Learning rates: ``lr`` is a *base* learning rate. With ``lr_scaling == "linear"`` (all SGD
-presets) the optimiser uses ``lr * batch_size / 256``: solo-learn's configs are written for
+Optimiser: each CIFAR preset uses the optimiser solo-learn's CIFAR script uses for that method
+(``scripts/pretrain/cifar/<method>.sh``, the argparse-era release line whose values the appendix
+repeats, e.g. SimCLR's weight decay 1e-5, which the later ``<method>.yaml`` changed to 1e-4).
+Ten methods train with LARS (trust coefficient ``eta`` 0.02, ``--grad_clip_lars``: the adaptive
+rate is clipped to the global one); MoCoV2+, ReSSL and SimSiam with plain SGD (momentum 0.9).
+Eight of the LARS scripts pass ``--exclude_bias_n_norm`` (biases and normalisation weights, the
+1-D parameters, get neither adaptation nor weight decay); the SwAV and DeepClusterV2 scripts do
+not, so their LARS adapts and decays every parameter (the later YAML configs exclude them for
+these two as well and drop the clipping for VIbCReg; :data:`SOLO_LEARN_LATER_YAML` lists those
+differences). Plain SGD decays every parameter, as in solo-learn, whose default keeps weight
+decay on biases and norms. The appendix itself says "SGD" for all methods.
+:data:`SOLO_LEARN_CIFAR_OPTIMIZER` holds the per-method choice.
+
+Learning rates: ``lr`` is a *base* learning rate. With ``lr_scaling == "linear"`` (all SGD and
+LARS presets) the optimiser uses ``lr * batch_size / 256``: solo-learn's configs are written for
 batch 256 and its argparse-era ``additional_setup_pretrain`` scales them linearly with the batch
 size (newer releases dropped that scaling, so whether the paper's batch-512 runs used 1x or 2x
 is not certain; ``with_overrides(lr_scaling="none")`` gives the other reading). With
@@ -33,7 +46,13 @@ from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any, Literal
 
-__all__ = ["PRESETS", "MethodPreset", "get_preset"]
+__all__ = [
+    "PRESETS",
+    "SOLO_LEARN_CIFAR_OPTIMIZER",
+    "SOLO_LEARN_LATER_YAML",
+    "MethodPreset",
+    "get_preset",
+]
 
 
 @dataclass(frozen=True)
@@ -45,7 +64,8 @@ class MethodPreset:
     method
         Registry name of the method (``phenossl.ssl.methods.METHODS``).
     optimizer
-        ``"sgd"`` (with ``momentum``) or ``"adam"``.
+        ``"sgd"`` (with ``momentum``), ``"lars"`` (SGD with momentum and LARS, see
+        ``lars_*``) or ``"adam"``.
     lr
         Base learning rate; see ``lr_scaling``.
     lr_scaling
@@ -62,7 +82,14 @@ class MethodPreset:
         Warm-up length and the start / end rates of the schedule (base rates, scaled like
         ``lr``).
     momentum
-        SGD momentum (ignored by Adam).
+        SGD / LARS momentum (ignored by Adam).
+    lars_eta, lars_clip_lr, lars_exclude_bias_n_norm
+        LARS trust coefficient, clipping of the adaptive rate to the global one, and whether
+        1-D parameters (biases, normalisation weights) skip adaptation and weight decay
+        (``phenossl.training.optim.LARS``; ignored by SGD and Adam).
+    zero_init_residual
+        Zero-initialise the last BatchNorm of every residual block of a ResNet backbone
+        (torchvision's ``zero_init_residual``; other backbones have no such block).
     method_kwargs
         Keyword arguments for ``build_method(method, backbone, **method_kwargs)``.
     source
@@ -70,7 +97,7 @@ class MethodPreset:
     """
 
     method: str
-    optimizer: Literal["sgd", "adam"]
+    optimizer: Literal["sgd", "lars", "adam"]
     lr: float
     lr_scaling: Literal["linear", "none"]
     weight_decay: float
@@ -81,6 +108,10 @@ class MethodPreset:
     warmup_start_lr: float = 3e-5
     min_lr: float = 0.0
     momentum: float = 0.9
+    lars_eta: float = 0.02
+    lars_clip_lr: bool = True
+    lars_exclude_bias_n_norm: bool = True
+    zero_init_residual: bool = False
     method_kwargs: Mapping[str, Any] = field(default_factory=dict)
     source: str = ""
 
@@ -103,11 +134,62 @@ class MethodPreset:
         return replace(self, **changes)
 
 
-_SGD_NOTE = (
-    "Optimizer SGD (momentum 0.9) for all methods: appendix B.1 (solo-learn's configs use LARS "
-    "for most of them). Warm-up cosine schedule (10 warm-up epochs from 3e-5, down to 0 unless "
-    "stated): solo-learn defaults. lr is per 256 images (solo-learn's linear scaling)."
+#: solo-learn's CIFAR optimiser per method, from ``scripts/pretrain/cifar/<method>.sh``:
+#: (optimizer, --grad_clip_lars, --exclude_bias_n_norm); every LARS script passes --eta_lars 0.02
+#: (the two flags mean nothing for SGD).
+SOLO_LEARN_CIFAR_OPTIMIZER: Mapping[str, tuple[str, bool, bool]] = MappingProxyType(
+    {
+        "barlow_twins": ("lars", True, True),
+        "byol": ("lars", True, True),
+        "deepclusterv2": ("lars", True, False),
+        "dino": ("lars", True, True),
+        "mocov2plus": ("sgd", False, False),
+        "nnbyol": ("lars", True, True),
+        "nnclr": ("lars", True, True),
+        "ressl": ("sgd", False, False),
+        "simclr": ("lars", True, True),
+        "simsiam": ("sgd", False, False),
+        "swav": ("lars", True, False),
+        "vibcreg": ("lars", True, True),
+        "vicreg": ("lars", True, True),
+    }
 )
+
+#: where solo-learn's later ``scripts/pretrain/cifar/<method>.yaml`` differ from the ``.sh``
+#: scripts on the optimiser or a value the appendix repeats (the presets follow the ``.sh``)
+SOLO_LEARN_LATER_YAML: Mapping[str, str] = MappingProxyType(
+    {
+        "deepclusterv2": "exclude_bias_n_norm True",
+        "swav": "exclude_bias_n_norm True",
+        "vibcreg": "no clip_lr (solo-learn's default: unclipped)",
+        "simclr": "weight decay 1e-4",
+    }
+)
+
+
+def _optimizer_note(method: str) -> str:
+    name, clip, exclude = SOLO_LEARN_CIFAR_OPTIMIZER[method]
+    script = f"solo-learn scripts/pretrain/cifar/{method}.sh"
+    if name == "sgd":
+        note = f"Optimizer SGD (momentum 0.9, weight decay on every parameter): {script}."
+    else:
+        rate = "clipped" if clip else "unclipped"
+        norms = (
+            "excluded from adaptation and weight decay"
+            if exclude
+            else "adapted and decayed like the rest"
+        )
+        note = (
+            f"Optimizer LARS (momentum 0.9, eta 0.02, {rate} adaptive rate, biases and norm "
+            f"weights {norms}): {script}."
+        )
+    if method in SOLO_LEARN_LATER_YAML:
+        note += f" (solo-learn's later {method}.yaml: {SOLO_LEARN_LATER_YAML[method]}.)"
+    return (
+        f"{note} The appendix says SGD for all methods. Warm-up cosine schedule (10 warm-up "
+        "epochs from 3e-5, down to 0 unless stated): solo-learn defaults. lr is per 256 images "
+        "(solo-learn's linear scaling)."
+    )
 
 
 def _cifar(
@@ -121,11 +203,16 @@ def _cifar(
     **kwargs: Any,
 ) -> MethodPreset:
     options = {
-        k: kwargs.pop(k) for k in ("warmup_epochs", "warmup_start_lr", "min_lr") if k in kwargs
+        k: kwargs.pop(k)
+        for k in ("warmup_epochs", "warmup_start_lr", "min_lr", "zero_init_residual")
+        if k in kwargs
     }
+    optimizer, clip, exclude = SOLO_LEARN_CIFAR_OPTIMIZER[method]
+    if optimizer == "lars":  # SGD presets keep the LARS defaults for a --set optim.optimizer=lars
+        options.update(lars_clip_lr=clip, lars_exclude_bias_n_norm=exclude)
     return MethodPreset(
         method=method,
-        optimizer="sgd",
+        optimizer=optimizer,
         lr=lr,
         lr_scaling="linear",
         weight_decay=weight_decay,
@@ -133,7 +220,7 @@ def _cifar(
         epochs=1000,
         method_kwargs=kwargs,
         source=f"CIFAR-10/100, appendix B.1: {appendix}, 1000 epochs. solo-learn CIFAR: {solo}. "
-        f"{_SGD_NOTE}",
+        f"{_optimizer_note(method)}",
         **options,
     )
 
@@ -273,7 +360,9 @@ _CIFAR: dict[str, MethodPreset] = {
         0.5,
         1e-5,
         "lr 0.5, weight decay 1e-5, projector output 2048, batch 512",
-        "projector hidden 2048, predictor hidden 512, predictor at a constant lr",
+        "projector hidden 2048, predictor hidden 512, predictor at a constant lr, last BN of "
+        "each residual block zero-initialised (--zero_init_residual in simsiam.sh)",
+        zero_init_residual=True,
         proj_hidden_dim=2048,
         proj_output_dim=2048,
         pred_hidden_dim=512,
@@ -397,7 +486,7 @@ for _method, (_lr, _wd) in _IMAGENET.items():
         epochs=400,
         source=f"ImageNet-100, appendix B.1: lr {_lr}, weight decay {_wd}, batch 128, 400 epochs "
         "(ResNet18/50, ConvNeXt-Tiny). Method hyperparameters as the CIFAR preset (the appendix "
-        f"repeats 'the same parameters'). {_SGD_NOTE}",
+        f"repeats 'the same parameters'). {_optimizer_note(_method)}",
     )
 
 PRESETS: Mapping[str, MethodPreset] = MappingProxyType({**_CIFAR, **_OTHER})

@@ -11,6 +11,7 @@
       options: {}              # further build_dataset options (e.g. label_column for cropset)
     model: {backbone: resnet18, cifar_stem: true, in_channels: null,   # null: the data's
             init: null}        # or phenossl-cells / a checkpoint: fine-tune from its weights
+                               # (zero_init_residual: default from the preset)
     method:                    # name + hyperparameter overrides, merged onto the preset
       name: mocov2plus
       preset: mocov2plus       # a key of phenossl.ssl.presets.PRESETS; default: name
@@ -19,7 +20,7 @@
       - {name: cell_fig6_left, weight: 0.4}
       - {name: cell_fig6_right, weight: 1.0, degrees: 90}   # composition parameters, flat
     optim:                     # defaults from the preset
-      optimizer: adam          # sgd | adam | lars
+      optimizer: adam          # sgd | adam | lars (lars_eta, lars_clip_lr, ...)
       lr: 1.0e-3               # base rate, per 256 images when lr_scaling is linear
       ...
     run: {seed: 0, device: auto, amp: true, channels_last: true, checkpoint_every: 1,
@@ -108,12 +109,15 @@ class ModelConfig:
     ``in_channels`` None takes the dataset's channel count; a number must match it. ``init``
     starts from trained weights instead of a random init (fine-tuning): a shipped model's name
     (``phenossl-cells``) or a phenossl checkpoint file of the same architecture.
+    ``zero_init_residual`` (default: the preset's) zero-initialises the last BatchNorm of each
+    ResNet block (``phenossl.models.backbones.zero_init_residual_``; no effect on others).
     """
 
     backbone: str = "resnet18"
     cifar_stem: bool = False
     in_channels: int | None = None
     init: str | None = None
+    zero_init_residual: bool = False
 
 
 @dataclass
@@ -412,7 +416,14 @@ def _resolve(data: dict[str, Any]) -> TrainConfig:
     preset = _preset(method)
     config = TrainConfig(
         data=_section(DataConfig, data.get("data", {}), "data"),
-        model=_section(ModelConfig, data.get("model", {}), "model"),
+        model=_section(
+            ModelConfig,
+            {
+                "zero_init_residual": preset.zero_init_residual,
+                **_mapping(data.get("model", {}), "model"),
+            },
+            "model",
+        ),
         method=method,
         augmentation=_augmentations(data.get("augmentation", [{"name": "cifar"}])),
         optim=_optim(data.get("optim", {}), preset),

@@ -4,6 +4,8 @@
   ``eta``, optional clipping of the adaptive rate to the global one, biases and normalisation
   weights excluded from adaptation and weight decay).
 - :func:`build_optimizer`: SGD / Adam / LARS over a method's parameter groups.
+- :func:`optimizer_summary` / :func:`describe_optimizer`: the optimiser and the effective
+  learning rate of a run, as a record (``metrics.jsonl``) and as one printed line.
 - :func:`scheduled_lr` (a pure function) and :func:`set_learning_rates`: linear warm-up then
   cosine decay (or a constant rate), evaluated at every optimiser step; groups flagged
   ``static_lr`` (SimSiam's predictor) keep the base rate.
@@ -21,15 +23,22 @@ from torch.optim import Optimizer
 
 from phenossl.training.config import OptimConfig
 
-__all__ = ["LARS", "build_optimizer", "scheduled_lr", "set_learning_rates"]
+__all__ = [
+    "LARS",
+    "build_optimizer",
+    "describe_optimizer",
+    "optimizer_summary",
+    "scheduled_lr",
+    "set_learning_rates",
+]
 
 
 class LARS(Optimizer):
     """Layer-wise Adaptive Rate Scaling (You et al. 2017) over SGD with momentum.
 
     For every parameter ``p`` with gradient ``g`` that is adapted (all of them, or with
-    ``exclude_bias_n_norm`` only those with more than one dimension), when ``|p|`` and ``|g|``
-    are both non-zero::
+    ``exclude_bias_n_norm`` all but the 1-D ones: biases and normalisation weights), when
+    ``|p|`` and ``|g|`` are both non-zero::
 
         local = eta * |p| / (|g| + weight_decay * |p| + eps)
         local = min(local / lr, 1) if clip_lr else local
@@ -82,7 +91,7 @@ class LARS(Optimizer):
                 if p.grad is None:
                     continue
                 d_p = p.grad
-                if p.ndim > 1 or not group["exclude_bias_n_norm"]:
+                if p.ndim != 1 or not group["exclude_bias_n_norm"]:
                     d_p = _lars_direction(p, d_p, lr, wd, group)
                 state = self.state[p]
                 if group["momentum"] != 0:
@@ -131,6 +140,67 @@ def build_optimizer(groups: list[dict[str, Any]], optim: OptimConfig) -> Optimiz
             exclude_bias_n_norm=optim.lars_exclude_bias_n_norm,
         )
     raise ValueError(f"optim.optimizer={optim.optimizer!r}; expected 'sgd', 'adam' or 'lars'")
+
+
+def optimizer_summary(optim: OptimConfig) -> dict[str, Any]:
+    """The optimiser of ``optim`` and its effective (batch-scaled) peak learning rate.
+
+    Examples
+    --------
+    >>> from phenossl.training.config import TrainConfig
+    >>> optim = TrainConfig.from_dict({"method": {"name": "byol"}}).optim
+    >>> optimizer_summary(optim)["effective_lr"]  # 1.0 per 256 images, batch 512
+    2.0
+    """
+    out: dict[str, Any] = {
+        "optimizer": optim.optimizer,
+        "base_lr": optim.lr,
+        "lr_scaling": optim.lr_scaling,
+        "batch_size": optim.batch_size,
+        "effective_lr": optim.effective_lr(),
+        "weight_decay": optim.weight_decay,
+        "scheduler": optim.scheduler,
+    }
+    if optim.optimizer != "adam":
+        out["momentum"] = optim.momentum
+    if optim.optimizer == "lars":
+        out.update(
+            lars_eta=optim.lars_eta,
+            lars_clip_lr=optim.lars_clip_lr,
+            lars_exclude_bias_n_norm=optim.lars_exclude_bias_n_norm,
+        )
+    return out
+
+
+def describe_optimizer(optim: OptimConfig) -> str:
+    """One line: the optimiser, its settings and how the effective learning rate comes about.
+
+    Examples
+    --------
+    >>> from phenossl.training.config import TrainConfig
+    >>> optim = TrainConfig.from_dict({"method": {"name": "ressl"}}).optim
+    >>> print(describe_optimizer(optim))  # doctest: +NORMALIZE_WHITESPACE
+    optimizer SGD, momentum 0.9, weight decay 0.0001;
+    lr 0.05 x 512/256 = 0.1 (linear batch scaling), warmup_cosine schedule
+    """
+    s = optimizer_summary(optim)
+    name = s["optimizer"].upper() if s["optimizer"] != "adam" else "Adam"
+    if s["optimizer"] == "lars":
+        clip = "clipped" if s["lars_clip_lr"] else "unclipped"
+        norms = "excluded" if s["lars_exclude_bias_n_norm"] else "included"
+        name += f" (eta {s['lars_eta']:g}, {clip}, biases and norms {norms})"
+    parts = [f"optimizer {name}"]
+    if "momentum" in s:
+        parts.append(f"momentum {s['momentum']:g}")
+    parts.append(f"weight decay {s['weight_decay']:g}")
+    if s["lr_scaling"] == "linear":
+        rate = (
+            f"lr {s['base_lr']:g} x {s['batch_size']}/256 = {s['effective_lr']:g} "
+            "(linear batch scaling)"
+        )
+    else:
+        rate = f"lr {s['effective_lr']:g} (no batch scaling)"
+    return f"{', '.join(parts)}; {rate}, {s['scheduler']} schedule"
 
 
 def scheduled_lr(step: int, total_steps: int, warmup_steps: int, optim: OptimConfig) -> float:

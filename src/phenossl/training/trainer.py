@@ -9,7 +9,8 @@
     features = phenossl.embed(images, model=final)
 
 A run folder holds ``config.yaml`` (the resolved config), ``metrics.jsonl`` (one JSON object
-per line: ``{"kind": "step", ...}`` every ``run.log_every`` steps with the mean loss since the
+per line: ``{"kind": "start", ...}`` first, with the optimiser and its effective learning
+rate (:func:`~phenossl.training.optim.optimizer_summary`); ``{"kind": "step", ...}`` every ``run.log_every`` steps with the mean loss since the
 previous one and the learning rate; ``{"kind": "epoch", ...}`` with the epoch's mean loss, time,
 images/s, views/s and the optional kNN accuracy), ``checkpoints/last.pt`` (written atomically
 after every ``run.checkpoint_every`` epochs and the last one) and ``final.pt``.
@@ -48,11 +49,17 @@ from torch.optim import Optimizer
 
 from phenossl._device import amp_dtype, autocast, resolve_device
 from phenossl._progress import Progress, ProgressCallback, ProgressGenerator, run
+from phenossl.augment import weak_view
 from phenossl.data.image_dataset import ImageDataset
 from phenossl.training.config import TrainConfig, load_config
 from phenossl.training.feeding import make_feeder
 from phenossl.training.monitor import KnnMonitor
-from phenossl.training.optim import build_optimizer, scheduled_lr, set_learning_rates
+from phenossl.training.optim import (
+    build_optimizer,
+    optimizer_summary,
+    scheduled_lr,
+    set_learning_rates,
+)
 from phenossl.training.rng import RunRng
 
 __all__ = ["TrainStep", "build_method_for", "iter_train", "run_seeds", "train"]
@@ -75,7 +82,8 @@ class TrainStep:
     optimizer
         Over ``method.parameter_groups()`` (:func:`~phenossl.training.optim.build_optimizer`).
     augmentations
-        ``(composition, weight)`` pairs; each composition makes two views per step.
+        ``(composition, weight)`` pairs; each composition makes two views per step (the
+        views in ``method.weak_views`` with :func:`~phenossl.augment.weak_view` of it).
     mean, std
         Per-channel normalisation applied to the views (the dataset's statistics).
     config
@@ -101,6 +109,11 @@ class TrainStep:
         self.optimizer = optimizer
         self.augmentations = list(augmentations)
         self.names = _unique_names([aug.name for aug, _ in self.augmentations])
+        # the two views' compositions; the method names the views it wants weak (ReSSL's key)
+        weak = getattr(method, "weak_views", ())
+        self.view_augmentations = [
+            [weak_view(aug) if v in weak else aug for v in range(2)] for aug, _ in augmentations
+        ]
         self.device = device
         self.optim = config.optim
         self.total_steps = total_steps
@@ -126,9 +139,9 @@ class TrainStep:
         with torch.no_grad():
             x = images.float().div_(255.0)
             out = []
-            for aug, _ in self.augmentations:
+            for augs in self.view_augmentations:
                 pair = []
-                for _ in range(2):
+                for aug in augs:
                     view = aug(x)
                     normalised = torch.empty_like(view, memory_format=self.memory_format)
                     torch.sub(view, self.mean, out=normalised)
@@ -174,7 +187,7 @@ def build_method_for(
     The backbone's ``input_mean``/``input_std`` are set to the dataset's statistics, so a
     checkpoint of it (and ``phenossl.embed`` of the live module) normalises like training.
     """
-    from phenossl.models.backbones import build_backbone
+    from phenossl.models.backbones import build_backbone, zero_init_residual_
     from phenossl.ssl.methods import build_method, method_hparams
 
     channels = int(dataset.channels)
@@ -196,6 +209,8 @@ def build_method_for(
         backbone = build_backbone(
             config.model.backbone, in_channels=channels, cifar_stem=config.model.cifar_stem
         )
+        if config.model.zero_init_residual:
+            zero_init_residual_(backbone)
         if config.model.init is not None:
             _load_init(backbone, config.model.init)
         backbone.input_mean, backbone.input_std = tuple(mean), tuple(std)
@@ -322,6 +337,8 @@ def _train(
     out.mkdir(parents=True, exist_ok=True)
     config.save(out / CONFIG_FILE)
     log = _MetricsLog(out / METRICS_FILE, truncate_to=metrics_bytes)
+    if start_epoch == 0:  # a resumed run keeps this record (it precedes every checkpoint)
+        log.write({"kind": "start", **optimizer_summary(optim)})
     monitor = _knn_monitor(config, dataset, device, step_fn.augmentations[0][0].size)
     feeder = make_feeder(dataset, device, config.data.preload)
     step = start_epoch * steps_per_epoch
