@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from phenossl.cli._common import run_with_progress
+from phenossl.cli._common import nonnegative_int, positive_int, run_with_progress
 from phenossl.cli.analysis import format_ami
 
 
@@ -23,14 +23,14 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="auto")
     p.add_argument(
         "--epochs",
-        type=int,
+        type=nonnegative_int,
         default=3,
         help="MoCoV2+ training epochs (default 3; 0 skips training and reports the random-init "
         "model only)",
     )
     p.add_argument(
         "--input-size",
-        type=int,
+        type=positive_int,
         default=48,
         help="crops are resized to this many pixels for training and embedding (default 48; "
         "196 is the paper's full resolution, much slower on a CPU)",

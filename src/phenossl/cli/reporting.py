@@ -5,7 +5,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from phenossl.cli._common import CLIError, run_with_progress
+from phenossl.cli._common import (
+    CLIError,
+    positive_float,
+    positive_int,
+    run_with_progress,
+    writable_folder,
+)
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
@@ -29,7 +35,10 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         help="report only this experiment (repeatable; default all)",
     )
     p.add_argument(
-        "--alpha", type=float, default=0.05, help="significance level of a class bias (0.05)"
+        "--alpha",
+        type=positive_float,
+        default=0.05,
+        help="significance level of a class bias (0.05)",
     )
     p.add_argument(
         "--correction",
@@ -45,7 +54,10 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         help="correlation that decides a class's trend (default pearson)",
     )
     p.add_argument(
-        "--top-classes", type=int, default=5, help="most biased classes drawn per method (5)"
+        "--top-classes",
+        type=positive_int,
+        default=5,
+        help="most biased classes drawn per method (5)",
     )
     p.set_defaults(handler=_cmd_report)
 
@@ -58,6 +70,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
         raise CLIError(f"{args.store}: no such result store folder")
     with ResultStore(args.store, create=False) as store:
         frame = store.frame()
+    writable_folder(args.out, "--out")
     if args.experiment:
         known = sorted(frame["experiment"].unique()) if len(frame) else []
         unknown = [name for name in args.experiment if name not in known]

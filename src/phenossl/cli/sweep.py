@@ -6,7 +6,13 @@ import argparse
 import sys
 from pathlib import Path
 
-from phenossl.cli._common import CLIError, run_with_progress
+from phenossl.cli._common import (
+    CLIError,
+    positive_float,
+    positive_int,
+    run_with_progress,
+    writable_folder,
+)
 
 _EXECUTORS = ("local", "gpus", "dask")
 
@@ -37,9 +43,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         "cluster (a LocalCluster, or --scheduler)",
     )
     p.add_argument("--scheduler", default=None, help="dask scheduler address (tcp://host:8786)")
-    p.add_argument("--workers", type=int, default=None, help="LocalCluster workers (dask)")
+    p.add_argument("--workers", type=positive_int, default=None, help="LocalCluster workers (dask)")
     p.add_argument(
-        "--threads-per-worker", type=int, default=1, help="LocalCluster threads per worker"
+        "--threads-per-worker", type=positive_int, default=1, help="LocalCluster threads per worker"
     )
     p.add_argument("--gpus", default=None, help="GPU ids for --executor gpus (e.g. 0,1)")
     p.add_argument(
@@ -64,7 +70,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--lease",
-        type=float,
+        type=positive_float,
         default=None,
         help="seconds without a heartbeat after which a running run is taken over (default 900)",
     )
@@ -89,6 +95,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     store = args.store or default_store(config)
     if args.list:
         return _list(config, store)
+    writable_folder(store, "--store")
     executor = make_executor(
         args.executor,
         gpus=_items(args.gpus, str, "--gpus"),

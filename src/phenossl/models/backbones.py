@@ -49,6 +49,7 @@ file is absent a :class:`FileNotFoundError` names the path and the URL to fetch 
 
 from __future__ import annotations
 
+import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -83,6 +84,7 @@ _BACKBONES: tuple[str, ...] = (
     "convnext_tiny",
 )
 _WEIGHTS = (None, "imagenet")
+_SEEDED_BUILD = threading.Lock()  # one seeded build at a time (see build_backbone)
 
 
 def available_backbones() -> tuple[str, ...]:
@@ -171,7 +173,8 @@ def build_backbone(
         Small-image stem (ResNet, ConvNeXt); see the module docstring.
     seed
         Seed for the random initialisation; None uses torch's global RNG. The global RNG state is
-        left untouched when a seed is given.
+        left untouched when a seed is given, and seeded builds in concurrent threads take turns,
+        so each gets the same weights as alone.
 
     Returns
     -------
@@ -199,7 +202,9 @@ def build_backbone(
     state = _cached_imagenet_state_dict(name) if weights == "imagenet" else None
     if seed is None:
         return _build(name, state, in_channels, cifar_stem)
-    with torch.random.fork_rng(devices=[]):
+    # torchvision initialises from torch's process-wide RNG: seeding it is only safe while no other
+    # seeded build runs (the napari widgets embed in thread workers)
+    with _SEEDED_BUILD, torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         return _build(name, state, in_channels, cifar_stem)
 

@@ -477,6 +477,15 @@ class SweepConfig:
             if key not in cache:
                 cache[key] = _load_train(train_file, overrides, self.smoke).to_dict()
             resolved = copy.deepcopy(cache[key])
+            trains = resolved["method"]["name"]
+            if method is not None and trains != method:
+                # a run recorded as one method must not train another (a `train` file without
+                # {method}, or a method the file was not written for)
+                raise ConfigError(
+                    "methods",
+                    f"method {method!r} cannot run here: its trainer config {train_file} trains "
+                    f"{trains!r}; this config's `train` file does not depend on {{method}}",
+                )
             resolved["run"]["seed"] = seed
             key = ("evaluate", json.dumps(parts["evaluate"], sort_keys=True, default=str))
             if key not in cache:
