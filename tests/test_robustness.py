@@ -591,3 +591,35 @@ def test_debug_shows_the_traceback(world, tmp_path, monkeypatch):
     monkeypatch.setenv("PHENOSSL_DEBUG", "1")
     with pytest.raises(CLIError):
         main([*argv, "--cropset", str(world["crops_b"])])
+
+
+# --- a fresh machine -------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_gui_tests_skip_without_a_display(tmp_path):
+    """No Xvfb on PATH and no DISPLAY: the GUI tests skip with a reason instead of aborting."""
+    import os
+    import subprocess
+    import sys
+
+    pytest.importorskip("pytestqt")
+    bin_dir = tmp_path / "bin"  # a PATH holding python only (no Xvfb, no xvfb-run)
+    bin_dir.mkdir()
+    (bin_dir / "python").symlink_to(sys.executable)
+    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
+    env.update(PATH=str(bin_dir), PYTHONPATH=os.pathsep.join(sys.path))
+    test = REPO / "tests" / "napari" / "test_manifest.py"
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider", str(test)],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    output = done.stdout + done.stderr
+    assert "Fatal Python error" not in output
+    assert done.returncode == 0, output[-2000:]
+    assert "skipped" in output and "no display (Xvfb not installed?)" in output
