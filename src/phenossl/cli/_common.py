@@ -23,9 +23,11 @@ def is_user_error(err: BaseException) -> bool:
     import sqlite3
     import zipfile
 
+    import yaml
+
     if isinstance(err, CLIError | ValueError | OSError | EOFError | MemoryError):
         return True
-    if isinstance(err, zipfile.BadZipFile | sqlite3.Error):
+    if isinstance(err, zipfile.BadZipFile | sqlite3.Error | yaml.YAMLError):
         return True
     return isinstance(err, RuntimeError) and any(s in str(err).lower() for s in _ALLOCATION)
 

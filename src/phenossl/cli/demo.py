@@ -5,7 +5,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from phenossl.cli._common import nonnegative_int, positive_int, run_with_progress
+from phenossl.cli._common import (
+    nonnegative_int,
+    positive_int,
+    run_with_progress,
+    writable_folder,
+)
 from phenossl.cli.analysis import format_ami
 
 
@@ -42,6 +47,7 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from phenossl.demo import iter_demo
 
+    writable_folder(args.out, "--out")
     report = run_with_progress(
         iter_demo(
             args.out,

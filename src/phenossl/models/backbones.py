@@ -232,6 +232,8 @@ def _cached_imagenet_state_dict(name: str) -> dict[str, Tensor]:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:
         reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        if "weights_only" in str(err):  # never pass on torch's advice to unpickle the file
+            reason = "it holds Python objects other than tensors, which phenossl never unpickles"
         raise ValueError(
             f"cannot read ImageNet weights for {name!r} from {path}: {reason}"
         ) from err

@@ -824,9 +824,14 @@ def _as_overrides(settings: Mapping[str, Any]) -> list[str]:
 def _load_train(path: Path, overrides: Mapping[str, Any], smoke: bool) -> TrainConfig:
     if not path.is_file():
         raise FileNotFoundError(f"trainer config not found: {path}")
-    raw = yaml.safe_load(path.read_text())
     try:
-        return TrainConfig.from_dict(raw or {}, overrides=_as_overrides(overrides), smoke=smoke)
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise ConfigError("train", f"{path} is not valid YAML: {err}") from None
+    if raw is None or raw == {}:  # defaults alone would train SimCLR on CIFAR-10
+        raise ConfigError("train", f"{path} is empty; expected a trainer config")
+    try:
+        return TrainConfig.from_dict(raw, overrides=_as_overrides(overrides), smoke=smoke)
     except ConfigError as err:
         raise ConfigError(f"train.{err.key}", f"{err.detail} (in {path})") from None
 
