@@ -320,6 +320,16 @@ def _store(t, data: bytes | None) -> Path:
     return store
 
 
+def _truncated_store(w, t) -> list[str]:
+    from phenossl.training.store import ResultStore
+
+    with ResultStore(t / "st") as store:
+        store.add_runs([(f"e/r{i}", "e", {"config": {"x": "y" * 500}}) for i in range(200)])
+    db = t / "st" / "results.sqlite"
+    db.write_bytes(db.read_bytes()[: db.stat().st_size // 2])
+    return ["report", str(t / "st"), "--out", str(t / "r")]
+
+
 def _zero_sqlite_kept(w, t) -> bool:
     return (t / "st" / "results.sqlite").stat().st_size == 0
 
@@ -509,6 +519,7 @@ CATALOGUE = [
         lambda w, t: ["report", str(_store(t, b"hello " * 300)), "--out", str(t / "r")],
         "not a readable result store",
     ),
+    Case("truncated results.sqlite", _truncated_store, "results.sqlite"),
     Case(
         "header-only image CSV",
         lambda w, t: _header_only(w, t, "BBBC021_v1_image.csv"),

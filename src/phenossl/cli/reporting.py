@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sqlite3
 from pathlib import Path
 
 from phenossl.cli._common import (
@@ -68,8 +69,11 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
     if not args.store.is_dir():
         raise CLIError(f"{args.store}: no such result store folder")
-    with ResultStore(args.store, create=False) as store:
-        frame = store.frame()
+    try:
+        with ResultStore(args.store, create=False) as store:
+            frame = store.frame()
+    except sqlite3.DatabaseError as err:  # e.g. a truncated copy: name the file
+        raise CLIError(f"{args.store / 'results.sqlite'}: {err}") from None
     writable_folder(args.out, "--out")
     if args.experiment:
         known = sorted(frame["experiment"].unique()) if len(frame) else []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sqlite3
 import sys
 from pathlib import Path
 
@@ -114,7 +115,10 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         retry_failed=args.retry_failed,
         **options,
     )
-    summary = run_with_progress(gen, args, "runs", "run")
+    try:
+        summary = run_with_progress(gen, args, "runs", "run")
+    except sqlite3.DatabaseError as err:  # e.g. a truncated copy: name the file
+        raise CLIError(f"{store / 'results.sqlite'}: {err}") from None
     print(
         f"{summary.done}/{summary.total} done ({summary.ran} now, {summary.skipped} before), "
         f"{summary.failed} failed, {summary.running} running elsewhere, {summary.pending} pending"
