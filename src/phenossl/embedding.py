@@ -120,6 +120,7 @@ def iter_embed(
             return _empty(net, label)
         if input_size is None:  # a shipped model says which size it was trained at
             input_size = getattr(net, "input_size", None)
+        _check_memory(net, label, first, channels, input_size, dev, amp)
         runner = _Runner(net, label, dev, mean, std, amp=amp, input_size=input_size)
         result = _Rows(total)
         pending: tuple[Tensor, int] | None = None  # output on the device, not yet fetched
@@ -251,6 +252,7 @@ def save_embeddings(
 def load_embeddings(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
     """Read a file written by :func:`save_embeddings`: ``(features, cell_ids, metadata)``."""
     import json
+    import zipfile
 
     path = Path(path)
     if not path.is_file():
@@ -262,9 +264,10 @@ def load_embeddings(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, di
                 data["cell_id"],
                 json.loads(str(data["metadata"])),
             )
-    except (KeyError, ValueError, OSError) as err:
+    except (KeyError, ValueError, OSError, EOFError, zipfile.BadZipFile) as err:
         raise ValueError(
-            f"{path} is not a phenossl embeddings file (expected embeddings, cell_id, metadata)"
+            f"{path} is not a phenossl embeddings file, or it is truncated (expected an .npz "
+            "with embeddings, cell_id and metadata)"
         ) from err
 
 
@@ -430,6 +433,16 @@ def _host_tensor(batch: Batch, index: int, channels: int, *, pin: bool) -> Tenso
         raise TypeError(
             f"crops batch {index} is a {type(batch).__name__}; expected a numpy array or tensor"
         )
+    if tensor.is_floating_point() and tensor.numel():
+        # 0..255 floats would give features off by orders of magnitude; NaN/inf are left to
+        # the output check, which names the rows
+        finite = tensor[torch.isfinite(tensor)]
+        low, high = (float(v) for v in torch.aminmax(finite)) if finite.numel() else (0.0, 0.0)
+        if low < -1e-3 or high > 1 + 1e-3:
+            raise ValueError(
+                f"crops batch {index}: float values span [{low:g}, {high:g}]; expected [0, 1] "
+                "(pass 0..255 crops as uint8, or divide them by 255)"
+            )
     if pin and tensor.device.type == "cpu":
         tensor = tensor.pin_memory()
     return tensor
@@ -507,3 +520,28 @@ def _empty(net: nn.Module, label: str) -> np.ndarray:
     if dim is None:
         raise ValueError(f"no crops to embed, and model {label!r} has no feature_dim attribute")
     return np.zeros((0, int(dim)), dtype=np.float32)
+
+
+def _check_memory(
+    net: nn.Module,
+    label: str,
+    first: Batch,
+    channels: int,
+    input_size: int | None,
+    device: torch.device,
+    amp: bool,
+) -> None:
+    """Refuse a batch whose activations cannot fit, naming what to lower (before any work)."""
+    from phenossl._memory import activation_bytes, check_fits
+
+    size = input_size or int(max(first.shape[-2:]))
+    if size <= 256:  # the paper's 196 px and below fit any machine that holds the model
+        return
+    itemsize = 2 if amp and device.type == "cuda" else 4
+    need = activation_bytes(net, channels, size, int(first.shape[0]), itemsize=itemsize)
+    check_fits(
+        need,
+        device,
+        f"embedding with {label} at {size} px, {int(first.shape[0])} crops a batch,",
+        "--batch-size or --input-size (batch_size/input_size)",
+    )

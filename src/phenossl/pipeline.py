@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import multiprocessing
+import os
+import shutil
 import warnings
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -242,6 +244,11 @@ def iter_make_cropset(
     from phenossl.cells.crops import CropSetWriter
     from phenossl.data import bbbc021
 
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
+        raise ValueError(f"workers={workers!r}; expected an integer >= 0 (0: in-process)")
+    out = Path(out)
+    _check_cropset_target(out, overwrite)
+    staging = out.with_name(f".{out.name}.partial")  # the new set grows here, beside the old one
     fields = _order_for_subset(fields, paper_subset, n_top, seed) if paper_subset else fields
     total = len(fields)
     failures: list[FieldFailure] = []
@@ -258,7 +265,7 @@ def iter_make_cropset(
         failures=failures,
         missing=missing,
     )
-    with CropSetWriter(out, size=crop_size, overwrite=overwrite) as writer:
+    with CropSetWriter(staging, size=crop_size, overwrite=True) as writer:
         for crops in stream:
             n_done += 1
             n_dropped += crops.n_dropped
@@ -279,7 +286,15 @@ def iter_make_cropset(
             table = bbbc021.paper_subset(
                 table, paper_subset, n_concentrations=n_top, seed=seed, fractions=fractions
             )
+        if len(table) == 0:
+            shutil.rmtree(staging, ignore_errors=True)
+            first = f"; first: {failures[0].field_id}: {failures[0].error}" if failures else ""
+            raise ValueError(
+                f"no crops: {len(failures)} of {total} field(s) failed, {len(missing)} missing, "
+                f"{len(empty)} without a cell{first}; {out} was left as it was"
+            )
         writer.close(table)
+    _swap_into_place(staging, out)
     result = PipelineResult(
         cells=table,
         embeddings=np.zeros((0, 0), np.float32),
@@ -293,6 +308,36 @@ def iter_make_cropset(
     )
     yield Progress(total, total, f"{len(table)} crops written")
     return {**result.summary(), "cropset": str(out)}
+
+
+_CROPSET_FILES = {"shards", "cells.csv", "cropset.json"}
+
+
+def _check_cropset_target(out: Path, overwrite: bool) -> None:
+    """Refuse an ``out`` that cannot take a CropSet, before any field is segmented."""
+    if out.exists() and not out.is_dir():
+        raise FileExistsError(f"--out {out} exists and is not a folder")
+    names = {p.name for p in out.iterdir()} if out.is_dir() else set()
+    if names and not overwrite:
+        raise FileExistsError(f"{out} is not empty; pass overwrite=True to replace a CropSet")
+    if names - _CROPSET_FILES:
+        raise FileExistsError(
+            f"{out} holds other files than a CropSet ({sorted(names - _CROPSET_FILES)[:3]}); "
+            "choose an empty or new folder"
+        )
+    parent = out.parent if out.parent != Path("") else Path(".")
+    if parent.exists() and not os.access(parent, os.W_OK | os.X_OK):
+        raise PermissionError(f"cannot write the CropSet {out}: {parent} is not writable")
+
+
+def _swap_into_place(staging: Path, out: Path) -> None:
+    """Put the finished set at ``out``; an old set stays on disk until the new one is there."""
+    old = out.with_name(f".{out.name}.old")
+    shutil.rmtree(old, ignore_errors=True)
+    if out.exists():
+        os.replace(out, old)
+    os.replace(staging, out)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def _order_for_subset(fields: pd.DataFrame, compound: str, n_top: int, seed: int) -> pd.DataFrame:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -14,9 +16,31 @@ HERE = Path(__file__).parent
 
 
 def pytest_collection_modifyitems(items):
-    for item in items:
-        if Path(str(item.fspath)).is_relative_to(HERE):
-            item.add_marker(pytest.mark.gui)
+    gui = [item for item in items if Path(str(item.fspath)).is_relative_to(HERE)]
+    problem = _display_problem() if gui else None
+    for item in gui:
+        item.add_marker(pytest.mark.gui)
+        if problem:
+            item.add_marker(pytest.mark.skip(reason=problem))
+
+
+def _display_problem() -> str | None:
+    """Why Qt cannot open a display here, or None. Probed in a child process: Qt aborts the
+    whole process ("Fatal Python error: Aborted") when it cannot, which would end the run."""
+    probe = "from qtpy.QtWidgets import QApplication; QApplication([])"
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", probe], capture_output=True, timeout=120, check=False
+        )
+    except subprocess.TimeoutExpired:
+        return "GUI tests skipped: Qt did not open a display within 120 s"
+    if done.returncode == 0:
+        return None
+    return (
+        "GUI tests skipped: no display (Xvfb not installed?). Install Xvfb and the Qt/OpenGL "
+        "libraries listed in README.md (Debian: apt-get install xvfb ...), and pytest-xvfb runs "
+        "them on a virtual display; or run pytest under xvfb-run"
+    )
 
 
 @pytest.fixture(scope="session")

@@ -353,13 +353,30 @@ class CropSet:
         table_path = root / "cells.csv"
         if not table_path.is_file():
             raise FileNotFoundError(f"{root}: cells.csv is missing")
-        table = pd.read_csv(table_path)
+        try:
+            table = pd.read_csv(table_path)
+        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
+            raise ValueError(f"{table_path}: not a readable cell table ({err})") from None
         missing = [c for c in _RESERVED if c not in table.columns]
         if missing:
             raise ValueError(f"{table_path}: missing column(s) {missing}")
         if len(table) != meta["n_cells"]:
             raise ValueError(
                 f"{table_path}: {len(table)} rows but cropset.json says n_cells={meta['n_cells']}"
+            )
+        for column in ("shard", "index"):
+            values = pd.to_numeric(table[column], errors="coerce").to_numpy(np.float64)
+            bad = ~(np.isfinite(values) & (values >= 0) & (values == np.round(values)))
+            if bad.any():  # a negative index would silently read a crop from the shard's end
+                row = int(np.flatnonzero(bad)[0])
+                raise ValueError(
+                    f"{table_path}: row {row + 2}, column {column!r} is "
+                    f"{table[column].iloc[row]}; expected an integer >= 0"
+                )
+        if table["cell_id"].duplicated().any():
+            row = int(np.flatnonzero(table["cell_id"].duplicated().to_numpy())[0])
+            raise ValueError(
+                f"{table_path}: row {row + 2} repeats cell_id {table['cell_id'].iloc[row]!r}"
             )
         for shard in np.unique(table["shard"].to_numpy()):
             if not _shard_path(root, int(shard)).is_file():
@@ -374,6 +391,24 @@ class CropSet:
         self._shard = table["shard"].to_numpy(np.int64)
         self._index = table["index"].to_numpy(np.int64)
         self._maps: OrderedDict[int, np.ndarray] = OrderedDict()
+
+    @property
+    def fingerprint(self) -> str:
+        """A hash of the cell table (ids and where each crop lies) and the crop size.
+
+        It identifies the crops an embeddings file was computed from, wherever the folder lies.
+
+        Examples
+        --------
+        >>> CropSet("crops").fingerprint  # doctest: +SKIP
+        'cropset-9c1d0b4e2f7a6d13'
+        """
+        import hashlib
+
+        columns = self._table[["cell_id", "shard", "index"]].astype(str)
+        digest = hashlib.sha256(f"size={self.size};n={len(columns)};".encode())
+        digest.update(pd.util.hash_pandas_object(columns, index=False).to_numpy().tobytes())
+        return f"cropset-{digest.hexdigest()[:16]}"
 
     # -- views ---------------------------------------------------------------------------
 
@@ -428,6 +463,8 @@ class CropSet:
             data = np.load(path, mmap_mode="r")
         except FileNotFoundError:
             raise FileNotFoundError(f"{self.path}: shard {path.name} is missing") from None
+        except (ValueError, OSError, EOFError) as err:
+            raise ValueError(f"{path}: not a readable crop shard (empty or truncated?)") from err
         if data.dtype != np.uint8 or data.ndim != 4 or data.shape[1:] != (3, self.size, self.size):
             raise ValueError(
                 f"{path}: expected uint8 (n, 3, {self.size}, {self.size}), "

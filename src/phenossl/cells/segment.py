@@ -349,7 +349,35 @@ def _check_image(image: np.ndarray) -> np.ndarray:
         raise ValueError(
             f"image: expected a normalised float array (read_field output), got {image.dtype}"
         )
-    return image.astype(np.float32, copy=False)
+    image = image.astype(np.float32, copy=False)
+    if not np.isfinite(image).all():
+        bad = np.flatnonzero(~np.isfinite(image).reshape(3, -1).all(axis=1)).tolist()
+        raise ValueError(
+            f"image: channel(s) {bad} hold NaN or infinite values; segmentation needs finite "
+            "intensities (read_field refuses such files)"
+        )
+    _check_segment_memory(image.shape)
+    return image
+
+
+#: peak bytes per pixel of segment() (float planes, labels, watershed queues): 96 measured with
+#: tracemalloc on a 1024 x 1024 synthetic field, with a margin
+_SEGMENT_BYTES_PER_PIXEL = 128
+
+
+def _check_segment_memory(shape: tuple[int, ...]) -> None:
+    import torch
+
+    from phenossl._memory import check_fits
+
+    pixels = int(np.prod(shape[1:]))
+    if pixels > 4096 * 4096:  # BBBC021 fields are 1024 x 1280: only huge inputs are estimated
+        check_fits(
+            pixels * _SEGMENT_BYTES_PER_PIXEL,
+            torch.device("cpu"),
+            f"segmenting a {shape[1]} x {shape[2]} image",
+            "the image size: segment tiles or a downsampled image",
+        )
 
 
 def _check_factor(name: str, value: int) -> int:

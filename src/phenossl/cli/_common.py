@@ -3,10 +3,100 @@
 from __future__ import annotations
 
 import argparse
+import math
+import tempfile
+from pathlib import Path
 
 
 class CLIError(Exception):
     """An error to print as one line and exit 2 (bad input, not a bug)."""
+
+
+#: torch allocator messages: the machine lacks the memory the input needs
+_ALLOCATION = ("can't allocate memory", "out of memory", "not enough memory")
+#: torch advice that would make a user unpickle an untrusted file
+_UNSAFE_ADVICE = ("weights_only=False", "re-running `torch.load`", "WeightsUnpickler", "trust")
+
+
+def is_user_error(err: BaseException) -> bool:
+    """Whether ``err`` is about the input or the machine (one line for the user), not a bug."""
+    import sqlite3
+    import zipfile
+
+    import yaml
+
+    if isinstance(err, CLIError | ValueError | OSError | EOFError | MemoryError):
+        return True
+    if isinstance(err, zipfile.BadZipFile | sqlite3.Error | yaml.YAMLError):
+        return True
+    return isinstance(err, RuntimeError) and any(s in str(err).lower() for s in _ALLOCATION)
+
+
+def error_line(err: BaseException) -> str:
+    """One line for the user: the message's first line, without torch's unsafe advice."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    lines = [line for line in lines if not any(s in line for s in _UNSAFE_ADVICE)]
+    text = lines[0] if lines else type(err).__name__
+    if isinstance(err, MemoryError) or (
+        isinstance(err, RuntimeError) and any(s in text.lower() for s in _ALLOCATION)
+    ):
+        text = f"out of memory ({text[:200]}); lower --batch-size or --input-size"
+    if len(text) > 500:  # e.g. a state-dict key list
+        text = text[:497] + "..."
+    return text
+
+
+def writable_folder(path: Path, flag: str) -> Path:
+    """Create ``path`` and check a file can be written in it, before any work is done."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as err:
+        raise CLIError(f"{flag} {path}: cannot write there ({err.strerror or err})") from None
+    return path
+
+
+def writable_file(path: Path, flag: str) -> Path:
+    """Check that the file ``path`` can be written (its folder is created), before the work."""
+    if path.is_dir():
+        raise CLIError(f"{flag} {path} is a folder; expected a file name")
+    parent = path.parent if str(path.parent) else Path(".")
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=parent):
+            pass
+    except OSError as err:
+        raise CLIError(f"{flag} {path}: cannot write there ({err.strerror or err})") from None
+    return path
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    return _bounded(text, int, 1, ">= 1")
+
+
+def nonnegative_int(text: str) -> int:
+    """argparse type: an integer >= 0."""
+    return _bounded(text, int, 0, ">= 0")
+
+
+def positive_float(text: str) -> float:
+    """argparse type: a finite number > 0 (``nan`` and ``inf`` are refused)."""
+    value = _bounded(text, float, 0.0, "> 0")
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a finite number > 0")
+    return value
+
+
+def _bounded(text: str, kind: type, low: float, expected: str):
+    try:
+        value = kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected {kind.__name__} {expected}") from None
+    if not math.isfinite(value) or value < low:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected {kind.__name__} {expected}")
+    return value
 
 
 def progress_bar(args: argparse.Namespace, desc: str, unit: str = "it", percent: bool = False):

@@ -6,7 +6,17 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from phenossl.cli._common import CLIError, run_with_progress
+from phenossl.cli._common import (
+    CLIError,
+    nonnegative_int,
+    positive_int,
+    run_with_progress,
+    writable_file,
+    writable_folder,
+)
+
+#: cells per cluster in a montage (100 crops of 196 px make a 19,600 px wide PNG)
+MAX_NEAREST = 100
 
 
 def _add_model_options(p: argparse.ArgumentParser) -> None:
@@ -26,10 +36,10 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
         help="for a backbone name: random init, or ImageNet weights from the local torch cache",
     )
     p.add_argument("--device", default="auto", help="auto (cuda > mps > cpu), cpu, cuda, cuda:N")
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--batch-size", type=positive_int, default=64)
     p.add_argument(
         "--input-size",
-        type=int,
+        type=positive_int,
         default=None,
         help="resize crops to this size before the model (default: the crop size)",
     )
@@ -52,6 +62,7 @@ def _cmd_embed(args: argparse.Namespace) -> int:
     from phenossl.embedding import iter_embed, save_embeddings
 
     crops = CropSet(args.cropset)
+    writable_file(args.out, "--out")
     weights = None if args.weights == "random" else args.weights
     if args.model == "features":
         return _embed_features(args, crops, weights)
@@ -71,6 +82,7 @@ def _cmd_embed(args: argparse.Namespace) -> int:
     )
     meta = {
         "cropset": str(args.cropset.resolve()),
+        "cropset_fingerprint": crops.fingerprint,
         "model": str(args.model),
         "weights": weights,
         "input_size": args.input_size,
@@ -127,7 +139,7 @@ def _add_cluster(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--cropset", type=Path, default=None, help="CropSet (default: the one recorded in the file)"
     )
-    p.add_argument("-k", "--k", type=int, default=2, help="number of clusters (default 2)")
+    p.add_argument("-k", "--k", type=positive_int, default=2, help="number of clusters (default 2)")
     p.add_argument(
         "--label",
         default="treatment",
@@ -136,9 +148,16 @@ def _add_cluster(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--split", default=None, help="only cells of this split (train/val/test)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--n-init", type=int, default=10, help="KMeans restarts")
-    p.add_argument("--permutations", type=int, default=10, help="label permutations for control")
-    p.add_argument("--nearest", type=int, default=8, help="cells per cluster in the montage")
+    p.add_argument("--n-init", type=positive_int, default=10, help="KMeans restarts")
+    p.add_argument(
+        "--permutations", type=positive_int, default=10, help="label permutations for control"
+    )
+    p.add_argument(
+        "--nearest",
+        type=nonnegative_int,
+        default=8,
+        help=f"cells per cluster in the montage (at most {MAX_NEAREST})",
+    )
     p.set_defaults(handler=_cmd_cluster)
 
 
@@ -147,11 +166,15 @@ def _cmd_cluster(args: argparse.Namespace) -> int:
     from phenossl.cluster_report import write_cluster_report
     from phenossl.embedding import load_embeddings
 
+    if args.nearest > MAX_NEAREST:  # the montage is nearest x crop size pixels wide
+        raise CLIError(f"--nearest {args.nearest}: at most {MAX_NEAREST} cells per cluster")
     features, cell_ids, meta = load_embeddings(args.embeddings)
     cropset_path = args.cropset or (Path(meta["cropset"]) if meta.get("cropset") else None)
     if cropset_path is None:
         raise CLIError(f"{args.embeddings} records no CropSet; pass --cropset")
     crops = CropSet(cropset_path)
+    _check_same_cropset(args.embeddings, meta, cell_ids, crops)
+    writable_folder(args.out, "--out")
     report = write_cluster_report(
         args.out,
         features,
@@ -169,6 +192,24 @@ def _cmd_cluster(args: argparse.Namespace) -> int:
     print(format_ami(report))
     print(f"report -> {args.out / 'report.json'}")
     return 0
+
+
+def _check_same_cropset(path: Path, meta: dict[str, Any], cell_ids, crops) -> None:
+    """Refuse to score embeddings against a CropSet they were not computed from."""
+    import numpy as np
+
+    recorded = meta.get("cropset_fingerprint")
+    if recorded is not None and recorded != crops.fingerprint:
+        raise CLIError(
+            f"{path} was computed from the CropSet {meta.get('cropset')} ({recorded}), not from "
+            f"{crops.path} ({crops.fingerprint}); embed that CropSet first"
+        )
+    ids = crops.table["cell_id"].to_numpy()
+    if len(cell_ids) != len(ids) or not np.array_equal(np.sort(cell_ids), np.sort(ids)):
+        raise CLIError(
+            f"{path} holds {len(cell_ids)} embeddings whose cell ids do not match the "
+            f"{len(ids)} cells of {crops.path}; embed that CropSet first"
+        )
 
 
 def format_ami(report: dict[str, Any]) -> str:

@@ -7,7 +7,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from phenossl.cli._common import CLIError, progress_bar, run_with_progress
+from phenossl.cli._common import (
+    CLIError,
+    nonnegative_int,
+    positive_int,
+    progress_bar,
+    run_with_progress,
+    writable_folder,
+)
 
 
 def _add_segment(sub: argparse._SubParsersAction) -> None:
@@ -30,6 +37,7 @@ def _cmd_segment(args: argparse.Namespace) -> int:
     from phenossl.cells.segment import segment
     from phenossl.data.fields import read_field
 
+    writable_folder(args.out, "--out")
     callback, close = progress_bar(args, "segment", "step")
     from phenossl._progress import Progress
 
@@ -63,8 +71,12 @@ def _add_field_selection(p: argparse.ArgumentParser) -> None:
         help="the paper's subset: COMPOUND's --n-top highest concentrations + as many DMSO cells, "
         "split 70/10/20 train/val/test",
     )
-    g.add_argument("--n-top", type=int, default=4, help="concentrations kept by --paper-subset")
-    g.add_argument("--limit", type=int, default=None, help="process at most this many fields")
+    g.add_argument(
+        "--n-top", type=positive_int, default=4, help="concentrations kept by --paper-subset"
+    )
+    g.add_argument(
+        "--limit", type=positive_int, default=None, help="process at most this many fields"
+    )
 
 
 def _add_crops(sub: argparse._SubParsersAction) -> None:
@@ -80,7 +92,7 @@ def _add_crops(sub: argparse._SubParsersAction) -> None:
     _add_field_selection(p)
     p.add_argument(
         "--size",
-        type=int,
+        type=positive_int,
         default=None,
         help="crop size in pixels (default: the size --model was trained on; 196 is the paper's)",
     )
@@ -91,7 +103,9 @@ def _add_crops(sub: argparse._SubParsersAction) -> None:
         "phenossl-cells, 68 px single-cell crops; a model that does not say gets 196)",
     )
     p.add_argument("--border", choices=["drop", "pad"], default="drop", help="border policy")
-    p.add_argument("--workers", type=int, default=0, help="worker processes (0: in-process)")
+    p.add_argument(
+        "--workers", type=nonnegative_int, default=0, help="worker processes (0: in-process)"
+    )
     p.add_argument("--seed", type=int, default=0, help="seed for subset sampling")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     p.set_defaults(handler=_cmd_crops)
@@ -254,14 +268,14 @@ def _add_synth(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
         "--shape",
-        type=int,
+        type=positive_int,
         nargs=2,
         metavar=("H", "W"),
         default=None,
         help="field size in pixels (default: the library's default)",
     )
-    p.add_argument("--sites", type=int, default=None, help="fields per well")
-    p.add_argument("--wells", type=int, default=None, help="wells per treatment")
+    p.add_argument("--sites", type=positive_int, default=None, help="fields per well")
+    p.add_argument("--wells", type=positive_int, default=None, help="wells per treatment")
     p.add_argument("--ground-truth", action="store_true", help="also write true label images")
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(handler=_cmd_synth)

@@ -5,7 +5,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from phenossl.cli._common import run_with_progress
+from phenossl.cli._common import (
+    nonnegative_int,
+    positive_int,
+    run_with_progress,
+    writable_folder,
+)
 from phenossl.cli.analysis import format_ami
 
 
@@ -24,13 +29,13 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="auto")
     p.add_argument(
         "--epochs",
-        type=int,
+        type=nonnegative_int,
         default=3,
         help="MoCoV2+ fine-tune epochs (default 3; 0 skips the fine-tune)",
     )
     p.add_argument(
         "--input-size",
-        type=int,
+        type=positive_int,
         default=48,
         help="input size of the random-init model (default 48); the shipped model and its "
         "fine-tune use the size it was trained at",
@@ -42,6 +47,7 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from phenossl.demo import iter_demo
 
+    writable_folder(args.out, "--out")
     report = run_with_progress(
         iter_demo(
             args.out,

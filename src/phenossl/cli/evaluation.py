@@ -9,7 +9,13 @@ import os
 from pathlib import Path
 from typing import Any
 
-from phenossl.cli._common import CLIError, run_with_progress
+from phenossl.cli._common import (
+    CLIError,
+    positive_float,
+    positive_int,
+    run_with_progress,
+    writable_file,
+)
 
 PROTOCOLS = ("linear", "knn", "finetune")
 # the names of phenossl.data.benchmarks.DATASETS, written out so `--help` needs no torch import
@@ -37,14 +43,16 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--epochs",
-        type=int,
+        type=positive_int,
         default=None,
         help="epochs of the linear probe and of fine-tuning (default 100 and 30)",
     )
-    p.add_argument("--lr", type=float, default=None, help="learning rate (default 0.1 / 0.01)")
-    p.add_argument("--batch-size", type=int, default=256)
-    p.add_argument("--k", type=int, default=20, help="kNN neighbours (default 20)")
-    p.add_argument("--temperature", type=float, default=0.07, help="kNN temperature")
+    p.add_argument(
+        "--lr", type=positive_float, default=None, help="learning rate (default 0.1 / 0.01)"
+    )
+    p.add_argument("--batch-size", type=positive_int, default=256)
+    p.add_argument("--k", type=positive_int, default=20, help="kNN neighbours (default 20)")
+    p.add_argument("--temperature", type=positive_float, default=0.07, help="kNN temperature")
     p.add_argument(
         "--augmentation",
         default=None,
@@ -52,8 +60,12 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--train-split", default="train", help="split to train on (default train)")
     p.add_argument("--test-split", default="test", help="split to test on (default test)")
-    p.add_argument("--limit", type=int, default=None, help="use N training images (seeded)")
-    p.add_argument("--test-limit", type=int, default=None, help="use N test images (seeded)")
+    p.add_argument(
+        "--limit", type=positive_int, default=None, help="use N training images (seeded)"
+    )
+    p.add_argument(
+        "--test-limit", type=positive_int, default=None, help="use N test images (seeded)"
+    )
     p.add_argument(
         "--data-option",
         action="append",
@@ -61,7 +73,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         metavar="KEY=VALUE",
         help="dataset option, repeatable (e.g. label_column=treatment for a CropSet)",
     )
-    p.add_argument("--input-size", type=int, default=None, help="resize images before the model")
+    p.add_argument(
+        "--input-size", type=positive_int, default=None, help="resize images before the model"
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", help="auto (cuda > mps > cpu), cpu, cuda, cuda:N")
     p.add_argument("--out", type=Path, default=None, help="JSON file for the results")
@@ -73,6 +87,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     from phenossl.models.checkpoint import load_backbone
     from phenossl.training import evaluate as ev
 
+    if args.out is not None:
+        writable_file(args.out, "--out")
     backbone, meta = load_backbone(args.checkpoint)
     options = parse_options(args.data_option)
     train = build_dataset(

@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import sqlite3
 from pathlib import Path
 
-from phenossl.cli._common import CLIError, run_with_progress
+from phenossl.cli._common import (
+    CLIError,
+    positive_float,
+    positive_int,
+    run_with_progress,
+    writable_folder,
+)
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
@@ -29,7 +36,10 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         help="report only this experiment (repeatable; default all)",
     )
     p.add_argument(
-        "--alpha", type=float, default=0.05, help="significance level of a class bias (0.05)"
+        "--alpha",
+        type=positive_float,
+        default=0.05,
+        help="significance level of a class bias (0.05)",
     )
     p.add_argument(
         "--correction",
@@ -45,7 +55,10 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         help="correlation that decides a class's trend (default pearson)",
     )
     p.add_argument(
-        "--top-classes", type=int, default=5, help="most biased classes drawn per method (5)"
+        "--top-classes",
+        type=positive_int,
+        default=5,
+        help="most biased classes drawn per method (5)",
     )
     p.set_defaults(handler=_cmd_report)
 
@@ -56,8 +69,12 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
     if not args.store.is_dir():
         raise CLIError(f"{args.store}: no such result store folder")
-    with ResultStore(args.store, create=False) as store:
-        frame = store.frame()
+    try:
+        with ResultStore(args.store, create=False) as store:
+            frame = store.frame()
+    except sqlite3.DatabaseError as err:  # e.g. a truncated copy: name the file
+        raise CLIError(f"{args.store / 'results.sqlite'}: {err}") from None
+    writable_folder(args.out, "--out")
     if args.experiment:
         known = sorted(frame["experiment"].unique()) if len(frame) else []
         unknown = [name for name in args.experiment if name not in known]

@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import sqlite3
 import sys
 from pathlib import Path
 
-from phenossl.cli._common import CLIError, run_with_progress
+from phenossl.cli._common import (
+    CLIError,
+    positive_float,
+    positive_int,
+    run_with_progress,
+    writable_folder,
+)
 
 _EXECUTORS = ("local", "gpus", "dask")
 
@@ -37,9 +44,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         "cluster (a LocalCluster, or --scheduler)",
     )
     p.add_argument("--scheduler", default=None, help="dask scheduler address (tcp://host:8786)")
-    p.add_argument("--workers", type=int, default=None, help="LocalCluster workers (dask)")
+    p.add_argument("--workers", type=positive_int, default=None, help="LocalCluster workers (dask)")
     p.add_argument(
-        "--threads-per-worker", type=int, default=1, help="LocalCluster threads per worker"
+        "--threads-per-worker", type=positive_int, default=1, help="LocalCluster threads per worker"
     )
     p.add_argument("--gpus", default=None, help="GPU ids for --executor gpus (e.g. 0,1)")
     p.add_argument(
@@ -64,7 +71,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--lease",
-        type=float,
+        type=positive_float,
         default=None,
         help="seconds without a heartbeat after which a running run is taken over (default 900)",
     )
@@ -89,6 +96,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     store = args.store or default_store(config)
     if args.list:
         return _list(config, store)
+    writable_folder(store, "--store")
     executor = make_executor(
         args.executor,
         gpus=_items(args.gpus, str, "--gpus"),
@@ -107,7 +115,10 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         retry_failed=args.retry_failed,
         **options,
     )
-    summary = run_with_progress(gen, args, "runs", "run")
+    try:
+        summary = run_with_progress(gen, args, "runs", "run")
+    except sqlite3.DatabaseError as err:  # e.g. a truncated copy: name the file
+        raise CLIError(f"{store / 'results.sqlite'}: {err}") from None
     print(
         f"{summary.done}/{summary.total} done ({summary.ran} now, {summary.skipped} before), "
         f"{summary.failed} failed, {summary.running} running elsewhere, {summary.pending} pending"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from phenossl.cli._common import run_with_progress
+from phenossl.cli._common import run_with_progress, writable_folder
 
 
 def _add_train(sub: argparse._SubParsersAction) -> None:
@@ -59,6 +59,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         overrides.append(f"run.device={args.device}")
     config = load_config(args.config, overrides=overrides, smoke=args.smoke)
     out = args.out or Path("runs") / (args.config.stem + ("_smoke" if args.smoke else ""))
+    writable_folder(out, "--out")
     print(
         f"training {config.method.name} / {config.model.backbone} on {config.data.dataset} "
         f"for {config.optim.epochs} epochs -> {out}"

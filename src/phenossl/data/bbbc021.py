@@ -168,7 +168,12 @@ def load_image_table(
 def _read_csv(path: Path, columns: Sequence[str], what: str) -> pd.DataFrame:
     if not path.is_file():
         raise FileNotFoundError(f"{what} not found: expected {path.name} in {path.parent}")
-    frame = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""])
+    try:
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""])
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
+        raise ValueError(f"{path}: not a readable CSV ({str(err).strip()[:120]})") from None
+    if frame.empty:
+        raise ValueError(f"{path}: no rows (only a header); expected the {what}, one row per entry")
     missing = [c for c in columns if c not in frame.columns]
     if missing:
         raise ValueError(

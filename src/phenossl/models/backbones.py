@@ -52,6 +52,7 @@ torchvision's downloader fetches it there with a progress bar; with downloads sw
 from __future__ import annotations
 
 import os
+import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -86,6 +87,7 @@ _BACKBONES: tuple[str, ...] = (
     "convnext_tiny",
 )
 _WEIGHTS = (None, "imagenet")
+_SEEDED_BUILD = threading.Lock()  # one seeded build at a time (see build_backbone)
 
 
 def available_backbones() -> tuple[str, ...]:
@@ -174,7 +176,8 @@ def build_backbone(
         Small-image stem (ResNet, ConvNeXt); see the module docstring.
     seed
         Seed for the random initialisation; None uses torch's global RNG. The global RNG state is
-        left untouched when a seed is given.
+        left untouched when a seed is given, and seeded builds in concurrent threads take turns,
+        so each gets the same weights as alone.
 
     Returns
     -------
@@ -202,7 +205,9 @@ def build_backbone(
     state = _cached_imagenet_state_dict(name) if weights == "imagenet" else None
     if seed is None:
         return _build(name, state, in_channels, cifar_stem)
-    with torch.random.fork_rng(devices=[]):
+    # torchvision initialises from torch's process-wide RNG: seeding it is only safe while no other
+    # seeded build runs (the napari widgets embed in thread workers)
+    with _SEEDED_BUILD, torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         return _build(name, state, in_channels, cifar_stem)
 
@@ -248,6 +253,8 @@ def _cached_imagenet_state_dict(name: str) -> dict[str, Tensor]:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:
         reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        if "weights_only" in str(err):  # never pass on torch's advice to unpickle the file
+            reason = "it holds Python objects other than tensors, which phenossl never unpickles"
         raise ValueError(
             f"cannot read ImageNet weights for {name!r} from {path}: {reason}"
         ) from err

@@ -122,9 +122,8 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[
     try:
         data = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:
-        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
         raise ValueError(
-            f"{path} is not a phenossl checkpoint; expected {expected}: {reason}"
+            f"{path} is not a phenossl checkpoint; expected {expected}: {_load_reason(err)}"
         ) from err
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         found = f"format {data.get('format')!r}" if isinstance(data, dict) else type(data).__name__
@@ -169,7 +168,8 @@ def load_backbone(
     except RuntimeError as err:
         raise ValueError(
             f"{path}: the saved weights do not match the architecture {meta['backbone']!r} "
-            f"(in_channels={meta['in_channels']}, cifar_stem={meta['cifar_stem']}): {err}"
+            f"(in_channels={meta['in_channels']}, cifar_stem={meta['cifar_stem']}): "
+            f"{_mismatch_summary(backbone, data['backbone'])}"
         ) from err
     for key in ("input_mean", "input_std"):
         if meta.get(key) is not None:
@@ -177,6 +177,36 @@ def load_backbone(
     if isinstance(map_location, str | torch.device):
         backbone = backbone.to(map_location)
     return backbone.eval(), meta
+
+
+def _load_reason(err: BaseException) -> str:
+    """Why ``torch.load`` failed, in a few words: never torch's advice to unpickle the file."""
+    import pickle
+    import zipfile
+
+    if isinstance(err, pickle.UnpicklingError) or "weights_only" in str(err).lower():
+        return "it holds Python objects other than tensors, which phenossl never unpickles"
+    if isinstance(err, zipfile.BadZipFile | EOFError) or "zip archive" in str(err):
+        return "the file is truncated or not a torch file"
+    return str(err).splitlines()[0][:200] if str(err) else type(err).__name__
+
+
+def _mismatch_summary(module: nn.Module, state: Mapping[str, Any]) -> str:
+    """Counts of missing, unexpected and reshaped keys (a few named), not the whole key list."""
+    own = module.state_dict()
+    missing = [k for k in own if k not in state]
+    extra = [k for k in state if k not in own]
+    shaped = [
+        k
+        for k in own
+        if k in state and getattr(state[k], "shape", None) != getattr(own[k], "shape", None)
+    ]
+    parts = [
+        f"{len(keys)} {what} key(s) (e.g. {', '.join(keys[:2])})"
+        for what, keys in (("missing", missing), ("unexpected", extra), ("reshaped", shaped))
+        if keys
+    ]
+    return "; ".join(parts) or "incompatible weights"
 
 
 def _merge_architecture(meta: dict[str, Any], backbone: nn.Module) -> None:

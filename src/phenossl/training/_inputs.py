@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import math
 import queue
 import threading
 from collections.abc import Iterator, Sequence
@@ -137,6 +138,15 @@ def check_positive(value: Any, name: str) -> None:
     """Raise a ValueError naming ``name`` unless ``value`` is an integer >= 1."""
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"{name}={value!r}; expected a positive integer")
+
+
+def check_finite(value: Any, name: str, *, positive: bool = False) -> None:
+    """Raise a ValueError naming ``name`` unless ``value`` is a finite number (> 0 if asked)."""
+    ok = not isinstance(value, bool) and isinstance(value, int | float) and math.isfinite(value)
+    if not ok or (positive and value <= 0) or (not positive and value < 0):
+        raise ValueError(
+            f"{name}={value!r}; expected a finite number {'> 0' if positive else '>= 0'}"
+        )
 
 
 def channel_tensor(values: Sequence[float], channels: int, what: str) -> Tensor:

@@ -315,7 +315,9 @@ def load_config(
     except yaml.YAMLError as err:
         raise ConfigError("", f"{path} is not valid YAML: {err}") from err
     try:
-        return TrainConfig.from_dict({} if data is None else data, overrides=overrides, smoke=smoke)
+        if data is None or data == {}:  # defaults alone would train SimCLR on CIFAR-10
+            raise ConfigError("", "the file is empty; expected a trainer config (method, data...)")
+        return TrainConfig.from_dict(data, overrides=overrides, smoke=smoke)
     except ConfigError as err:
         raise ConfigError(err.key, f"{err.detail} (in {path})") from None
 

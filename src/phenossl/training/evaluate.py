@@ -46,6 +46,7 @@ from phenossl.training._inputs import (
     Normalize,
     Preprocess,
     PrivateRNG,
+    check_finite,
     check_positive,
     in_order,
     prefetch,
@@ -255,6 +256,9 @@ def iter_linear_eval(
     num_classes = _num_classes(num_classes, y_train, y_test)
     for name, value in (("epochs", epochs), ("batch_size", batch_size)):
         check_positive(value, name)
+    check_finite(lr, "lr", positive=True)
+    for name, value in (("momentum", momentum), ("weight_decay", weight_decay)):
+        check_finite(value, name)
     x_train, y_train = x_train.to(dev), y_train.to(dev)
     mean = x_train.mean(dim=0)
     std = x_train.std(dim=0, correction=0).clamp_min(1e-6)
@@ -479,6 +483,9 @@ def iter_finetune(
     dev = resolve_device(device)
     for name, value in (("epochs", epochs), ("batch_size", batch_size)):
         check_positive(value, name)
+    check_finite(lr, "lr", positive=True)
+    for name, value in (("momentum", momentum), ("weight_decay", weight_decay)):
+        check_finite(value, name)
     num_classes = len(train_dataset.classes)
     if num_classes < 2:
         raise ValueError(f"{train_dataset.name}: fine-tuning needs >= 2 classes")

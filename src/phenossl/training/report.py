@@ -332,7 +332,10 @@ class _Writer:
                 path = self.store_root / path
             if not path.is_file():
                 raise Skip(f"montage {path} is missing")
-            images.append((label, _read_image(path)))
+            try:
+                images.append((label, _read_image(path)))
+            except OSError as err:  # a damaged PNG costs this figure, not the whole report
+                raise Skip(f"montage {path} is unreadable ({err})") from None
         figure = figures.exemplar_figure(images, title=f"{name}: cluster exemplars")
         return self.figure(f"fig_exemplars__{slugify(name)}", figure)
 

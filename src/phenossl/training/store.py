@@ -57,6 +57,10 @@ VOLATILE_SPEC_KEYS = (
     "evaluate.device",
     "smoke",
     "train_file",  # where the trainer config was read from: the resolved config is what counts
+    # where the data lies is not the experiment (a fixed path, a symlink): the dataset's name,
+    # split, limits and options identify it
+    "config.data.root",
+    "config.cropset",
 )
 
 _SCHEMA = """
@@ -131,14 +135,28 @@ class ResultStore:
             if not create:
                 raise FileNotFoundError(f"no result store at {self.path} ({DB_FILE} is missing)")
             (self.path / RUNS_DIR).mkdir(parents=True, exist_ok=True)
+        elif self.db_path.stat().st_size == 0:  # never write a fresh schema into a damaged store
+            raise ValueError(
+                f"{self.db_path} is empty (0 bytes), not a result store; restore it from a "
+                "backup or use another --store"
+            )
         self._db = sqlite3.connect(self.db_path, timeout=timeout, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.executescript(_SCHEMA)
-        self._db.execute(
-            "INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
-        )
-        version = self._db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+        try:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.executescript(_SCHEMA)
+            self._db.execute(
+                "INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
+            )
+            version = self._db.execute(
+                "SELECT value FROM meta WHERE key='schema_version'"
+            ).fetchone()
+        except sqlite3.DatabaseError as err:
+            self._db.close()
+            raise ValueError(
+                f"{self.db_path} is not a readable result store ({err}); restore it from a "
+                "backup or use another --store"
+            ) from None
         if int(version[0]) != SCHEMA_VERSION:
             raise ValueError(
                 f"{self.db_path}: store schema version {version[0]}, this phenossl reads "
@@ -387,7 +405,7 @@ class ResultStore:
                 row[f"per_class.{protocol}"] = np.asarray(accuracy, dtype=float)
                 row[f"class_names.{protocol}"] = list(entry["class_names"])
             for name, rel in (record.artifacts or {}).items():
-                row[f"artifact.{name}"] = str(self.path / rel)
+                row[f"artifact.{name}"] = str(self.path.absolute() / rel)
             rows.append(row)
         base = ["run_id", "experiment", "status", "method", "backbone", "dataset", "seed"]
         return pd.DataFrame(rows, columns=_ordered_columns(rows, base))

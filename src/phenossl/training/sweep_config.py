@@ -477,6 +477,15 @@ class SweepConfig:
             if key not in cache:
                 cache[key] = _load_train(train_file, overrides, self.smoke).to_dict()
             resolved = copy.deepcopy(cache[key])
+            trains = resolved["method"]["name"]
+            if method is not None and trains != method:
+                # a run recorded as one method must not train another (a `train` file without
+                # {method}, or a method the file was not written for)
+                raise ConfigError(
+                    "methods",
+                    f"method {method!r} cannot run here: its trainer config {train_file} trains "
+                    f"{trains!r}; this config's `train` file does not depend on {{method}}",
+                )
             resolved["run"]["seed"] = seed
             key = ("evaluate", json.dumps(parts["evaluate"], sort_keys=True, default=str))
             if key not in cache:
@@ -815,9 +824,14 @@ def _as_overrides(settings: Mapping[str, Any]) -> list[str]:
 def _load_train(path: Path, overrides: Mapping[str, Any], smoke: bool) -> TrainConfig:
     if not path.is_file():
         raise FileNotFoundError(f"trainer config not found: {path}")
-    raw = yaml.safe_load(path.read_text())
     try:
-        return TrainConfig.from_dict(raw or {}, overrides=_as_overrides(overrides), smoke=smoke)
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise ConfigError("train", f"{path} is not valid YAML: {err}") from None
+    if raw is None or raw == {}:  # defaults alone would train SimCLR on CIFAR-10
+        raise ConfigError("train", f"{path} is empty; expected a trainer config")
+    try:
+        return TrainConfig.from_dict(raw, overrides=_as_overrides(overrides), smoke=smoke)
     except ConfigError as err:
         raise ConfigError(f"train.{err.key}", f"{err.detail} (in {path})") from None
 

@@ -48,6 +48,7 @@ from torch import Tensor, nn
 from torch.optim import Optimizer
 
 from phenossl._device import amp_dtype, autocast, resolve_device
+from phenossl._lock import folder_lock
 from phenossl._progress import Progress, ProgressCallback, ProgressGenerator, run
 from phenossl.augment import weak_view
 from phenossl.data.image_dataset import ImageDataset
@@ -270,7 +271,8 @@ def iter_train(
     if config.run.num_threads is not None:
         torch.set_num_threads(config.run.num_threads)
     try:
-        return (yield from _train(config, out, device, resume))
+        with folder_lock(out, "run folder"):  # a second process on it would double every line
+            return (yield from _train(config, out, device, resume))
     finally:
         torch.set_num_threads(threads)
 
@@ -530,16 +532,24 @@ def _restore(
 
     data = load_checkpoint(path, map_location=step_fn.device)
     _check_same_config(config, data["metadata"].get("config") or {}, path)
-    state = data["state"]
-    method = step_fn.method
-    weights = {f"backbone.{k}": v for k, v in data["backbone"].items()}
-    method.load_state_dict({**weights, **state["method"]}, strict=True)
-    step_fn.optimizer.load_state_dict(state["optimizer"])
-    if step_fn.scaler is not None and state.get("scaler"):
-        step_fn.scaler.load_state_dict(state["scaler"])
-    rng.load_state_dict({k: None if v is None else v.cpu() for k, v in state["rng"].items()})
-    order_rng.set_state(state["order_rng"].cpu())
-    return int(state["epoch"]), int(state["metrics_bytes"])
+    try:
+        state = data["state"]
+        method = step_fn.method
+        weights = {f"backbone.{k}": v for k, v in data["backbone"].items()}
+        method.load_state_dict({**weights, **state["method"]}, strict=True)
+        step_fn.optimizer.load_state_dict(state["optimizer"])
+        if step_fn.scaler is not None and state.get("scaler"):
+            step_fn.scaler.load_state_dict(state["scaler"])
+        rng.load_state_dict({k: None if v is None else v.cpu() for k, v in state["rng"].items()})
+        order_rng.set_state(state["order_rng"].cpu())
+        return int(state["epoch"]), int(state["metrics_bytes"])
+    except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as err:
+        # name what is missing, never torch's list of every state-dict key
+        what = f"no {err.args[0]!r}" if isinstance(err, KeyError) else type(err).__name__
+        raise ValueError(
+            f"{path} cannot resume this run ({what}: not a complete training checkpoint); "
+            "start over with --no-resume"
+        ) from err
 
 
 def _saved_config(path: Path) -> dict[str, Any]:
