@@ -134,6 +134,8 @@ def show_layer(viewer: Any, layer_data: LayerData, *, replace: bool = True) -> A
 
 
 def open_widget(viewer: Any, name: str) -> Any:
-    """Open (or show) one of this plugin's dock widgets and return the widget."""
-    _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, name)
+    """Open (or show) one of this plugin's dock widgets, bring its tab forward, return it."""
+    dock, widget = viewer.window.add_plugin_dock_widget(PLUGIN, name)
+    dock.show()
+    dock.raise_()
     return widget
