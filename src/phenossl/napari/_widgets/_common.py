@@ -95,6 +95,29 @@ def field_on_screen(
     return FieldOnScreen(index, row)
 
 
+def fields_on_screen(viewer: Any, session: Any) -> pd.DataFrame | None:
+    """The fields a run covers now: the loaded selection, or the one field opened from its files.
+
+    None when neither is there.
+    """
+    if session.fields is not None and not session.fields.empty:
+        return session.fields
+    layers = channel_layers(viewer)
+    if len(layers) == len(CHANNELS):
+        try:
+            field = field_on_screen(viewer, layers.values(), None)
+        except ValueError:
+            return None
+        if field.row is not None:
+            return pd.DataFrame([field.row])
+    return None
+
+
+def run_matches_screen(viewer: Any, session: Any, run: Any) -> bool:
+    """Whether ``run`` (an EmbedRun) was computed on the fields on screen now."""
+    return run is not None and run.matches(session.selection, fields_on_screen(viewer, session))
+
+
 def field_pixels(layers: dict[str, Any], index: int | None) -> dict[str, np.ndarray]:
     """The raw 2-D image of each channel layer at stack position ``index``."""
     out = {}

@@ -30,7 +30,7 @@ from magicgui.widgets import (
     SpinBox,
     Table,
 )
-from napari.utils.notifications import show_error
+from napari.utils.notifications import show_error, show_info
 
 from phenossl._progress import Progress, stage
 from phenossl.napari._layers import (
@@ -42,10 +42,11 @@ from phenossl.napari._layers import (
     labelled_gallery,
 )
 from phenossl.napari._native import preload_torch
-from phenossl.napari._session import EmbedRun, session_for
+from phenossl.napari._session import EmbedRun, same_fields, session_for
 from phenossl.napari._widgets._common import (
     channel_layers,
     field_on_screen,
+    fields_on_screen,
     layers_with_role,
     show_layer,
 )
@@ -244,6 +245,12 @@ class EmbedWidget(Container):
         self.model_note.visible = bool(note)
 
     def _on_fields(self, *_: Any) -> None:
+        if self.panel.running and getattr(self, "_running_on", None) != self.session.selection:
+            # the run's fields are gone from the screen: its results would land on other fields
+            self.panel.cancel(
+                "Embed and cluster was cancelled: other fields were loaded while it ran, and "
+                "its results would not match them. Run it again on the new fields."
+            )
         fields = self.session.fields
         if fields is None or fields.empty:
             self.scope.value = (
@@ -289,13 +296,9 @@ class EmbedWidget(Container):
 
     def fields(self) -> pd.DataFrame:
         """The fields a run covers: the loaded selection, or the field opened from its files."""
-        if self.session.fields is not None and not self.session.fields.empty:
-            return self.session.fields
-        layers = channel_layers(self.viewer)
-        if len(layers) == len(CHANNELS):
-            field = field_on_screen(self.viewer, layers.values(), None)
-            if field.row is not None:
-                return pd.DataFrame([field.row])
+        fields = fields_on_screen(self.viewer, self.session)
+        if fields is not None:
+            return fields
         raise ValueError(
             "no fields to embed: load fields with 'Select fields' (or open the sample plate, or "
             "a field's three BBBC021 TIFFs)"
@@ -321,6 +324,18 @@ class EmbedWidget(Container):
         percentiles = self.session.percentiles
         clicked = time.perf_counter()
         clock = _Clock()
+        selection = self.session.selection
+        self._running_on = selection
+
+        def still_on_screen() -> bool:
+            # results belong to the fields they were computed on: none lands on other fields
+            return selection == self.session.selection and same_fields(
+                fields, fields_on_screen(self.viewer, self.session)
+            )
+
+        def show_if_current(layer_data: Any) -> None:
+            if still_on_screen():
+                show_layer(self.viewer, layer_data)
 
         def job():
             from phenossl.cells.recrop import iter_recrop
@@ -340,7 +355,7 @@ class EmbedWidget(Container):
                     k=options.k if clustering is not None else None,
                     embeddings=result.embeddings,
                 )
-            yield lambda: show_layer(self.viewer, points)
+            yield lambda: show_if_current(points)
             if clustering is None:
                 raise ValueError(
                     f"K={options.k} is larger than the number of cells ({len(result.cells)}); "
@@ -382,11 +397,15 @@ class EmbedWidget(Container):
                 params={},
                 gallery=gallery,
                 timings=clock.timings,
+                selection=selection,
             )
             return run, labels_layer
 
         def done(value: tuple[EmbedRun, Any]) -> None:
             run, labels_layer = value
+            if not still_on_screen():
+                self._discard(run)
+                return
             with clock("layers"):
                 if labels_layer is not None:
                     show_layer(self.viewer, labels_layer)
@@ -426,6 +445,16 @@ class EmbedWidget(Container):
 
         image = read_field(field.row, percentiles=self.session.percentiles)
         return segment(image, **options.segment_params)
+
+    def _discard(self, run: EmbedRun) -> None:
+        """A finished run whose fields left the screen: keep nothing of it, and say so."""
+        message = (
+            f"Embed and cluster: the run on {len(run.fields):,} field(s) finished after other "
+            "fields were put on screen; its results were discarded, not shown on the new fields. "
+            "Run it again."
+        )
+        self.panel.set_status(message, error=True)
+        show_info(message)
 
     # -- results ---------------------------------------------------------------------------
 

@@ -15,7 +15,7 @@ from napari.utils.notifications import show_error, show_info
 
 from phenossl._progress import Progress, stage
 from phenossl.napari._session import EmbedRun, session_for
-from phenossl.napari._widgets._common import layers_with_role
+from phenossl.napari._widgets._common import layers_with_role, run_matches_screen
 from phenossl.napari._widgets._panels import form, hint, pack_top
 from phenossl.napari._widgets._runner import RunPanel
 
@@ -60,11 +60,16 @@ class ExportWidget(Container):
         pack_top(self)
         self.panel.run_button.changed.connect(self.run)
         self.session.run_changed.connect(self._on_run)
+        self.session.fields_loaded.connect(lambda *_: self._on_run(self.session.run))
         self._on_run(self.session.run)
 
     def _on_run(self, run: EmbedRun | None) -> None:
         if run is None:
             self.info.value = "Nothing to export yet: run 'Embed and cluster' first."
+            self.panel.run_button.enabled = False
+            return
+        if not run_matches_screen(self.viewer, self.session, run):
+            self.info.value = _STALE
             self.panel.run_button.enabled = False
             return
         self.info.value = (
@@ -81,6 +86,9 @@ class ExportWidget(Container):
         run = self.session.run
         if run is None:
             show_error("Export: nothing to export yet; run 'Embed and cluster' first")
+            return None
+        if not run_matches_screen(self.viewer, self.session, run):
+            show_error(f"Export: {_STALE}")
             return None
         folder, name = Path(self.folder.value), self.name_edit.value.strip()
         if not name:
@@ -114,6 +122,12 @@ class ExportWidget(Container):
             show_info(f"Export: wrote {len(paths)} files to {folder}")
 
         return self.panel.start(job, done, on_end=lambda: self._on_run(self.session.run))
+
+
+_STALE = (
+    "the last 'Embed and cluster' run was computed on other fields than those on screen; "
+    "run it again on these fields before exporting."
+)
 
 
 def _cells_on_screen(viewer: Any, run: EmbedRun) -> Any:

@@ -103,10 +103,14 @@ class RunPanel(Container):
         self.worker.start()
         return self.worker
 
-    def cancel(self) -> None:
-        """Ask the running job to stop at its next step."""
+    def cancel(self, reason: Any = None) -> None:
+        """Ask the running job to stop at its next step.
+
+        ``reason`` (a string) replaces the usual message once the job has stopped.
+        """
         if self.worker is None:
             return
+        self._cancel_reason = reason if isinstance(reason, str) else None
         self._cancelled = True
         self.cancel_button.enabled = False
         self.set_status(f"{self.title}: cancelling after the current step…")
@@ -144,7 +148,9 @@ class RunPanel(Container):
         self.bar.value = self.bar.max
 
     def _on_aborted(self) -> None:
-        message = f"{self.title} cancelled; the layers made so far are kept."
+        message = getattr(self, "_cancel_reason", None) or (
+            f"{self.title} cancelled; the layers made so far are kept."
+        )
         self.set_status(message)
         show_info(message)
 
