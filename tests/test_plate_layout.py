@@ -128,3 +128,37 @@ def test_cli_crops_on_a_phenix_plate(phenix, tmp_path, capsys):
     assert main(["-q", "crops", str(root), "--out", str(tmp_path / "c2")]) != 0
     assert "--layout" in capsys.readouterr().err
     assert np.isfinite(cells["label"]).all()
+
+
+def test_the_layout_is_detected(bbbc021_plate, phenix, tmp_path):
+    from phenossl.data.plate_layout import detect_layout, load_plate
+
+    assert detect_layout(phenix[0]).name == "phenix"
+    assert detect_layout(bbbc021_plate).name in {"bbbc021", "imagexpress"}
+    assert detect_layout(tmp_path) is None
+    assert len(load_plate(phenix[0], metadata=phenix[1])) == len(load_plate(bbbc021_plate))
+    with pytest.raises(ValueError, match="describe the file names with a pattern"):
+        load_plate(tmp_path)
+
+
+def test_array_fields_become_a_field_table(tmp_path):
+    from phenossl.data.array_fields import write_array_fields
+    from phenossl.data.fields import read_field
+
+    rng = np.random.default_rng(0)
+    dapi = rng.integers(0, 4000, size=(3, 40, 50), dtype=np.uint16)
+    actin = rng.random((3, 40, 50))
+    labels = pd.DataFrame({"Field": [1, 3], "compound": ["DMSO", "taxol"], "concentration": [0, 1]})
+    table = write_array_fields(
+        {"DAPI": dapi, "Actin": actin, "Tubulin": None}, tmp_path, labels=labels
+    )
+    assert table["field_id"].tolist() == ["layers/F001/s1", "layers/F002/s1", "layers/F003/s1"]
+    assert table["treatment"].tolist() == ["DMSO@0", "unknown", "taxol@1"]
+    raw = read_field(table.iloc[2], normalize=False)
+    np.testing.assert_array_equal(raw[0], dapi[2])
+    np.testing.assert_array_equal(raw[1], 0)  # no Tubulin: black
+    np.testing.assert_allclose(raw[2], actin[2].astype(np.float32))
+    with pytest.raises(ValueError, match="line 2: field .9. is not a plane number between 1 and 3"):
+        write_array_fields({"DAPI": dapi}, tmp_path, labels=pd.DataFrame({"field": [9]}))
+    with pytest.raises(ValueError, match="all of one shape"):
+        write_array_fields({"DAPI": dapi, "Actin": dapi[:, :10]}, tmp_path)

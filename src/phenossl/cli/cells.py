@@ -121,20 +121,18 @@ def _add_plate_layout(p: argparse.ArgumentParser) -> None:
 
 def load_table_from_args(args: argparse.Namespace):
     """The field table of ``args.root``: the BBBC021 CSV, or a plate in ``--layout``."""
-    from phenossl.data.bbbc021 import IMAGE_CSV, load_image_table
-    from phenossl.data.plate_layout import complete_table, join_metadata, layout_from, scan_plate
+    from phenossl.data.bbbc021 import IMAGE_CSV
+    from phenossl.data.plate_layout import layout_from, load_plate
 
-    layout, metadata = getattr(args, "layout", None), getattr(args, "metadata", None)
+    layout = getattr(args, "layout", None)
+    if layout is None and not (args.root / IMAGE_CSV).is_file():
+        raise CLIError(
+            f"{args.root} holds no {IMAGE_CSV}; for another plate layout pass --layout "
+            "(a preset or a file-name pattern)"
+        )
     try:
-        if layout is None and (args.root / IMAGE_CSV).is_file():
-            table = load_image_table(args.root)
-            return table if metadata is None else complete_table(join_metadata(table, metadata))
-        if layout is None:
-            raise CLIError(
-                f"{args.root} holds no {IMAGE_CSV}; for another plate layout pass --layout "
-                "(a preset or a file-name pattern)"
-            )
-        return scan_plate(args.root, layout_from(layout, args.channels), metadata)
+        layout = None if layout is None else layout_from(layout, args.channels)
+        return load_plate(args.root, layout, args.metadata)
     except (FileNotFoundError, ValueError) as err:
         raise CLIError(str(err)) from err
 

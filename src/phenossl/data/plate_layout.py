@@ -319,6 +319,84 @@ def scan_plate(
     return complete_table(table)
 
 
+def detect_layout(root: str | os.PathLike[str], max_files: int = 300) -> PlateLayout | None:
+    """The preset whose names the plate's first ``max_files`` images follow (None: none does).
+
+    A preset counts when it finds at least one field with all three model channels; among
+    those, the one that places the most files wins.
+
+    Examples
+    --------
+    >>> detect_layout("my_phenix_plate").name  # doctest: +SKIP
+    'phenix'
+    """
+    root = Path(root)
+    files = _first_images(root, max_files)
+    best, best_count = None, 0
+    for layout in PRESETS.values():
+        fields: dict[tuple[str, str, int], set[str]] = {}
+        count = 0
+        for relative in files:
+            found = layout.match(relative)
+            channel = None if found is None else layout.channels.get(found["channel"])
+            if channel is None:
+                continue
+            count += 1
+            fields.setdefault((found["plate"], found["well"], found["site"]), set()).add(channel)
+        complete = any(len(channels) == len(CHANNEL_NAMES) for channels in fields.values())
+        if complete and count > best_count:
+            best, best_count = layout, count
+    return best
+
+
+def _first_images(root: Path, limit: int) -> list[str]:
+    found: list[str] = []
+    for folder, subfolders, names in os.walk(root):
+        subfolders.sort()
+        depth = len(Path(folder).relative_to(root).parts)
+        if depth >= 3:
+            subfolders.clear()
+        for name in sorted(names):
+            if Path(name).suffix.lower() in IMAGE_SUFFIXES:
+                found.append((Path(folder) / name).relative_to(root).as_posix())
+                if len(found) >= limit:
+                    return found
+    return found
+
+
+def load_plate(
+    root: str | os.PathLike[str],
+    layout: str | PlateLayout | None = None,
+    metadata: str | os.PathLike[str] | pd.DataFrame | None = None,
+) -> pd.DataFrame:
+    """The field table of a plate folder: BBBC021's CSV, or the files named per ``layout``.
+
+    With ``layout`` None, a folder holding ``BBBC021_v1_image.csv`` is read with
+    :func:`phenossl.data.bbbc021.load_image_table`; any other folder with the preset that
+    :func:`detect_layout` finds.
+
+    Examples
+    --------
+    >>> table = load_plate("my_plate", metadata="my_plate/treatments.csv")  # doctest: +SKIP
+    """
+    from phenossl.data.bbbc021 import IMAGE_CSV, load_image_table
+
+    root = Path(root)
+    if layout is None and (root / IMAGE_CSV).is_file():
+        table = load_image_table(root)
+        return table if metadata is None else complete_table(join_metadata(table, metadata))
+    if layout is None:
+        if not root.is_dir():
+            raise FileNotFoundError(f"plate folder not found: {root}")
+        layout = detect_layout(root)
+        if layout is None:
+            raise ValueError(
+                f"{root}: neither {IMAGE_CSV} nor image names of a known layout "
+                f"({', '.join(PRESETS)}); describe the file names with a pattern"
+            )
+    return scan_plate(root, layout, metadata)
+
+
 def read_metadata(path: str | os.PathLike[str]) -> pd.DataFrame:
     """A metadata CSV: one row per well (or plate + well); ``well`` names normalised."""
     path = Path(path)
