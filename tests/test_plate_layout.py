@@ -158,7 +158,9 @@ def test_array_fields_become_a_field_table(tmp_path):
     np.testing.assert_array_equal(raw[0], dapi[2])
     np.testing.assert_array_equal(raw[1], 0)  # no Tubulin: black
     np.testing.assert_allclose(raw[2], actin[2].astype(np.float32))
-    with pytest.raises(ValueError, match="line 2: field .9. is not a plane number between 1 and 3"):
+    with pytest.raises(
+        ValueError, match=r"line 2: field .9. is not a plane number between 1 and 3"
+    ):
         write_array_fields({"DAPI": dapi}, tmp_path, labels=pd.DataFrame({"field": [9]}))
     with pytest.raises(ValueError, match="all of one shape"):
         write_array_fields({"DAPI": dapi, "Actin": dapi[:, :10]}, tmp_path)
