@@ -1,6 +1,7 @@
 """The reader: BBBC021 folders and image tables open a field browser; channel TIFFs open as layers.
 
-- A BBBC021 root folder (it holds ``BBBC021_v1_image.csv``) or the image CSV itself opens the
+- A BBBC021 root folder (it holds ``BBBC021_v1_image.csv``), a plate folder in one of the known
+  layouts (:data:`phenossl.data.plate_layout.PRESETS`) or the image CSV itself opens the
   "Select fields" widget on its 13,200-row field table instead of loading 13,200 images.
 - A field's channel TIFFs (BBBC021 names: ``..._B02_s1_w1<UUID>.tif``; w1 DAPI, w2 Tubulin,
   w4 Actin) open as additive channel layers (DAPI blue, Tubulin green, Actin red) with contrast
@@ -39,7 +40,7 @@ def get_reader(path: PathOrPaths) -> Callable[[PathOrPaths], list[LayerData]] | 
         return read_tiffs if paths and all(_is_channel_tiff(p) for p in paths) else None
     p = Path(path)
     if p.is_dir():
-        return open_table if (p / IMAGE_CSV).is_file() else None
+        return open_table if (p / IMAGE_CSV).is_file() or _is_plate(p) else None
     if p.suffix.lower() == ".csv":
         return open_table if _is_image_csv(p) else None
     if _is_channel_tiff(p):
@@ -49,6 +50,16 @@ def get_reader(path: PathOrPaths) -> Callable[[PathOrPaths], list[LayerData]] | 
 
 def _is_tiff(path: Path) -> bool:
     return path.suffix.lower() in TIFF_SUFFIXES and path.is_file()
+
+
+def _is_plate(path: Path) -> bool:
+    """A folder whose image names follow one of the known plate layouts."""
+    from phenossl.data.plate_layout import detect_layout
+
+    try:
+        return detect_layout(path, max_files=100) is not None
+    except OSError:
+        return False
 
 
 def _is_channel_tiff(path: Path) -> bool:
