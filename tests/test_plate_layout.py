@@ -137,7 +137,7 @@ def test_the_layout_is_detected(bbbc021_plate, phenix, tmp_path):
     assert detect_layout(bbbc021_plate).name in {"bbbc021", "imagexpress"}
     assert detect_layout(tmp_path) is None
     assert len(load_plate(phenix[0], metadata=phenix[1])) == len(load_plate(bbbc021_plate))
-    with pytest.raises(ValueError, match="describe the file names with a pattern"):
+    with pytest.raises(FileNotFoundError, match="describe the file names with a pattern"):
         load_plate(tmp_path)
 
 

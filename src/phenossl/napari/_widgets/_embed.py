@@ -35,6 +35,7 @@ from napari.utils.notifications import show_error, show_info
 from phenossl._progress import Progress, stage
 from phenossl.napari._layers import (
     CHANNELS,
+    POINT_COLUMNS,
     centres_layer,
     cluster_colors,
     cluster_labels_layer,
@@ -575,6 +576,7 @@ class _Clock:
 def _cluster_labels(result: Any, options: Any, seg: Any, field: Any, field_index: Any) -> Any:
     """A field's cells coloured by the run's clusters."""
     mine = result.cells["field_id"] == field.field_id
+    table = result.cells.loc[mine, [c for c in POINT_COLUMNS if c in result.cells.columns]]
     return cluster_labels_layer(
         seg.cells,
         result.cells.loc[mine, "label"].to_numpy(),
@@ -582,6 +584,7 @@ def _cluster_labels(result: Any, options: Any, seg: Any, field: Any, field_index
         options.k,
         field_index=field.index if field_index else None,
         field_id=field.field_id,
+        table=table.reset_index(drop=True),
     )
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 from magicgui.widgets import CheckBox, Container, FileEdit, LineEdit
 from napari.utils.notifications import show_error, show_info
 
@@ -135,5 +136,9 @@ def _cells_on_screen(viewer: Any, run: EmbedRun) -> Any:
     table = run.result.cells.reset_index(drop=True)
     points = layers_with_role(viewer, "centres")
     if points and "cluster" in points[0].features and len(points[0].features) == len(table):
-        table = table.assign(cluster=points[0].features["cluster"].to_numpy())
+        features = points[0].features
+        table = table.assign(cluster=features["cluster"].to_numpy())
+        # the CSV holds every column of the points layer's table (pc1, pc2 too)
+        extra = [c for c in features.columns if c not in table.columns]
+        table = pd.concat([table, features[extra].reset_index(drop=True)], axis=1)
     return table
