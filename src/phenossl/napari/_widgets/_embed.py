@@ -310,13 +310,11 @@ class EmbedWidget(Container):
     def run(self, *_: Any) -> Any:
         """Start a run in a worker; returns the worker (None when it could not start)."""
         if self.source.value == CHECKPOINT and not Path(self.checkpoint.value).is_file():
-            show_error(f"Embed and cluster: checkpoint not found: {self.checkpoint.value}")
-            return None
+            return self._fail_early(f"checkpoint not found: {self.checkpoint.value}")
         try:
             fields = self.fields()
         except ValueError as err:
-            show_error(f"Embed and cluster: {err}")
-            return None
+            return self._fail_early(str(err))
         options = self.options()
         stacked = self.session.fields is not None and len(self.session.fields)
         field_index = self.session.field_index() if stacked else None
@@ -447,6 +445,11 @@ class EmbedWidget(Container):
         image = read_field(field.row, percentiles=self.session.percentiles)
         return segment(image, **options.segment_params)
 
+    def _fail_early(self, message: str) -> None:
+        """A run that cannot start: the status line says why (not the last run's result)."""
+        self.panel.set_status(f"Embed and cluster: {message}", error=True)
+        show_error(f"Embed and cluster: {message}")
+
     def _discard(self, run: EmbedRun) -> None:
         """A finished run whose fields left the screen: keep nothing of it, and say so."""
         message = (
@@ -466,11 +469,22 @@ class EmbedWidget(Container):
             return
         clustering = run.result.clustering
         column = run.options.label_column
-        self.ami.value = f"AMI vs {column}: {clustering.ami:.3f}"
-        self.control.value = (
-            f"randomised {column} labels: {clustering.ami_control_mean:.3f} "
-            f"± {clustering.ami_control_std:.3f}"
-        )
+        values = run.result.cells[column].dropna().unique() if column in run.result.cells else []
+        if len(values) < 2 or clustering.ami is None:
+            # AMI compares two partitions: with one label value there is nothing to compare
+            only = f" (every cell has {column} {values[0]})" if len(values) == 1 else ""
+            self.ami.value = f"AMI vs {column}: undefined{only}"
+            self.control.value = (
+                f"The AMI needs at least two {column} values among the cells; load fields of "
+                "several treatments or score against another column."
+            )
+        else:
+            self.ami.value = f"AMI vs {column}: {clustering.ami:.3f}"
+            self.control.value = (
+                f"randomised {column} labels: {clustering.ami_control_mean:.3f} "
+                f"± {clustering.ami_control_std:.3f}. AMI: how well the clusters match the "
+                f"{column} labels, 0 = chance, 1 = identical."
+            )
         self._show_composition(clustering, run.options.k, column)
         summary = run.result.summary()
         problems = []

@@ -66,6 +66,7 @@ class RunPanel(Container):
         super().__init__(widgets=[buttons, self.bar, self.status], labels=False)
         self.margins = (0, 4, 0, 0)
         self.worker: Any = None
+        self._activity: Any = None
         self._cancelled = False
         self.cancel_button.changed.connect(self.cancel)
 
@@ -100,6 +101,7 @@ class RunPanel(Container):
         self.bar.visible = True
         self.bar.max, self.bar.value = 1, 0
         self.set_status(f"{self.title}: starting…")
+        self._activity = _activity(self.title)
         self.worker.start()
         return self.worker
 
@@ -127,6 +129,13 @@ class RunPanel(Container):
             total = max(int(value.total), 1)
             self.bar.max = total
             self.bar.value = min(int(value.done), total)
+            activity = self._activity
+            if activity is not None:  # napari's activity dock shows it too
+                activity.total = total
+                activity.n = self.bar.value
+                if value.message:
+                    activity.set_description(f"{self.title}: {value.message}")
+                activity.refresh()
             if value.message and not self._cancelled:
                 self.set_status(f"{self.title}: {value.message}")
         elif callable(value):
@@ -162,6 +171,9 @@ class RunPanel(Container):
             if generator is not None:
                 generator.close()
         self.worker = None
+        activity, self._activity = self._activity, None
+        if activity is not None:
+            activity.close()
         self.run_button.enabled = True
         self.cancel_button.enabled = False
         if on_end is not None:
@@ -172,6 +184,16 @@ class RunPanel(Container):
         message = f"{self.title} failed: {describe_error(error)}"
         self.set_status(message, error=True)
         show_error(message)
+
+
+def _activity(title: str) -> Any:
+    """A task in napari's activity dock (bottom right), or None where it cannot be made."""
+    try:
+        from napari.utils import progress
+
+        return progress(total=1, desc=title)
+    except Exception:  # an old napari: the widget's own bar still shows the work
+        return None
 
 
 def _drive(job: Job) -> Generator[Any, None, Any]:
