@@ -46,6 +46,10 @@ class FieldsWidget(Container):
         )
         self.plate_panel = PlatePanel()
         self.layers_panel = LayersPanel(napari_viewer, self.session)
+        self.plate_section = collapsible(
+            "Plate layout and metadata (not BBBC021)", self.plate_panel
+        )
+        self.layers_section = collapsible("Images already on screen", self.layers_panel)
         self.summary = hint("No field table open.", muted=False)
         self.preset = ComboBox(
             label="Paper subset",
@@ -90,8 +94,8 @@ class FieldsWidget(Container):
                     "images already on screen."
                 ),
                 form(self.root),
-                collapsible("Plate layout and metadata (not BBBC021)", self.plate_panel),
-                collapsible("Images already on screen", self.layers_panel),
+                self.plate_section,
+                self.layers_section,
                 self.summary,
                 form(
                     self.preset,
