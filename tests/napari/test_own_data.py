@@ -103,3 +103,14 @@ def test_a_phenix_plate_in_select_fields(make_napari_viewer, tiny_plate, tmp_pat
     assert viewer.layers["DAPI"].data.shape[0] == 8
     # and dropping the folder on napari opens it there too
     viewer.open(str(root), plugin="napari-phenossl")
+
+
+def test_a_segmentation_without_cells_is_a_warning(make_napari_viewer, qtbot, notifications):
+    viewer = make_napari_viewer()
+    for name in ("DAPI", "Tubulin", "Actin"):
+        viewer.add_image(np.zeros((64, 64), np.uint16), name=name)
+    segment = open_widget(viewer, "Segment")
+    segment.run()
+    wait_for(qtbot, segment.panel)
+    assert "no cell found" in segment.panel.status.value
+    assert any(sev == "warning" and "no cell found" in text for sev, text in notifications)
