@@ -34,10 +34,22 @@ class _Failed:
 
 def describe_error(error: BaseException) -> str:
     """A one-paragraph message for a notification: the library's message, or the type."""
-    text = str(error).strip()
+    text = _shorten(str(error).strip())
     if isinstance(error, FileNotFoundError | ValueError | TypeError | RuntimeError) and text:
         return text
     return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
+MAX_MESSAGE = 400
+
+
+def _shorten(text: str) -> str:
+    """A notification-sized message: long ones (e.g. torch's list of every mismatched weight
+    when a checkpoint does not fit the backbone, ~6 KB) are cut; the log keeps the whole."""
+    if len(text) <= MAX_MESSAGE:
+        return text
+    head = text[:MAX_MESSAGE].rsplit(" ", 1)[0].rstrip(" ,:;")
+    return f"{head} … ({len(text) - len(head):,} more characters in the log)"
 
 
 class RunPanel(Container):
