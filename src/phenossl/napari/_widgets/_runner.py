@@ -63,8 +63,12 @@ class RunPanel(Container):
         The run button's text and tooltip.
     """
 
-    def __init__(self, title: str, run_text: str, tooltip: str = "") -> None:
+    def __init__(
+        self, title: str, run_text: str, tooltip: str = "", *, cancelled: str | None = None
+    ) -> None:
         self.title = title
+        # what a cancelled run leaves behind, said when it stops
+        self.cancelled_message = cancelled or f"{title} cancelled; the layers made so far are kept."
         self.run_button = PushButton(text=run_text, tooltip=tooltip)
         self.cancel_button = PushButton(
             text="Cancel", enabled=False, tooltip="Stop after the current step"
@@ -169,9 +173,7 @@ class RunPanel(Container):
         self.bar.value = self.bar.max
 
     def _on_aborted(self) -> None:
-        message = getattr(self, "_cancel_reason", None) or (
-            f"{self.title} cancelled; the layers made so far are kept."
-        )
+        message = getattr(self, "_cancel_reason", None) or self.cancelled_message
         self.set_status(message)
         show_info(message)
 
