@@ -113,9 +113,10 @@ def channel_layer(
 def stack_layers(fields: pd.DataFrame, *, selection: int = 0) -> list[LayerData]:
     """The three channels of every field of ``fields`` as lazy ``(n, H, W)`` image stacks.
 
-    Each field is read only when it is displayed. Shape, dtype and contrast limits come from the
-    first field; a field that cannot be read or has another shape shows as black (the pipeline
-    reports such fields by name).
+    Each field is read only when it is displayed. Shape and dtype come from the first field;
+    contrast limits from up to :data:`CONTRAST_SAMPLE` fields spread over the stack, so that one
+    dim or bright field does not set them for all. A field that cannot be read or has another
+    shape shows as black (the pipeline reports such fields by name).
 
     Raises
     ------
@@ -147,11 +148,23 @@ def stack_layers(fields: pd.DataFrame, *, selection: int = 0) -> list[LayerData]
             channel_layer(
                 stack,
                 channel,
-                contrast_limits=display_limits(first),
+                contrast_limits=display_limits(_contrast_sample(paths, first)),
                 meta={"selection": selection, "n_fields": len(fields)},
             )
         )
     return layers
+
+
+CONTRAST_SAMPLE = 5
+
+
+def _contrast_sample(paths: list[str], first: np.ndarray) -> np.ndarray:
+    """The pixels of up to CONTRAST_SAMPLE fields spread evenly over the stack (first included)."""
+    picks = sorted(set(np.linspace(0, len(paths) - 1, min(len(paths), CONTRAST_SAMPLE)).round()))
+    planes = [first] + [
+        _read_or_black(paths[int(i)], first.shape, first.dtype) for i in picks if int(i) != 0
+    ]
+    return np.stack(planes)
 
 
 def _read_or_black(path: str, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
