@@ -191,3 +191,17 @@ def test_stack_contrast_limits_cover_the_stack_not_one_field(tmp_path):
     first = tifffile.imread(rows[0]["dapi"])
     assert high > 2 * display_limits(first)[1]  # not the dim first field's range
     assert high <= 3000 and low >= 0
+
+
+def test_gallery_tiles_get_a_crosshair_on_their_cell():
+    from phenossl.napari._layers import mark_tile_centres
+
+    pad, size = 4, 40
+    tiles = np.zeros((2 * size + 3 * pad, 3 * size + 4 * pad, 3), np.uint8)
+    marked = mark_tile_centres(tiles, (2, 3), pad=pad)
+    for r in range(2):
+        for c in range(3):
+            cy, cx = pad + r * (size + pad) + size // 2, pad + c * (size + pad) + size // 2
+            assert marked[cy, cx].sum() == 0  # the nucleus itself stays visible
+            assert marked[cy - 5, cx].sum() > 0 and marked[cy, cx + 5].sum() > 0
+    assert marked[:pad].sum() == 0  # the padding is untouched

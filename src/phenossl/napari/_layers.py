@@ -433,6 +433,33 @@ def centres_layer(
 # --- gallery -------------------------------------------------------------------------------
 
 
+def mark_tile_centres(
+    tiles: np.ndarray, shape: tuple[int, int], *, pad: int, color: Sequence[int] = (255, 255, 255)
+) -> np.ndarray:
+    """Draw a small open crosshair at the centre of each tile of a centroid gallery.
+
+    Each tile is a crop centred on its cell's nucleus; the four ticks (with a gap in the middle,
+    so the nucleus stays visible) mark which of the cells in the crop is meant. ``shape`` is the
+    gallery's ``(rows, columns)`` of tiles and ``pad`` its padding (``centroid_gallery``'s).
+    """
+    out = np.array(tiles, copy=True)
+    rows, cols = shape
+    size = (out.shape[1] - pad) // cols - pad
+    if size < 8:
+        return out
+    arm, gap = max(2, size // 10), max(2, size // 12)
+    for r in range(rows):
+        for c in range(cols):
+            cy = pad + r * (size + pad) + size // 2
+            cx = pad + c * (size + pad) + size // 2
+            for sign in (-1, 1):
+                y0, y1 = sorted((cy + sign * gap, cy + sign * (gap + arm)))
+                x0, x1 = sorted((cx + sign * gap, cx + sign * (gap + arm)))
+                out[y0:y1, cx] = color
+                out[cy, x0:x1] = color
+    return out
+
+
 def labelled_gallery(
     tiles: np.ndarray,
     k: int,

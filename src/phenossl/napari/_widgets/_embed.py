@@ -41,6 +41,7 @@ from phenossl.napari._layers import (
     cluster_labels_layer,
     gallery_layer,
     labelled_gallery,
+    mark_tile_centres,
 )
 from phenossl.napari._native import preload_torch
 from phenossl.napari._session import EmbedRun, same_fields, session_for
@@ -377,6 +378,7 @@ class EmbedWidget(Container):
             with clock("montage", library=True):
                 slots = np.where(nearest.ravel() >= 0, np.arange(nearest.size), -1)
                 tiles = centroid_gallery(crops, slots.reshape(nearest.shape), pad=4, pad_value=48)
+                tiles = mark_tile_centres(tiles, nearest.shape, pad=4)
             with clock("gallery_labels"):
                 sizes = np.bincount(clustering.assignments, minlength=options.k).tolist()
                 gallery = labelled_gallery(tiles, options.k, sizes)
