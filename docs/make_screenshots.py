@@ -24,7 +24,8 @@ REAL_DATA = DOCS.parent.parent / "shared" / "data" / "bbbc021"
 WINDOW = (1500, 960)
 # quick settings for the screenshots (the widget's defaults are the paper's VGG13 at 196 px)
 EMBED = {"backbone": "vgg13_bn", "input_size": 96}
-STEPS = ("fields", "segment", "embed", "export", "train", "real")
+STEPS = ("fields", "segment", "embed", "export", "train", "real", "plate")
+LAPTOP = (1366, 768)
 # a short training run for the screenshot (the paper trains VGG13 for 400 epochs on 196 px)
 TRAIN = {"backbone": "resnet18", "epochs": 2, "batch_size": 64, "view_size": 64}
 
@@ -185,7 +186,55 @@ def main() -> None:
         viewer.open([str(f) for f in files], plugin="napari-phenossl")
         viewer.reset_view()
         s.shoot("bbbc021_folder")
+
+    # 7. A plate in another layout (Opera Phenix names + a metadata CSV), on a laptop screen
+    if "plate" in args.only:
+        from phenossl.napari._sample_data import ensure_sample_plate
+
+        plate, metadata = write_phenix_plate(ensure_sample_plate(), Path(tempfile.mkdtemp()))
+        viewer.layers.clear()
+        for name in ("Segment", "Embed and cluster", "Train", "Export"):
+            s.widget(name, alone=False)
+        fields = s.widget("Select fields", alone=False)
+        fields.plate_section.set_expanded(True)
+        fields.plate_panel.metadata.value = metadata
+        fields.open_root(plate)
+        fields.apply_preset("nocodazole")
+        fields.load()
+        focus(viewer, 4)
+        viewer.window.resize(*LAPTOP)
+        s.settle(1.0)
+        path = IMAGES / "own_plate_laptop.png"
+        viewer.screenshot(str(path), canvas_only=False, flash=False)
+        print(f"wrote {compact(path)}", flush=True)
     viewer.close()
+
+
+def write_phenix_plate(bbbc021_root: Path, out: Path) -> tuple[Path, Path]:
+    """The sample plate's images under Harmony names, treatments in a separate CSV by well."""
+    import pandas as pd
+
+    from phenossl.data.bbbc021 import load_image_table
+
+    table = load_image_table(bbbc021_root)
+    table = table[table["exists"].astype(bool)]
+    plate, rows = out / "MyScreen_plate1", []
+    (plate / "Images").mkdir(parents=True)
+    for _, row in table.iterrows():
+        r, c = ord(row["well"][0]) - ord("A") + 1, int(row["well"][1:])
+        for ch, key in enumerate(("dapi", "tubulin", "actin"), start=1):
+            name = f"r{r:02d}c{c:02d}f{int(row['site']):02d}p01-ch{ch}sk1fk1fl1.tiff"
+            shutil.copyfile(row[key], plate / "Images" / name)
+        rows.append(
+            {
+                "well": row["well"],
+                "compound": row["compound"],
+                "concentration": row["concentration"],
+            }
+        )
+    metadata = out / "treatments.csv"
+    pd.DataFrame(rows).drop_duplicates("well").to_csv(metadata, index=False)
+    return plate, metadata
 
 
 if __name__ == "__main__":

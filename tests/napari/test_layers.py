@@ -132,11 +132,15 @@ def test_centres_layer_features_suit_the_clusters_plotter():
         "field_id",
         "compound",
         "treatment",
+        "compound_code",
+        "treatment_code",
         "cluster",
         "pc1",
         "pc2",
     ]
     assert isinstance(features["cluster"].dtype, pd.CategoricalDtype)
+    assert isinstance(features["compound"].dtype, pd.CategoricalDtype)
+    assert features["treatment_code"].tolist() == [0, 1, 1]
     assert list(features["cluster"].cat.categories) == [0, 1]
     np.testing.assert_allclose(kwargs["face_color"], cluster_colors(2)[[1, 0, 1]])
     assert kwargs["out_of_slice_display"] is False
@@ -166,3 +170,38 @@ def test_gallery_rows_carry_their_cluster_colour():
     np.testing.assert_array_equal(bar_row1, colors[1])
     _data, kwargs, kind = gallery_layer(image, origin=(0, 420), k=2)
     assert kwargs["rgb"] and kwargs["translate"] == (0.0, 420.0) and kind == "image"
+
+
+def test_stack_contrast_limits_cover_the_stack_not_one_field(tmp_path):
+    import tifffile
+
+    from phenossl.napari._layers import display_limits, stack_layers
+
+    rng = np.random.default_rng(0)
+    rows = []
+    for i, level in enumerate((100, 100, 3000, 3000)):  # the first field is dim
+        row = {"field_id": f"P/A0{i + 1}/s1"}
+        for key in ("dapi", "tubulin", "actin"):
+            path = tmp_path / f"{i}_{key}.tif"
+            tifffile.imwrite(path, rng.integers(0, level, size=(16, 16), dtype=np.uint16))
+            row[key] = str(path)
+        rows.append(row)
+    layers = stack_layers(pd.DataFrame(rows))
+    low, high = layers[0][1]["contrast_limits"]
+    first = tifffile.imread(rows[0]["dapi"])
+    assert high > 2 * display_limits(first)[1]  # not the dim first field's range
+    assert high <= 3000 and low >= 0
+
+
+def test_gallery_tiles_get_a_crosshair_on_their_cell():
+    from phenossl.napari._layers import mark_tile_centres
+
+    pad, size = 4, 40
+    tiles = np.zeros((2 * size + 3 * pad, 3 * size + 4 * pad, 3), np.uint8)
+    marked = mark_tile_centres(tiles, (2, 3), pad=pad)
+    for r in range(2):
+        for c in range(3):
+            cy, cx = pad + r * (size + pad) + size // 2, pad + c * (size + pad) + size // 2
+            assert marked[cy, cx].sum() == 0  # the nucleus itself stays visible
+            assert marked[cy - 5, cx].sum() > 0 and marked[cy, cx + 5].sum() > 0
+    assert marked[:pad].sum() == 0  # the padding is untouched

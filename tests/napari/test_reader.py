@@ -73,14 +73,34 @@ def test_a_fields_tiffs_open_as_three_additive_channels(make_napari_viewer, tiny
         assert field["field_id"] == "Week1_90001/B02/s1" and field["compound"] == "DMSO"
 
 
-def test_a_plain_tiff_still_opens(make_napari_viewer, tmp_path):
-    path = tmp_path / "stack.tif"
-    data = np.random.default_rng(0).integers(0, 1000, size=(3, 20, 30), dtype=np.uint16)
-    tifffile.imwrite(path, data)
+def test_unrelated_files_open_with_napari_without_a_dialog(make_napari_viewer, tmp_path):
+    """A TIFF z-stack and napari's own points CSV: only napari's reader is offered."""
+    from napari.plugins import _npe2
+
+    stack = tmp_path / "stack.tif"
+    tifffile.imwrite(stack, np.zeros((3, 20, 30), dtype=np.uint16), photometric="minisblack")
+    single = tmp_path / "cells_w1.tiff"  # a channel-like name, but not BBBC021's
+    tifffile.imwrite(single, np.zeros((20, 30), dtype=np.uint16))
     viewer = make_napari_viewer()
-    (layer,) = viewer.open(str(path), plugin=PLUGIN)
-    assert layer.name == "stack" and layer.data.shape == (3, 20, 30)
-    assert "phenossl" not in layer.metadata
+    points = viewer.add_points([[1.0, 2.0], [3.0, 4.0]], name="my points")
+    csv = tmp_path / "points.csv"
+    viewer.layers.save(str(csv), selected=False, plugin="napari")
+    viewer.layers.clear()
+    for path in (stack, single, csv):
+        assert get_reader(str(path)) is None
+        assert list(_npe2.get_readers(str(path))) == ["napari"], path
+    # no plugin named: napari would raise MultipleReaderError (the dialog) if two claimed them
+    (image,) = viewer.open(str(stack))
+    assert image.data.shape == (3, 20, 30) and "phenossl" not in image.metadata
+    (opened,) = viewer.open(str(csv))
+    np.testing.assert_allclose(opened.data, points.data)
+
+
+def test_bbbc021_files_are_ours_alone(tiny_plate):
+    from napari.plugins import _npe2
+
+    for path in [*_field_files(tiny_plate), str(tiny_plate / IMAGE_CSV)]:
+        assert PLUGIN in _npe2.get_readers(path), path
 
 
 def test_a_csv_missing_columns_is_a_notification(make_napari_viewer, tmp_path, notifications):

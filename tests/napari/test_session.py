@@ -30,3 +30,13 @@ def test_sessions_go_with_their_viewer():
     del owner
     gc.collect()
     assert key not in _session._SESSIONS
+
+
+def test_long_error_messages_are_cut_for_notifications():
+    from phenossl.napari._widgets._runner import MAX_MESSAGE, describe_error
+
+    names = ", ".join(f'"features.{i}.weight"' for i in range(400))
+    message = describe_error(RuntimeError(f"Error(s) in loading state_dict: Missing {names}"))
+    assert message.startswith("Error(s) in loading state_dict: Missing")
+    assert len(message) < MAX_MESSAGE + 60 and "more characters in the log" in message
+    assert describe_error(ValueError("short")) == "short"

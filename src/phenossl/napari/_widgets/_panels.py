@@ -80,6 +80,13 @@ def heading(text: str = "") -> Label:
 
 
 def pack_top(container: Container) -> Container:
-    """Keep a dock widget's rows at the top: extra height goes below them, not between."""
+    """Keep a dock widget's rows at the top: extra height goes below them, not between.
+
+    The widget also scrolls in its napari dock and shares one tabbed dock with the plugin's
+    other docks (:mod:`phenossl.napari._widgets._dock`), so the plugin fits a small screen.
+    """
+    from phenossl.napari._widgets._dock import fit_in_dock
+
     container.native.layout().addStretch(1)
+    fit_in_dock(container.native)
     return container

@@ -34,10 +34,22 @@ class _Failed:
 
 def describe_error(error: BaseException) -> str:
     """A one-paragraph message for a notification: the library's message, or the type."""
-    text = str(error).strip()
+    text = _shorten(str(error).strip())
     if isinstance(error, FileNotFoundError | ValueError | TypeError | RuntimeError) and text:
         return text
     return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
+MAX_MESSAGE = 400
+
+
+def _shorten(text: str) -> str:
+    """A notification-sized message: long ones (e.g. torch's list of every mismatched weight
+    when a checkpoint does not fit the backbone, ~6 KB) are cut; the log keeps the whole."""
+    if len(text) <= MAX_MESSAGE:
+        return text
+    head = text[:MAX_MESSAGE].rsplit(" ", 1)[0].rstrip(" ,:;")
+    return f"{head} … ({len(text) - len(head):,} more characters in the log)"
 
 
 class RunPanel(Container):
@@ -51,8 +63,12 @@ class RunPanel(Container):
         The run button's text and tooltip.
     """
 
-    def __init__(self, title: str, run_text: str, tooltip: str = "") -> None:
+    def __init__(
+        self, title: str, run_text: str, tooltip: str = "", *, cancelled: str | None = None
+    ) -> None:
         self.title = title
+        # what a cancelled run leaves behind, said when it stops
+        self.cancelled_message = cancelled or f"{title} cancelled; the layers made so far are kept."
         self.run_button = PushButton(text=run_text, tooltip=tooltip)
         self.cancel_button = PushButton(
             text="Cancel", enabled=False, tooltip="Stop after the current step"
@@ -66,6 +82,7 @@ class RunPanel(Container):
         super().__init__(widgets=[buttons, self.bar, self.status], labels=False)
         self.margins = (0, 4, 0, 0)
         self.worker: Any = None
+        self._activity: Any = None
         self._cancelled = False
         self.cancel_button.changed.connect(self.cancel)
 
@@ -100,13 +117,18 @@ class RunPanel(Container):
         self.bar.visible = True
         self.bar.max, self.bar.value = 1, 0
         self.set_status(f"{self.title}: starting…")
+        self._activity = _activity(self.title)
         self.worker.start()
         return self.worker
 
-    def cancel(self) -> None:
-        """Ask the running job to stop at its next step."""
+    def cancel(self, reason: Any = None) -> None:
+        """Ask the running job to stop at its next step.
+
+        ``reason`` (a string) replaces the usual message once the job has stopped.
+        """
         if self.worker is None:
             return
+        self._cancel_reason = reason if isinstance(reason, str) else None
         self._cancelled = True
         self.cancel_button.enabled = False
         self.set_status(f"{self.title}: cancelling after the current step…")
@@ -123,6 +145,13 @@ class RunPanel(Container):
             total = max(int(value.total), 1)
             self.bar.max = total
             self.bar.value = min(int(value.done), total)
+            activity = self._activity
+            if activity is not None:  # napari's activity dock shows it too
+                activity.total = total
+                activity.n = self.bar.value
+                if value.message:
+                    activity.set_description(f"{self.title}: {value.message}")
+                activity.refresh()
             if value.message and not self._cancelled:
                 self.set_status(f"{self.title}: {value.message}")
         elif callable(value):
@@ -144,7 +173,7 @@ class RunPanel(Container):
         self.bar.value = self.bar.max
 
     def _on_aborted(self) -> None:
-        message = f"{self.title} cancelled; the layers made so far are kept."
+        message = getattr(self, "_cancel_reason", None) or self.cancelled_message
         self.set_status(message)
         show_info(message)
 
@@ -156,6 +185,9 @@ class RunPanel(Container):
             if generator is not None:
                 generator.close()
         self.worker = None
+        activity, self._activity = self._activity, None
+        if activity is not None:
+            activity.close()
         self.run_button.enabled = True
         self.cancel_button.enabled = False
         if on_end is not None:
@@ -166,6 +198,16 @@ class RunPanel(Container):
         message = f"{self.title} failed: {describe_error(error)}"
         self.set_status(message, error=True)
         show_error(message)
+
+
+def _activity(title: str) -> Any:
+    """A task in napari's activity dock (bottom right), or None where it cannot be made."""
+    try:
+        from napari.utils import progress
+
+        return progress(total=1, desc=title)
+    except Exception:  # an old napari: the widget's own bar still shows the work
+        return None
 
 
 def _drive(job: Job) -> Generator[Any, None, Any]:

@@ -250,6 +250,17 @@ class SegmentWidget(Container):
             )
             show_layer(self.viewer, nuclei)
             show_layer(self.viewer, cells).contour = 2  # cells as outlines over the image
+            if len(seg) == 0:
+                from napari.utils.notifications import show_warning
+
+                message = (
+                    f"Segment: no cell found in {field.describe()}. Check that the DAPI layer "
+                    "holds the nuclei; try another nucleus threshold or a smaller minimum nucleus "
+                    "area."
+                )
+                show_warning(message)  # first: showing it may deliver the job's last events
+                self.panel.set_status(message, error=True)
+                return
             self.panel.set_status(
                 f"{len(seg):,} cells in {field.describe()}. The per-cell table is the "
                 "'cells' layer's features (label, centroid, areas, mean intensities)."

@@ -9,6 +9,7 @@ right away (with the crop and input sizes it was trained at).
 
 from __future__ import annotations
 
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -105,7 +106,11 @@ class TrainWidget(Container):
         self.seed = SpinBox(value=0, min=0, max=2**31 - 1, label="Seed")
         self.loss = hint(muted=False)
         self.panel = RunPanel(
-            "Train", "Train", "Crop the loaded fields' cells and train the model on them"
+            "Train",
+            "Train",
+            "Crop the loaded fields' cells and train the model on them",
+            cancelled="Train cancelled: no checkpoint was selected, and the run's crops were "
+            "removed (its folder keeps the training's resume point, if one was written).",
         )
         super().__init__(
             labels=False,
@@ -166,6 +171,13 @@ class TrainWidget(Container):
         self.loss.value = ""
 
         def job():
+            try:
+                return (yield from train_job())
+            except GeneratorExit:  # cancelled: the crops are only a means to the model
+                shutil.rmtree(out / "crops", ignore_errors=True)
+                raise
+
+        def train_job():
             summary = yield from iter_make_cropset(
                 fields, out / "crops", crop_size=crop_size, segment_params=segment_params
             )
