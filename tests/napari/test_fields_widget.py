@@ -108,3 +108,19 @@ def test_a_typed_folder_opens_when_the_typing_pauses(
     qtbot.waitUntil(lambda: widget.session.table is not None, timeout=5000)
     assert widget.session.root == tiny_plate
     assert not [text for severity, text in notifications if severity == "error"]
+
+
+def test_reloading_fields_in_a_shown_viewer_repeatedly(make_napari_viewer, qtbot, tiny_plate):
+    # removing the selected channel layers of a drawn viewer used to repaint mid-removal and
+    # crash Mesa's software OpenGL (segfault); the layers are now unselected first
+    viewer = make_napari_viewer(show=True)
+    fields = open_fields(viewer, tiny_plate, preset="nocodazole")
+    for _ in range(3):
+        qtbot.wait(100)  # drawn
+        fields.compound.value = "DMSO"
+        fields.load()
+        qtbot.wait(100)
+        fields.apply_preset("nocodazole")
+        fields.load()
+    channels = [layer.name for layer in viewer.layers]
+    assert channels == ["DAPI", "Tubulin", "Actin"]

@@ -148,12 +148,27 @@ def show_layer(viewer: Any, layer_data: LayerData, *, replace: bool = True) -> A
     if old:
         index = viewer.layers.index(old[0])
         layer.visible = old[0].visible
-        for stale in old:
-            viewer.layers.remove(stale)
+        remove_layers(viewer, old)
         viewer.layers.insert(index, layer)
     else:
         viewer.layers.append(layer)
     return layer
+
+
+def remove_layers(viewer: Any, layers: Any) -> None:
+    """Remove ``layers`` from the viewer, unselecting them first.
+
+    Removing a *selected* layer from a shown viewer repaints the canvas while the layer list
+    is half updated (napari re-populates the layer controls from the removal's selection
+    change); under Mesa's software OpenGL that paint crashed the process (segfault in
+    ``glDrawArrays``). Unselected layers go without that repaint.
+    """
+    doomed = [layer for layer in layers if layer in viewer.layers]
+    if not doomed:
+        return
+    viewer.layers.selection.difference_update(doomed)
+    for layer in doomed:
+        viewer.layers.remove(layer)
 
 
 def open_widget(viewer: Any, name: str) -> Any:

@@ -15,7 +15,12 @@ from qtpy.QtCore import QTimer
 
 from phenossl.napari._layers import FIELD_AXIS, LayerData, stack_layers
 from phenossl.napari._session import session_for
-from phenossl.napari._widgets._common import field_on_screen, layers_with_role, show_layer
+from phenossl.napari._widgets._common import (
+    field_on_screen,
+    layers_with_role,
+    remove_layers,
+    show_layer,
+)
 from phenossl.napari._widgets._own import LayersPanel, PlatePanel, release_own_layers
 from phenossl.napari._widgets._panels import collapsible, form, hint, pack_top
 from phenossl.napari._widgets._runner import describe_error
@@ -342,8 +347,7 @@ class FieldsWidget(Container):
         layers = stack_layers(fields, selection=number)
         release_own_layers(self.viewer)
         for role in _SELECTION_ROLES:
-            for layer in layers_with_role(self.viewer, role):
-                self.viewer.layers.remove(layer)
+            remove_layers(self.viewer, layers_with_role(self.viewer, role))
         self.session.set_run(None)
         self.session.set_fields(fields)
         return layers

@@ -234,15 +234,14 @@ def use_layers_as_fields(
     viewer: Any, session: Any, layers: dict[str, Any], table: pd.DataFrame
 ) -> None:
     """Make ``table`` the loaded fields and tag ``layers`` as their channel layers."""
-    from phenossl.napari._widgets._common import layers_with_role
+    from phenossl.napari._widgets._common import layers_with_role, remove_layers
 
     for role in RESULT_ROLES:
-        for layer in layers_with_role(viewer, role):
-            viewer.layers.remove(layer)
+        remove_layers(viewer, layers_with_role(viewer, role))
     release_own_layers(viewer, keep=list(layers.values()))
-    for layer in layers_with_role(viewer, "channel"):  # a loaded stack of other fields
-        if layer not in layers.values():
-            viewer.layers.remove(layer)
+    mine = list(layers.values())
+    # a loaded stack of other fields
+    remove_layers(viewer, [x for x in layers_with_role(viewer, "channel") if x not in mine])
     for channel, layer in layers.items():
         meta: dict[str, Any] = {"role": "channel", "channel": channel, "own": True}
         if layer.ndim == 2:

@@ -145,15 +145,17 @@ class RunPanel(Container):
             total = max(int(value.total), 1)
             self.bar.max = total
             self.bar.value = min(int(value.done), total)
+            if value.message and not self._cancelled:
+                self.set_status(f"{self.title}: {value.message}")
+            # last: refreshing napari's activity dock may process pending events, the job's
+            # result among them, whose status must not be overwritten by this older step
             activity = self._activity
-            if activity is not None:  # napari's activity dock shows it too
+            if activity is not None:
                 activity.total = total
                 activity.n = self.bar.value
                 if value.message:
                     activity.set_description(f"{self.title}: {value.message}")
                 activity.refresh()
-            if value.message and not self._cancelled:
-                self.set_status(f"{self.title}: {value.message}")
         elif callable(value):
             try:
                 value()
