@@ -137,6 +137,37 @@ def test_finished_runs_return_at_once_changed_configs_are_refused(tmp_path, cifa
     assert len(_records(tmp_path / "run", "epoch")) == 1
 
 
+def _interrupted(config: TrainConfig, out: Path) -> None:
+    """Train into ``out`` until just after the first epoch's checkpoint (3 steps per epoch)."""
+    events = iter_train(config, out)
+    for event in events:
+        if event.done == 4:
+            break
+    events.close()
+    assert (out / "checkpoints" / "last.pt").is_file()
+
+
+def test_runs_resume_on_the_same_data_anywhere_and_refuse_other_data(tmp_path, cifar_root):
+    import shutil
+
+    settings = ("optim.epochs=2", "run.checkpoint_every=1")
+    run = tmp_path / "run"
+    _interrupted(_config(cifar_root, *settings), run)
+    # the same data, moved: resumes (the data's location is not the run)
+    moved = shutil.copytree(cifar_root, tmp_path / "moved")
+    final = train(_config(moved, *settings), run)
+    assert load_checkpoint(final)["metadata"]["data_fingerprint"]
+    assert train(_config(moved, *settings), run) == final
+    # other data under the same name and settings: refused, by content, resumed or finished
+    other = tmp_path / "other"
+    write_cifar_like(other, n_train=48, n_test=24, seed=1)
+    with pytest.raises(ValueError, match="trained on other data"):
+        train(_config(other, *settings), run)
+    _interrupted(_config(cifar_root, *settings), tmp_path / "part")
+    with pytest.raises(ValueError, match="trained on other data"):
+        train(_config(other, *settings), tmp_path / "part")
+
+
 # --- the step -------------------------------------------------------------------------------------
 
 

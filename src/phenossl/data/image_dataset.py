@@ -41,6 +41,8 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 IMAGE_EXTENSIONS = (".jpeg", ".jpg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 _STATS_CHUNK = 1024
+# images a fingerprint hashes (evenly spaced over the dataset)
+FINGERPRINT_IMAGES = 64
 
 
 class ImageDataset(ABC):
@@ -95,6 +97,35 @@ class ImageDataset(ABC):
         n = len(self)
         for start in range(0, n, _STATS_CHUNK):
             yield self._read(np.arange(start, min(n, start + _STATS_CHUNK), dtype=np.int64))
+
+    @cached_property
+    def fingerprint(self) -> str:
+        """A content fingerprint: size, shape, every label and a sample of the images.
+
+        Identifies the data by what it is, not where it lies: a run resumed on the same data
+        reached by another path keeps its fingerprint; other data (another split, a
+        re-normalised CropSet) does not. The images hashed are :data:`FINGERPRINT_IMAGES`
+        evenly spaced ones, so the cost stays small for any dataset.
+
+        Examples
+        --------
+        >>> images = torch.zeros(4, 1, 8, 8, dtype=torch.uint8)
+        >>> ds = TensorImageDataset(images, torch.tensor([0, 1, 0, 1]), name="x", classes=["a", "b"])
+        >>> len(ds.fingerprint)
+        16
+        """
+        import hashlib
+
+        n = len(self)
+        digest = hashlib.blake2b(digest_size=8)
+        digest.update(f"{n}:{self.channels}:{self.image_size}:{len(self.classes)}".encode())
+        digest.update(self.targets.numpy().astype("<i8").tobytes())
+        if n:
+            positions = np.unique(
+                np.linspace(0, n - 1, min(n, FINGERPRINT_IMAGES)).astype(np.int64)
+            )
+            digest.update(np.ascontiguousarray(self._read(positions).cpu().numpy()).tobytes())
+        return digest.hexdigest()
 
     def subset(self, indices: Indices) -> ImageDataset:
         """The images at ``indices`` as a dataset (same classes, the parent's ``mean``/``std``)."""

@@ -70,7 +70,9 @@ METRICS_FILE = "metrics.jsonl"
 LAST_CHECKPOINT = Path("checkpoints") / "last.pt"
 FINAL_CHECKPOINT = "final.pt"
 # config keys that may change between an interrupted run and its resumption
-_RESUMABLE_CHANGES = ("run.", "data.preload", "smoke")
+# where the data lies is not the run: data.root may change (a fixed path, a symlink); the data
+# itself is checked by content (ImageDataset.fingerprint)
+_RESUMABLE_CHANGES = ("run.", "data.preload", "data.root", "smoke")
 
 
 class TrainStep:
@@ -307,7 +309,9 @@ def _train(
     total_steps = steps_per_epoch * optim.epochs
     final_path = out / FINAL_CHECKPOINT
     if resume and final_path.is_file():
-        _check_same_config(config, _saved_config(final_path), final_path)
+        saved = _saved_metadata(final_path)
+        _check_same_config(config, saved.get("config") or {}, final_path)
+        _check_same_data(dataset, saved, final_path)
         yield Progress(total_steps, total_steps, f"already trained: {final_path}")
         return final_path
     if not resume:
@@ -335,7 +339,7 @@ def _train(
     start_epoch, metrics_bytes = 0, 0
     last_path = out / LAST_CHECKPOINT
     if resume and last_path.is_file():
-        start_epoch, metrics_bytes = _restore(last_path, config, step_fn, rng, order_rng)
+        start_epoch, metrics_bytes = _restore(last_path, config, dataset, step_fn, rng, order_rng)
     out.mkdir(parents=True, exist_ok=True)
     config.save(out / CONFIG_FILE)
     log = _MetricsLog(out / METRICS_FILE, truncate_to=metrics_bytes)
@@ -382,14 +386,14 @@ def _train(
             log.write(record)
             done = epoch + 1
             if done % config.run.checkpoint_every == 0 or done == optim.epochs:
-                _save(last_path, config, step_fn, rng, order_rng, done, step, log.size())
+                _save(last_path, config, dataset, step_fn, rng, order_rng, done, step, log.size())
             yield Progress(
                 step, total_steps, f"epoch {done}/{optim.epochs} loss {record['loss']:.4f}"
             )
     finally:
         feeder.close()
         log.close()
-    _save(final_path, config, step_fn, None, None, optim.epochs, step, log.size())
+    _save(final_path, config, dataset, step_fn, None, None, optim.epochs, step, log.size())
     return final_path
 
 
@@ -494,6 +498,7 @@ class _MetricsLog:
 def _save(
     path: Path,
     config: TrainConfig,
+    dataset: ImageDataset,
     step_fn: TrainStep,
     rng: RunRng | None,
     order_rng: torch.Generator | None,
@@ -520,18 +525,25 @@ def _save(
         "epoch": epoch,
         "seed": config.run.seed,
         "config": config.to_dict(),
+        "data_fingerprint": dataset.fingerprint,
     }
     save_checkpoint(path, backbone=method.backbone, metadata=metadata, state=state)
 
 
 def _restore(
-    path: Path, config: TrainConfig, step_fn: TrainStep, rng: RunRng, order_rng: torch.Generator
+    path: Path,
+    config: TrainConfig,
+    dataset: ImageDataset,
+    step_fn: TrainStep,
+    rng: RunRng,
+    order_rng: torch.Generator,
 ) -> tuple[int, int]:
     """Load ``last.pt`` into the run; returns (epochs done, metrics bytes at that point)."""
     from phenossl.models.checkpoint import load_checkpoint
 
     data = load_checkpoint(path, map_location=step_fn.device)
     _check_same_config(config, data["metadata"].get("config") or {}, path)
+    _check_same_data(dataset, data["metadata"], path)
     try:
         state = data["state"]
         method = step_fn.method
@@ -552,10 +564,22 @@ def _restore(
         ) from err
 
 
-def _saved_config(path: Path) -> dict[str, Any]:
+def _saved_metadata(path: Path) -> dict[str, Any]:
     from phenossl.models.checkpoint import load_checkpoint
 
-    return load_checkpoint(path)["metadata"].get("config") or {}
+    return load_checkpoint(path)["metadata"]
+
+
+def _check_same_data(dataset: ImageDataset, metadata: dict[str, Any], path: Path) -> None:
+    """Refuse to resume on other data; checkpoints older than the fingerprint are trusted."""
+    saved = metadata.get("data_fingerprint")
+    if saved is not None and saved != dataset.fingerprint:
+        raise ValueError(
+            f"{path} was trained on other data than {dataset.name!r} holds now (content "
+            f"fingerprint {saved} vs {dataset.fingerprint}: other images, labels or size); "
+            "point data.root at the data it was trained on, use another output folder, or "
+            "start over (resume=False / --no-resume)"
+        )
 
 
 def _check_same_config(config: TrainConfig, saved: dict[str, Any], path: Path) -> None:
