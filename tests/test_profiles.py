@@ -354,3 +354,27 @@ def test_write_profiles_csv_for_the_export(tmp_path):
     assert (frame["level"] == "well").sum() == table.groupby(["plate", "well"]).ngroups
     with pytest.raises(ValueError, match="DMSO"):
         write_profiles_csv(tmp_path / "q.csv", x[:3], table.iloc[:3].assign(compound="t"))
+
+
+def test_python_path_imports_embeds_and_profiles_real_shaped_crops(tmp_path):
+    # the whole real-cell evaluation from the top-level API: crops made elsewhere (uint16,
+    # channels last, Actin first) -> CropSet -> hand-crafted features -> profiles and scores
+    import phenossl
+
+    table, _ = _planted_experiment(np.random.default_rng(2), n_per_well=4)
+    rng = np.random.default_rng(3)
+    crops = rng.integers(200, 400, size=(len(table), 24, 24, 3)).astype(np.uint16)
+    yy, xx = np.mgrid[:24, :24]
+    disk = (yy - 12) ** 2 + (xx - 12) ** 2 < 36
+    radius = {"X": 4, "Y": 8, "Z": 6}  # the MOA sets the nucleus size (DAPI, last channel)
+    for i, row in enumerate(table.itertuples()):
+        r = radius.get(row.moa, 6)
+        crops[i, ..., 2][(yy - 12) ** 2 + (xx - 12) ** 2 < r * r] = 3000
+        crops[i, ..., 0][disk] += 500
+    cs = phenossl.import_crops(crops, table, tmp_path / "cs", channels="Actin,Tubulin,DAPI")
+    x = phenossl.embed(cs, model="features")
+    scores = phenossl.score_profiles(x, cs.table, seeds=(0,), min_cells=8)
+    assert scores.scores()["nsc"] == 1.0
+    content = phenossl.write_profile_report(tmp_path / "report", scores)
+    assert content["nsc"] == 1.0
+    assert all((tmp_path / "report" / name).stat().st_size > 0 for name in FILES)

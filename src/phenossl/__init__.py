@@ -11,6 +11,13 @@ The public API is function-first::
     result = phenossl.cluster(features, labels=crops.table["treatment"], k=2)
     print(result.ami, result.ami_control_mean)
 
+Real single-cell crops made elsewhere, evaluated the way biologists do (MOA profiles)::
+
+    cs = phenossl.import_crops("crops.npz", "cells.csv", "real_crops/")  # a CropSet
+    x = phenossl.embed(cs, model="phenossl-cells")  # or model="features"
+    scores = phenossl.score_profiles(x, cs.table)  # DMSO-normalised; NSC, NSCB, AMI
+    phenossl.write_profile_report("profiles/", scores)
+
 Names resolve lazily, so ``import phenossl`` (and ``phenossl --help``) stays fast and does not
 import torch until a function that needs it is used.
 """
@@ -30,8 +37,12 @@ _LAZY: dict[str, str] = {
     "segment": "phenossl.cells.segment",
     "crop_cells": "phenossl.cells.crops",
     "CropSet": "phenossl.cells.crops",
+    "import_crops": "phenossl.cells.import_crops",
+    "cell_features": "phenossl.cells.features",
     "embed": "phenossl.embedding",
     "cluster": "phenossl.clustering",
+    "score_profiles": "phenossl.profiles",
+    "write_profile_report": "phenossl.profile_report",
     "Progress": "phenossl._progress",
 }
 
@@ -39,12 +50,16 @@ __all__ = [
     "CropSet",
     "Progress",
     "__version__",
+    "cell_features",
     "cluster",
     "crop_cells",
     "embed",
+    "import_crops",
     "load_image_table",
     "read_field",
+    "score_profiles",
     "segment",
+    "write_profile_report",
     "write_synthetic_plate",
 ]
 
@@ -65,9 +80,13 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from phenossl._progress import Progress
     from phenossl.cells.crops import CropSet, crop_cells
+    from phenossl.cells.features import cell_features
+    from phenossl.cells.import_crops import import_crops
     from phenossl.cells.segment import segment
     from phenossl.clustering import cluster
     from phenossl.data.bbbc021 import load_image_table
     from phenossl.data.fields import read_field
     from phenossl.data.synthetic import write_synthetic_plate
     from phenossl.embedding import embed
+    from phenossl.profile_report import write_profile_report
+    from phenossl.profiles import score_profiles
