@@ -122,7 +122,8 @@ def check_embedding(scale: Scale, device: torch.device) -> list[dict[str, Any]]:
 
 def training_cases(scale: Scale) -> list[bench_training.Case]:
     """SimCLR/ResNet18 and MoCoV2+/VGG13-BN (two sizes), at this scale's image sizes."""
-    simclr, moco = bench_training.CASES
+    cases = {case.name: case for case in bench_training.CASES}
+    simclr, moco = cases["simclr_resnet18"], cases["mocov2plus_vgg13"]
     small, mid, large = scale.train_sizes
     return [
         replace(simclr, cuda_size=small, cpu_size=small),
