@@ -65,13 +65,24 @@ def _untimed(run_dir: Path) -> list[dict]:
 
 
 def _assert_same_state(a: Path, b: Path) -> None:
+    """Two runs' final backbones and last.pt's whole state (heads, optimiser) are identical."""
     first, second = load_checkpoint(a), load_checkpoint(b)
-    for part in ("backbone", "method"):
-        x = first[part] if part == "backbone" else first["state"]["method"]
-        y = second[part] if part == "backbone" else second["state"]["method"]
+    last = [load_checkpoint(p.parent / "checkpoints" / "last.pt") for p in (a, b)]
+    parts = {
+        "backbone": (first["backbone"], second["backbone"]),
+        "last.backbone": (last[0]["backbone"], last[1]["backbone"]),
+        "method": (last[0]["state"]["method"], last[1]["state"]["method"]),
+    }
+    for part, (x, y) in parts.items():
         assert x.keys() == y.keys()
         for key in x:
             assert torch.equal(x[key], y[key]), f"{part}.{key} differs"
+    x, y = (c["state"]["optimizer"]["state"] for c in last)
+    assert x.keys() == y.keys()
+    for key in x:
+        for name, value in x[key].items():
+            if isinstance(value, torch.Tensor):
+                assert torch.equal(value, y[key][name]), f"optimizer.{key}.{name} differs"
 
 
 # --- exact resume ---------------------------------------------------------------------------------
@@ -368,7 +379,12 @@ def test_final_checkpoint_follows_the_contract_and_embeds(tmp_path, cifar_root):
     config = _config(cifar_root, "run.seed=11", "run.eval={knn: true, k: 5}")
     final = train(config, tmp_path / "run")
     assert final == tmp_path / "run" / "final.pt"
-    assert (tmp_path / "run" / "checkpoints" / "last.pt").is_file()
+    assert (tmp_path / "run" / "checkpoints" / "last.pt").is_file()  # the one resume point
+    # final.pt: the backbone and metadata only (no heads, optimiser or RNG), small
+    assert set(load_checkpoint(final)["state"]) == {"epoch", "step"}
+    assert (
+        final.stat().st_size < 0.5 * (tmp_path / "run" / "checkpoints" / "last.pt").stat().st_size
+    )
     meta = load_checkpoint(final)["metadata"]
     assert set(METADATA_KEYS) <= set(meta)
     dataset = build_dataset("cifar10", cifar_root)
