@@ -1,33 +1,37 @@
-"""Load torch's native pieces safely inside napari.
+"""Load torch's native pieces safely inside napari, and early, off the GUI thread.
 
 torchvision imports ``torch._dynamo``, which imports triton when it is installed (it is with
 PyPI's CUDA builds of torch). triton's ``libtriton`` carries its own LLVM; when the process has
-already loaded Mesa's ``libLLVM`` (napari's OpenGL canvas on llvmpipe, radeonsi, Xvfb...), loading
-it segfaults. The GUI never needs triton (phenossl runs eager PyTorch, no ``torch.compile``), so in
-that situation it is hidden from torch, which then runs without it.
+loaded Mesa's ``libLLVM`` (napari's OpenGL canvas on llvmpipe, radeonsi, Xvfb...), loading it
+segfaults. The GUI never needs triton (phenossl runs eager PyTorch, no ``torch.compile``), so the
+plugin hides it from torch, which then runs without it. Hiding it whatever the driver lets the
+import happen before the canvas has loaded its LLVM, in a background thread.
+
+Importing torch and torchvision takes 2-5 s. The first widgets a user opens (*Select fields*,
+*Segment*) start that import in a background thread (:func:`preload_in_background`), so that
+opening *Embed and cluster* or *Train* later does not freeze the window; those widgets still call
+:func:`preload_torch` (at once when the import is done; waiting for it otherwise).
 """
 
 from __future__ import annotations
 
+import contextlib
 import sys
+import threading
+
+_started = threading.Lock()
+_thread: threading.Thread | None = None
 
 
-def llvm_loaded() -> bool:
-    """Whether a system LLVM library is mapped into this process (Linux; False elsewhere)."""
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        with open("/proc/self/maps", encoding="utf-8", errors="replace") as maps:
-            return any("libLLVM" in line for line in maps)
-    except OSError:
-        return False
+def hide_triton() -> None:
+    """Make ``import triton`` raise ImportError in this process, unless it is imported already."""
+    if "triton" not in sys.modules:
+        sys.modules["triton"] = None
 
 
 def preload_torch() -> None:
-    """Import torchvision's models and the embedding code on the GUI thread, without triton
-    when it would clash with the OpenGL driver's LLVM."""
-    if "triton" not in sys.modules and llvm_loaded():
-        sys.modules["triton"] = None  # `import triton` raises ImportError: torch goes without
+    """Import torchvision's models and the embedding code, without triton."""
+    hide_triton()
     import torchvision.models  # noqa: F401
 
     import phenossl.embedding
@@ -39,3 +43,24 @@ def preload_training() -> None:
     preload_torch()
     import phenossl.augment
     import phenossl.training.trainer  # noqa: F401
+
+
+def preload_in_background() -> threading.Thread:
+    """Start :func:`preload_training` in a daemon thread, once per process; return that thread.
+
+    A failure there is left for the widget that needs torch to report (its own import raises
+    again, on the GUI thread, with the real message).
+    """
+    global _thread
+    with _started:
+        if _thread is None:
+            hide_triton()  # before the thread: the GUI thread may import torch meanwhile
+            _thread = threading.Thread(target=_quietly, name="phenossl-preload", daemon=True)
+            _thread.start()
+        return _thread
+
+
+def _quietly() -> None:
+    # a failure is reported where torch is needed (see preload_in_background)
+    with contextlib.suppress(Exception):
+        preload_training()

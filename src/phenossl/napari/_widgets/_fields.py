@@ -14,6 +14,7 @@ from napari.utils.notifications import show_error, show_info
 from qtpy.QtCore import QTimer
 
 from phenossl.napari._layers import FIELD_AXIS, LayerData, stack_layers
+from phenossl.napari._native import preload_in_background
 from phenossl.napari._session import session_for
 from phenossl.napari._widgets._common import (
     field_on_screen,
@@ -38,6 +39,7 @@ class FieldsWidget(Container):
     """Browse a BBBC021 field table and load a selection of fields."""
 
     def __init__(self, napari_viewer: Any) -> None:
+        preload_in_background()  # torch, for Embed and Train later (see _native)
         self.viewer = napari_viewer
         self.session = session_for(napari_viewer)
         self._updating = False

@@ -14,6 +14,7 @@ from magicgui.widgets import ComboBox, Container, FloatSpinBox, SpinBox, create_
 
 from phenossl._progress import Progress
 from phenossl.napari._layers import CHANNELS, segmentation_layers
+from phenossl.napari._native import preload_in_background
 from phenossl.napari._session import session_for
 from phenossl.napari._widgets._common import (
     channel_layers,
@@ -43,6 +44,7 @@ class SegmentWidget(Container):
     def __init__(self, napari_viewer: Any) -> None:
         import napari
 
+        preload_in_background()  # torch, for Embed and Train later (see _native)
         self.viewer = napari_viewer
         self.session = session_for(napari_viewer)
         d = _defaults()
