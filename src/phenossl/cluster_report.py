@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from phenossl._atomic import write_text
 from phenossl.clustering import ClusterResult, cluster
 
 
@@ -168,8 +169,8 @@ def write_cluster_report(
     )
     if label_column:
         clusters[label_column] = view.table[label_column].to_numpy()
-    _atomic_text(out / "clusters.csv", clusters.to_csv(index=False))
-    _atomic_text(out / "composition.csv", result.composition.to_csv())
+    write_text(out / "clusters.csv", clusters.to_csv(index=False))
+    write_text(out / "composition.csv", result.composition.to_csv())
     save_png(out / "montage.png", centroid_gallery(view, result.nearest))
     write_report_json(out / "report.json", report)
     return report
@@ -177,7 +178,7 @@ def write_cluster_report(
 
 def write_report_json(path: str | Path, report: Mapping[str, Any]) -> None:
     """Write a report dict as ``report.json`` does (atomically; numpy scalars, paths as values)."""
-    _atomic_text(Path(path), json.dumps(report, indent=2, default=_json_scalar) + "\n")
+    write_text(Path(path), json.dumps(report, indent=2, default=_json_scalar) + "\n")
 
 
 def _json_scalar(obj: Any) -> Any:
@@ -186,9 +187,3 @@ def _json_scalar(obj: Any) -> Any:
     if isinstance(obj, Path):
         return str(obj)
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
-
-
-def _atomic_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)

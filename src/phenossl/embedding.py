@@ -234,6 +234,8 @@ def save_embeddings(
     """Write embeddings, their cell ids and JSON metadata to one ``.npz`` file (atomically)."""
     import json
 
+    from phenossl._atomic import atomic_path
+
     features = np.asarray(features, dtype=np.float32)
     cell_ids = np.asarray(cell_ids)
     if features.ndim != 2 or len(features) != len(cell_ids):
@@ -243,9 +245,10 @@ def save_embeddings(
         )
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez(tmp, embeddings=features, cell_id=cell_ids, metadata=json.dumps(dict(metadata or {})))
-    tmp.replace(path)
+    with atomic_path(path, suffix=".npz") as tmp:
+        np.savez(
+            tmp, embeddings=features, cell_id=cell_ids, metadata=json.dumps(dict(metadata or {}))
+        )
     return path
 
 

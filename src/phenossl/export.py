@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import uuid
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from phenossl._atomic import atomic_open
 from phenossl._progress import Progress, ProgressCallback, ProgressGenerator, run
 
 EMBEDDING_PREFIX = "emb_"
@@ -117,7 +117,7 @@ def iter_export_cells(
     paths: dict[str, Path] = {}
 
     yield Progress(0, total, f"writing {name}.csv")
-    with _atomic(folder / f"{name}.csv", "w") as handle:
+    with atomic_open(folder / f"{name}.csv", "w") as handle:
         for i in range(n_chunks):
             chunk = table.iloc[i * _CSV_CHUNK_ROWS : (i + 1) * _CSV_CHUNK_ROWS]
             chunk.to_csv(handle, index=False, header=i == 0, lineterminator="\n")
@@ -126,11 +126,11 @@ def iter_export_cells(
             )
     paths["csv"] = folder / f"{name}.csv"
     if write_parquet:
-        with _atomic(folder / f"{name}.parquet", "wb") as handle:
+        with atomic_open(folder / f"{name}.parquet", "wb") as handle:
             table.to_parquet(handle, index=False)
         paths["parquet"] = folder / f"{name}.parquet"
         yield Progress(n_chunks + 1, total, f"{name}.parquet written")
-    with _atomic(folder / f"{name}.json", "w") as handle:
+    with atomic_open(folder / f"{name}.json", "w") as handle:
         json.dump(to_json(dict(params)), handle, indent=2)
         handle.write("\n")
     paths["json"] = folder / f"{name}.json"
@@ -177,25 +177,3 @@ def to_json(value: Any) -> Any:
     if value is pd.NA or value is pd.NaT:
         return None
     return str(value)
-
-
-class _atomic:
-    """Open a temporary file next to ``path``; rename it into place when the block succeeds."""
-
-    def __init__(self, path: Path, mode: str) -> None:
-        self.path = path
-        self.mode = mode
-
-    def __enter__(self):
-        # a unique sibling opened with "x" (honours the umask, unlike mkstemp's 0600)
-        self.tmp = self.path.with_name(f".{self.path.name}.{uuid.uuid4().hex}.tmp")
-        text = {} if "b" in self.mode else {"newline": "", "encoding": "utf-8"}
-        self.handle = open(self.tmp, self.mode.replace("w", "x"), **text)
-        return self.handle
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        self.handle.close()
-        if exc_type is None:
-            os.replace(self.tmp, self.path)
-        else:
-            Path(self.tmp).unlink(missing_ok=True)

@@ -28,6 +28,7 @@ import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from phenossl._atomic import atomic_path, write_text
 from phenossl.profiles import CONTROL, ProfileScores, cosine_similarity
 
 FILES = ("profiles.csv", "scores.json", "similarity.png", "cells_pca.png", "summary.md")
@@ -72,7 +73,7 @@ def write_profiles_csv(
     treatments, treatment_meta = treatment_profiles(wells, well_meta, how)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    _atomic_text(path, _frame(wells, well_meta, treatments, treatment_meta).to_csv(index=False))
+    write_text(path, _frame(wells, well_meta, treatments, treatment_meta).to_csv(index=False))
     return path
 
 
@@ -148,10 +149,8 @@ def pca_figure(scores: ProfileScores, max_cells: int = 5000, seed: int = 0) -> F
 def save_figure(fig: Figure, path: str | Path, dpi: int = 120) -> None:
     """Write a Figure as PNG with the Agg canvas (no pyplot state)."""
     FigureCanvasAgg(fig)
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp.png")
-    fig.savefig(tmp, dpi=dpi)
-    tmp.replace(path)
+    with atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp, dpi=dpi)
 
 
 def summary_markdown(scores: ProfileScores, title: str = "Phenotype profiles") -> str:
@@ -216,11 +215,11 @@ def write_profile_report(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     content = {**scores.scores(), **dict(extra or {})}
-    _atomic_text(out / "profiles.csv", profiles_frame(scores).to_csv(index=False))
-    _atomic_text(out / "scores.json", json.dumps(content, indent=2, default=_json_default) + "\n")
+    write_text(out / "profiles.csv", profiles_frame(scores).to_csv(index=False))
+    write_text(out / "scores.json", json.dumps(content, indent=2, default=_json_default) + "\n")
     save_figure(similarity_figure(scores), out / "similarity.png")
     save_figure(pca_figure(scores), out / "cells_pca.png")
-    _atomic_text(out / "summary.md", summary_markdown(scores, title))
+    write_text(out / "summary.md", summary_markdown(scores, title))
     return content
 
 
@@ -230,9 +229,3 @@ def _json_default(obj: Any) -> Any:
     if isinstance(obj, Path):
         return str(obj)
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
-
-
-def _atomic_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)

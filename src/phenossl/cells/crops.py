@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 import warnings
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
@@ -24,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from phenossl._atomic import atomic_open
 from phenossl.cells.segment import Segmentation
 
 __all__ = [
@@ -165,14 +165,8 @@ def crop_cells(
 
 def _atomic_write(path: Path, write) -> None:
     """Write through a temporary file in the same folder, then rename it into place."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            write(handle)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_open(path, "wb") as handle:
+        write(handle)
 
 
 def _shard_path(root: Path, shard: int) -> Path:

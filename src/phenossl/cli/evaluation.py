@@ -180,10 +180,9 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 def write_json(path: Path, data: dict[str, Any]) -> None:
     """Write ``data`` as JSON atomically (paths become strings)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=os.fspath) + "\n")
-    tmp.replace(path)
+    from phenossl._atomic import write_text
+
+    write_text(path, json.dumps(data, indent=2, default=os.fspath) + "\n", parents=True)
 
 
 def _check_datasets(train: Any, test: Any, in_channels: int) -> None:

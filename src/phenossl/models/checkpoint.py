@@ -15,7 +15,6 @@ into arbitrary objects, so a checkpoint a user hands us cannot run code.
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from phenossl._atomic import atomic_open
 from phenossl.models.backbones import Backbone, build_backbone
 
 FORMAT = "phenossl-checkpoint"
@@ -90,17 +90,8 @@ def save_checkpoint(
         "state": state,
     }
     path.parent.mkdir(parents=True, exist_ok=True)
-    # a unique sibling (same file system, so os.replace is atomic); open() honours the umask
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        with open(tmp, "xb") as f:
-            torch.save(payload, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with atomic_open(path, "wb", fsync=True) as handle:
+        torch.save(payload, handle)
     return path
 
 

@@ -274,12 +274,9 @@ class TrainConfig:
 
     def save(self, path: str | Path) -> Path:
         """Write :meth:`to_yaml` to ``path`` atomically."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(self.to_yaml())
-        tmp.replace(path)
-        return path
+        from phenossl._atomic import write_text
+
+        return write_text(path, self.to_yaml(), parents=True)
 
 
 # --- loading ------------------------------------------------------------------------------------

@@ -542,8 +542,7 @@ class _DisplayImages:
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
+    from phenossl._atomic import write_text
     from phenossl.training.store import json_safe
 
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(json_safe(data), indent=2) + "\n")
-    tmp.replace(path)
+    write_text(path, json.dumps(json_safe(data), indent=2) + "\n")
