@@ -7,6 +7,7 @@ The parameters are those of :func:`phenossl.cells.segment.segment`; "Embed and c
 from __future__ import annotations
 
 import inspect
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -28,14 +29,78 @@ from phenossl.napari._widgets._runner import RunPanel
 THRESHOLDS = ("otsu", "li", "triangle")
 
 
-def _defaults() -> dict[str, Any]:
+@dataclass(frozen=True)
+class _Param:
+    """How one keyword of ``segment()`` shows in the form (its default and type come from there)."""
+
+    label: str
+    tooltip: str = ""
+    low: float = 0
+    high: float = 100_000
+    step: float | None = None
+    advanced: bool = False
+
+
+# the order of the form; numbers are bounds and steps of the spin boxes
+PARAMS: dict[str, _Param] = {
+    "smooth_sigma": _Param(
+        "Smoothing (px)", "Gaussian sigma before thresholding; evens out chromatin texture",
+        high=20, step=0.5,
+    ),
+    "nucleus_threshold": _Param(
+        "Nucleus threshold", "Automatic threshold of the smoothed DAPI channel"
+    ),
+    "min_nucleus_area": _Param("Min. nucleus area (px)", "Smaller objects are debris", step=10),
+    "split_ratio": _Param(
+        "Split touching nuclei",
+        "Touching nuclei are split where their contact drops below this fraction of the "
+        "smaller one's peak (0 never splits; higher splits more)",
+        high=0.99, step=0.05,
+    ),
+    "cell_threshold": _Param("Cell threshold", "Automatic threshold of the mean of Tubulin and Actin"),
+    "max_cell_distance": _Param(
+        "Max. cell radius (px)", "A cell extends at most this far from its nucleus",
+        low=1, high=1000, step=5,
+    ),
+    "max_hole_area": _Param("Fill holes up to (px)", step=50, advanced=True),
+    "cell_edge_weight": _Param(
+        "Edge weight",
+        "0: cells are Voronoi regions of the nuclei; larger values follow intensity edges",
+        step=100, advanced=True,
+    ),
+    "downsample": _Param(
+        "Nucleus step scale",
+        "Working resolution factor of the nucleus step (1 = full resolution)",
+        low=1, high=8, advanced=True,
+    ),
+    "cell_downsample": _Param(
+        "Cell step scale",
+        "Working resolution factor of the cell step (1 = full resolution)",
+        low=1, high=16, advanced=True,
+    ),
+}  # fmt: skip
+
+
+def parameter_widgets() -> dict[str, Any]:
+    """One widget per :data:`PARAMS` entry, typed and set by ``segment()``'s defaults.
+
+    A string default is a threshold method (a choice of :data:`THRESHOLDS`), an int a
+    SpinBox, a float a FloatSpinBox.
+    """
     from phenossl.cells.segment import segment
 
-    return {
-        name: p.default
-        for name, p in inspect.signature(segment).parameters.items()
-        if p.default is not inspect.Parameter.empty
-    }
+    signature = inspect.signature(segment).parameters
+    widgets = {}
+    for name, spec in PARAMS.items():
+        default = signature[name].default
+        common = {"name": name, "value": default, "label": spec.label, "tooltip": spec.tooltip}
+        if isinstance(default, str):
+            widgets[name] = ComboBox(choices=THRESHOLDS, **common)
+            continue
+        kind = SpinBox if isinstance(default, int) else FloatSpinBox
+        steps = {} if spec.step is None else {"step": spec.step}
+        widgets[name] = kind(min=spec.low, max=spec.high, **steps, **common)
+    return widgets
 
 
 class SegmentWidget(Container):
@@ -47,7 +112,6 @@ class SegmentWidget(Container):
         preload_in_background()  # torch, for Embed and Train later (see _native)
         self.viewer = napari_viewer
         self.session = session_for(napari_viewer)
-        d = _defaults()
         self.layer_pickers = {
             channel: create_widget(
                 annotation=napari.layers.Image,
@@ -56,102 +120,16 @@ class SegmentWidget(Container):
             )
             for channel in CHANNELS
         }
-        self.smooth_sigma = FloatSpinBox(
-            name="smooth_sigma",
-            value=d["smooth_sigma"],
-            min=0,
-            max=20,
-            step=0.5,
-            label="Smoothing (px)",
-            tooltip="Gaussian sigma before thresholding; evens out chromatin texture",
-        )
-        self.nucleus_threshold = ComboBox(
-            name="nucleus_threshold",
-            value=d["nucleus_threshold"],
-            choices=THRESHOLDS,
-            label="Nucleus threshold",
-            tooltip="Automatic threshold of the smoothed DAPI channel",
-        )
-        self.min_nucleus_area = SpinBox(
-            name="min_nucleus_area",
-            value=d["min_nucleus_area"],
-            min=0,
-            max=100_000,
-            step=10,
-            label="Min. nucleus area (px)",
-            tooltip="Smaller objects are debris",
-        )
-        self.split_ratio = FloatSpinBox(
-            name="split_ratio",
-            value=d["split_ratio"],
-            min=0,
-            max=0.99,
-            step=0.05,
-            label="Split touching nuclei",
-            tooltip="Touching nuclei are split where their contact drops below this fraction of "
-            "the smaller one's peak (0 never splits; higher splits more)",
-        )
-        self.cell_threshold = ComboBox(
-            name="cell_threshold",
-            value=d["cell_threshold"],
-            choices=THRESHOLDS,
-            label="Cell threshold",
-            tooltip="Automatic threshold of the mean of Tubulin and Actin",
-        )
-        self.max_cell_distance = FloatSpinBox(
-            name="max_cell_distance",
-            value=d["max_cell_distance"],
-            min=1,
-            max=1000,
-            step=5,
-            label="Max. cell radius (px)",
-            tooltip="A cell extends at most this far from its nucleus",
-        )
-        self.max_hole_area = SpinBox(
-            name="max_hole_area",
-            value=d["max_hole_area"],
-            min=0,
-            max=100_000,
-            step=50,
-            label="Fill holes up to (px)",
-        )
-        self.cell_edge_weight = FloatSpinBox(
-            name="cell_edge_weight",
-            value=d["cell_edge_weight"],
-            min=0,
-            max=100_000,
-            step=100,
-            label="Edge weight",
-            tooltip="0: cells are Voronoi regions of the nuclei; larger values follow "
-            "intensity edges",
-        )
-        self.downsample = SpinBox(
-            name="downsample",
-            value=d["downsample"],
-            min=1,
-            max=8,
-            label="Nucleus step scale",
-            tooltip="Working resolution factor of the nucleus step (1 = full resolution)",
-        )
-        self.cell_downsample = SpinBox(
-            name="cell_downsample",
-            value=d["cell_downsample"],
-            min=1,
-            max=16,
-            label="Cell step scale",
-            tooltip="Working resolution factor of the cell step (1 = full resolution)",
-        )
+        self.parameters = parameter_widgets()
+        for name, widget in self.parameters.items():  # self.smooth_sigma, ...
+            setattr(self, name, widget)
         self.panel = RunPanel(
             "Segment",
             "Segment field on screen",
             "Label the nuclei and cells of the field on screen",
         )
-        advanced = form(
-            self.max_hole_area,
-            self.cell_edge_weight,
-            self.downsample,
-            self.cell_downsample,
-        )
+        basic = [w for n, w in self.parameters.items() if not PARAMS[n].advanced]
+        advanced = form(*(w for n, w in self.parameters.items() if PARAMS[n].advanced))
         super().__init__(
             labels=False,
             widgets=[
@@ -160,22 +138,14 @@ class SegmentWidget(Container):
                     "Actin) of the field on screen. Embed and cluster and Train segment every "
                     "field with these settings."
                 ),
-                form(
-                    *self.layer_pickers.values(),
-                    self.smooth_sigma,
-                    self.nucleus_threshold,
-                    self.min_nucleus_area,
-                    self.split_ratio,
-                    self.cell_threshold,
-                    self.max_cell_distance,
-                ),
+                form(*self.layer_pickers.values(), *basic),
                 collapsible("Advanced", advanced),
                 self.panel,
             ],
         )
         pack_top(self)
         self.panel.run_button.changed.connect(self.run)
-        for widget in self._parameter_widgets():
+        for widget in self.parameters.values():
             widget.changed.connect(self._store_params)
         self._store_params()
         self.viewer.layers.events.inserted.connect(self._pick_layers)
@@ -183,23 +153,9 @@ class SegmentWidget(Container):
         self.reset_choices()
         self._pick_layers()
 
-    def _parameter_widgets(self) -> list[Any]:
-        return [
-            self.smooth_sigma,
-            self.nucleus_threshold,
-            self.min_nucleus_area,
-            self.split_ratio,
-            self.cell_threshold,
-            self.max_cell_distance,
-            self.max_hole_area,
-            self.cell_edge_weight,
-            self.downsample,
-            self.cell_downsample,
-        ]
-
     def params(self) -> dict[str, Any]:
         """The segmentation parameters set in the widget (keyword arguments of ``segment``)."""
-        return {w.name or "": w.value for w in self._parameter_widgets()}
+        return {name: widget.value for name, widget in self.parameters.items()}
 
     def _store_params(self, *_: Any) -> None:
         self.session.segment_params = self.params()
