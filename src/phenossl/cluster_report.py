@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from phenossl._atomic import write_text
+from phenossl._json import to_json
 from phenossl.clustering import ClusterResult, cluster
 
 
@@ -178,12 +179,4 @@ def write_cluster_report(
 
 def write_report_json(path: str | Path, report: Mapping[str, Any]) -> None:
     """Write a report dict as ``report.json`` does (atomically; numpy scalars, paths as values)."""
-    write_text(Path(path), json.dumps(report, indent=2, default=_json_scalar) + "\n")
-
-
-def _json_scalar(obj: Any) -> Any:
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, Path):
-        return str(obj)
-    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+    write_text(Path(path), json.dumps(to_json(report), indent=2) + "\n")

@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from phenossl._atomic import atomic_open
+from phenossl._json import to_json
 from phenossl._progress import Progress, ProgressCallback, ProgressGenerator, run
 
 EMBEDDING_PREFIX = "emb_"
@@ -152,28 +153,3 @@ def export_cells(
     return run(
         iter_export_cells(out, cells, embeddings, params, name=name, parquet=parquet), progress
     )
-
-
-def to_json(value: Any) -> Any:
-    """A JSON-compatible copy of ``value`` (numpy scalars and arrays, paths, NA, dataclasses)."""
-    import dataclasses
-
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return to_json(dataclasses.asdict(value))
-    if isinstance(value, Mapping):
-        return {str(k): to_json(v) for k, v in value.items()}
-    if isinstance(value, list | tuple | set | frozenset):
-        return [to_json(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return to_json(value.tolist())
-    if isinstance(value, np.generic):
-        return to_json(value.item())
-    if isinstance(value, os.PathLike):
-        return os.fspath(value)
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if value is None or isinstance(value, str | bool | int | float):
-        return value
-    if value is pd.NA or value is pd.NaT:
-        return None
-    return str(value)

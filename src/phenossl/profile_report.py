@@ -29,6 +29,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from phenossl._atomic import atomic_path, write_text
+from phenossl._json import to_json
 from phenossl.profiles import CONTROL, ProfileScores, cosine_similarity
 
 FILES = ("profiles.csv", "scores.json", "similarity.png", "cells_pca.png", "summary.md")
@@ -216,16 +217,8 @@ def write_profile_report(
     out.mkdir(parents=True, exist_ok=True)
     content = {**scores.scores(), **dict(extra or {})}
     write_text(out / "profiles.csv", profiles_frame(scores).to_csv(index=False))
-    write_text(out / "scores.json", json.dumps(content, indent=2, default=_json_default) + "\n")
+    write_text(out / "scores.json", json.dumps(to_json(content), indent=2) + "\n")
     save_figure(similarity_figure(scores), out / "similarity.png")
     save_figure(pca_figure(scores), out / "cells_pca.png")
     write_text(out / "summary.md", summary_markdown(scores, title))
     return content
-
-
-def _json_default(obj: Any) -> Any:
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, Path):
-        return str(obj)
-    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 from pathlib import Path
 from typing import Any
 
@@ -181,8 +180,9 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 def write_json(path: Path, data: dict[str, Any]) -> None:
     """Write ``data`` as JSON atomically (paths become strings)."""
     from phenossl._atomic import write_text
+    from phenossl._json import to_json
 
-    write_text(path, json.dumps(data, indent=2, default=os.fspath) + "\n", parents=True)
+    write_text(path, json.dumps(to_json(data), indent=2) + "\n", parents=True)
 
 
 def _check_datasets(train: Any, test: Any, in_channels: int) -> None:

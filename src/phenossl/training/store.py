@@ -33,6 +33,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from phenossl._json import to_json
+
 __all__ = [
     "STATUSES",
     "Heartbeat",
@@ -523,18 +525,8 @@ def _dumps(value: Any) -> str:
 
 
 def json_safe(value: Any) -> Any:
-    """Plain JSON values; NaN/inf become None (JSON has no NaN)."""
-    if isinstance(value, Mapping):
-        return {str(k): json_safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple | np.ndarray):
-        return [json_safe(v) for v in value]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, os.PathLike):
-        return os.fspath(value)
-    return value
+    """Plain JSON values; NaN/inf become None; an unknown type is a TypeError (see ``to_json``)."""
+    return to_json(value, strict=True)
 
 
 def _spec_differences(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
