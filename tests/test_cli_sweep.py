@@ -151,10 +151,12 @@ def test_list_shows_runs_and_status(cifar, tmp_path, capsys):
     assert not store.exists()  # --list runs nothing
 
 
-def test_bad_setting_is_reported_with_its_key(cifar, capsys):
+def test_bad_setting_is_reported_with_its_key(cifar, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
     assert main(["sweep", str(TABLE2), "--smoke", "--set", "train.optim.lrr=1"]) == 2
     err = capsys.readouterr().err
     assert "train.optim.lrr" in err and "unknown key" in err
+    assert list(tmp_path.iterdir()) == []  # no store folder for a sweep that cannot run
     assert main(["sweep", str(TABLE2), "--seeds", "5,x"]) == 2
     assert "--seeds" in capsys.readouterr().err
     assert main(["sweep", str(TRAINING / "cifar10_simclr.yaml")]) == 2

@@ -96,6 +96,8 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     store = args.store or default_store(config)
     if args.list:
         return _list(config, store)
+    for _ in config.runs():  # every run's trainer config is valid before anything is created
+        pass
     writable_folder(store, "--store")
     executor = make_executor(
         args.executor,
