@@ -22,8 +22,6 @@ DOCS = Path(__file__).resolve().parent
 IMAGES = DOCS / "images"
 REAL_DATA = DOCS.parent.parent / "shared" / "data" / "bbbc021"
 WINDOW = (1500, 960)
-# quick settings for the screenshots (the widget's defaults are the paper's VGG13 at 196 px)
-EMBED = {"backbone": "vgg13_bn", "input_size": 96}
 STEPS = ("fields", "segment", "embed", "export", "train", "real", "plate")
 LAPTOP = (1366, 768)
 # a short training run for the screenshot (the paper trains VGG13 for 400 epochs on 196 px)
@@ -137,8 +135,7 @@ def main() -> None:
         for layer in ("nuclei", "cells"):
             viewer.layers[layer].visible = False
         embed = s.widget("Embed and cluster")
-        embed.backbone.value = EMBED["backbone"]
-        embed.input_size.value = EMBED["input_size"]
+        # the widget's default model (the shipped phenossl-cells, 68-px crops), as a user sees it
         embed.device.value = "cpu"
         embed.panel.run_button.native.click()
         s.wait(embed.panel)

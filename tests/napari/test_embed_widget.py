@@ -237,3 +237,20 @@ def test_imagenet_weights_come_from_the_local_cache_only(
     widget.backbone.value = "vgg13_bn"
     widget.backbone.value = "resnet18"
     assert widget.model_note.value == "" and widget.model_note.native.isHidden()
+
+
+def test_the_shipped_model_is_the_default_and_has_no_weights_choice(make_napari_viewer):
+    from phenossl.models.pretrained import DEFAULT_MODEL
+
+    viewer = make_napari_viewer()
+    widget = open_widget(viewer, "Embed and cluster")
+    assert widget.backbone.value == DEFAULT_MODEL
+    # its own trained weights: no 'random init' / 'ImageNet' choice shown, none applied
+    assert widget.weights.native.isHidden()
+    widget.weights.value = "imagenet"  # left over from a torchvision backbone
+    assert widget.options().weights is None
+    assert widget.model_label() == f"{DEFAULT_MODEL} (shipped model)"
+    widget.backbone.value = "resnet18"
+    assert not widget.weights.native.isHidden()
+    assert widget.options().weights == "imagenet"
+    assert widget.model_label() == "resnet18 (ImageNet)"

@@ -233,15 +233,14 @@ class EmbedWidget(Container):
 
     def _on_model(self, *_: Any) -> None:
         from phenossl.models.backbones import imagenet_weights_path
-        from phenossl.models.pretrained import PRETRAINED
 
         backbone = self.source.value == BACKBONE
-        self.backbone.visible = self.weights.visible = backbone
+        shipped = self._shipped()
+        self.backbone.visible = backbone
+        self.weights.visible = backbone and not shipped
         self.checkpoint.visible = not backbone
         note = ""
-        if backbone and self.weights.value == IMAGENET and self.backbone.value in PRETRAINED:
-            note = f"{self.backbone.value} has its own trained weights: choose 'random init'"
-        elif backbone and self.weights.value == IMAGENET:
+        if backbone and not shipped and self.weights.value == IMAGENET:
             path, url = imagenet_weights_path(self.backbone.value)
             if not path.is_file():
                 note = (
@@ -280,7 +279,8 @@ class EmbedWidget(Container):
 
         if self.source.value == BACKBONE:
             model = self.backbone.value
-            weights = IMAGENET if self.weights.value == IMAGENET else None
+            imagenet = self.weights.value == IMAGENET and not self._shipped()
+            weights = IMAGENET if imagenet else None
         else:
             model, weights = str(self.checkpoint.value), None
         input_size = self.input_size.value
@@ -299,9 +299,17 @@ class EmbedWidget(Container):
             workers=self.workers.value,
         )
 
+    def _shipped(self) -> bool:
+        """A model shipped with phenossl is selected: it has its own trained weights."""
+        from phenossl.models.pretrained import PRETRAINED
+
+        return self.source.value == BACKBONE and self.backbone.value in PRETRAINED
+
     def model_label(self) -> str:
         if self.source.value == CHECKPOINT:
             return f"checkpoint {Path(self.checkpoint.value).name}"
+        if self._shipped():
+            return f"{self.backbone.value} (shipped model)"
         weights = "ImageNet" if self.weights.value == IMAGENET else "random init"
         return f"{self.backbone.value} ({weights})"
 
