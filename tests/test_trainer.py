@@ -179,6 +179,18 @@ def test_runs_resume_on_the_same_data_anywhere_and_refuse_other_data(tmp_path, c
         train(_config(other, *settings), tmp_path / "part")
 
 
+def test_keep_epochs_leaves_a_small_snapshot_of_every_saved_epoch(tmp_path, cifar_root):
+    final = train(_config(cifar_root, "optim.epochs=2", "run.keep_epochs=true"), tmp_path / "run")
+    snapshots = sorted((tmp_path / "run" / "checkpoints").glob("epoch*.pt"))
+    assert [p.name for p in snapshots] == ["epoch1.pt", "epoch2.pt"]
+    for epoch, path in enumerate(snapshots, start=1):
+        data = load_checkpoint(path)
+        assert data["metadata"]["epoch"] == epoch and set(data["state"]) == {"epoch", "step"}
+    last, done = load_checkpoint(snapshots[-1]), load_checkpoint(final)
+    for key, value in done["backbone"].items():
+        assert torch.equal(value, last["backbone"][key]), key
+
+
 # --- the step -------------------------------------------------------------------------------------
 
 

@@ -195,8 +195,10 @@ class RunConfig:
     """Seed, device and bookkeeping of a run.
 
     ``amp`` and ``channels_last`` take effect on CUDA only. ``checkpoint_every`` is in epochs
-    (the last epoch is always saved); ``log_every`` in optimiser steps. ``num_threads`` sets
-    torch's CPU threads for the run (None: unchanged).
+    (the last epoch is always saved); ``keep_epochs`` also keeps each of those saves as a small
+    ``checkpoints/epoch<N>.pt`` (backbone and metadata, like ``final.pt``), for learning curves;
+    ``log_every`` is in optimiser steps. ``num_threads`` sets torch's CPU threads for the run
+    (None: unchanged).
     """
 
     seed: int = 0
@@ -204,6 +206,7 @@ class RunConfig:
     amp: bool = True
     channels_last: bool = True
     checkpoint_every: int = 1
+    keep_epochs: bool = False
     log_every: int = 50
     num_threads: int | None = None
     eval: KnnMonitorConfig = field(default_factory=KnnMonitorConfig)

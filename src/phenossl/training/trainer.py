@@ -387,6 +387,9 @@ def _train(
             done = epoch + 1
             if done % config.run.checkpoint_every == 0 or done == optim.epochs:
                 _save(last_path, config, dataset, step_fn, rng, order_rng, done, step, log.size())
+                if config.run.keep_epochs:
+                    snapshot = last_path.with_name(f"epoch{done}.pt")
+                    _save(snapshot, config, dataset, step_fn, None, None, done, step, log.size())
             yield Progress(
                 step, total_steps, f"epoch {done}/{optim.epochs} loss {record['loss']:.4f}"
             )
