@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import sys
 from collections.abc import Mapping
 from typing import Any
 
@@ -53,7 +54,5 @@ def to_json(value: Any, *, strict: bool = False) -> Any:
 
 
 def _is_missing(value: Any) -> bool:
-    import sys
-
     pd = sys.modules.get("pandas")  # only pandas makes NA/NaT; do not import it for them
     return pd is not None and (value is pd.NA or value is pd.NaT)

@@ -163,12 +163,6 @@ def crop_cells(
 # --- CropSet on disk -------------------------------------------------------------------------
 
 
-def _atomic_write(path: Path, write) -> None:
-    """Write through a temporary file in the same folder, then rename it into place."""
-    with atomic_open(path, "wb") as handle:
-        write(handle)
-
-
 def _shard_path(root: Path, shard: int) -> Path:
     return root / "shards" / f"{shard:05d}.npy"
 
@@ -244,7 +238,8 @@ class CropSetWriter:
         if len(images) == 0:
             return
         shard = len(self._tables)
-        _atomic_write(_shard_path(self.path, shard), lambda fh: np.save(fh, images))
+        with atomic_open(_shard_path(self.path, shard), "wb") as handle:
+            np.save(handle, images)
         table = table.reset_index(drop=True)
         table["shard"] = shard
         table["index"] = np.arange(len(table))
@@ -275,9 +270,8 @@ class CropSetWriter:
         cells.insert(0, "cell_id", np.arange(len(cells)))
         if "split" in cells.columns:  # the contract's optional last column
             cells = cells[[c for c in cells.columns if c != "split"] + ["split"]]
-        _atomic_write(
-            self.path / "cells.csv", lambda fh: fh.write(cells.to_csv(index=False).encode())
-        )
+        with atomic_open(self.path / "cells.csv", "wb") as handle:
+            handle.write(cells.to_csv(index=False).encode())
         meta = {
             "format": FORMAT,
             "version": VERSION,
@@ -286,9 +280,8 @@ class CropSetWriter:
             "dtype": "uint8",
             "n_cells": len(cells),
         }
-        _atomic_write(
-            self.path / "cropset.json", lambda fh: fh.write(json.dumps(meta, indent=2).encode())
-        )
+        with atomic_open(self.path / "cropset.json", "wb") as handle:
+            handle.write(json.dumps(meta, indent=2).encode())
 
     def _check_selection(self, table: pd.DataFrame) -> pd.DataFrame:
         missing = [c for c in ("shard", "index") if c not in table.columns]

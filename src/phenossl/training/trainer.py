@@ -309,9 +309,7 @@ def _train(
     total_steps = steps_per_epoch * optim.epochs
     final_path = out / FINAL_CHECKPOINT
     if resume and final_path.is_file():
-        saved = _saved_metadata(final_path)
-        _check_same_config(config, saved.get("config") or {}, final_path)
-        _check_same_data(dataset, saved, final_path)
+        _check_resumable(config, dataset, _saved_metadata(final_path), final_path)
         yield Progress(total_steps, total_steps, f"already trained: {final_path}")
         return final_path
     if not resume:
@@ -552,8 +550,7 @@ def _restore(
     from phenossl.models.checkpoint import load_checkpoint
 
     data = load_checkpoint(path, map_location=step_fn.device)
-    _check_same_config(config, data["metadata"].get("config") or {}, path)
-    _check_same_data(dataset, data["metadata"], path)
+    _check_resumable(config, dataset, data["metadata"], path)
     try:
         state = data["state"]
         method = step_fn.method
@@ -580,8 +577,14 @@ def _saved_metadata(path: Path) -> dict[str, Any]:
     return load_checkpoint(path)["metadata"]
 
 
-def _check_same_data(dataset: ImageDataset, metadata: dict[str, Any], path: Path) -> None:
-    """Refuse to resume on other data; checkpoints older than the fingerprint are trusted."""
+def _check_resumable(
+    config: TrainConfig, dataset: ImageDataset, metadata: dict[str, Any], path: Path
+) -> None:
+    """Refuse to continue a run from ``path`` with another config or on other data.
+
+    Checkpoints older than the data fingerprint are trusted on the data.
+    """
+    _check_same_config(config, metadata.get("config") or {}, path)
     saved = metadata.get("data_fingerprint")
     if saved is not None and saved != dataset.fingerprint:
         raise ValueError(
