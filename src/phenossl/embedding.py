@@ -153,6 +153,14 @@ def embed(
     """Embed crops into float32 ``(N, D)`` features; see :func:`iter_embed`.
 
     ``progress`` is called with every :class:`~phenossl.Progress` event.
+
+    Examples
+    --------
+    A randomly initialised ResNet-18 (no download) on two blank crops:
+
+    >>> x = embed(np.zeros((2, 3, 32, 32), np.uint8), model="resnet18", device="cpu")
+    >>> x.shape, x.dtype
+    ((2, 512), dtype('float32'))
     """
     gen = iter_embed(
         crops,

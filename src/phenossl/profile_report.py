@@ -210,8 +210,14 @@ def write_profile_report(
 
     Examples
     --------
-    >>> from phenossl.profiles import score_profiles  # doctest: +SKIP
-    >>> write_profile_report("report", score_profiles(x, table))  # doctest: +SKIP
+    >>> from phenossl.profiles import score_profiles
+    >>> rng = np.random.default_rng(0)
+    >>> table = pd.DataFrame({"compound": ["DMSO"] * 40 + ["a"] * 20 + ["b"] * 20,
+    ...                       "moa": ["DMSO"] * 40 + ["X"] * 40, "plate": ["Week1_1"] * 80})
+    >>> x = rng.normal(size=(80, 5)); x[40:, 0] += 5
+    >>> content = write_profile_report("report", score_profiles(x, table, contrasts=False))
+    >>> content["nsc"], sorted(p.name for p in Path("report").iterdir())  # doctest: +NORMALIZE_WHITESPACE
+    (1.0, ['cells_pca.png', 'profiles.csv', 'scores.json', 'similarity.png', 'summary.md'])
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

@@ -154,6 +154,22 @@ def segment(
     -------
     Segmentation
         Nucleus and cell labels (``int32 (H, W)``) and the per-cell table.
+
+    Examples
+    --------
+    Two round cells, each a bright nucleus in a dimmer cytoplasm:
+
+    >>> yy, xx = np.mgrid[:128, :128]
+    >>> image = np.zeros((3, 128, 128), np.float32)
+    >>> for cy, cx in ((40, 40), (88, 80)):
+    ...     d2 = (yy - cy) ** 2 + (xx - cx) ** 2
+    ...     image[0][d2 < 12**2] = 1.0
+    ...     image[1:, d2 < 24**2] = 0.5
+    >>> seg = segment(image)
+    >>> seg
+    Segmentation(n_cells=2, shape=(128, 128))
+    >>> seg.table[["label", "centroid_y", "centroid_x"]].round().astype(int).values.tolist()
+    [[1, 40, 40], [2, 88, 80]]
     """
     image = _check_image(image)
     n_channels = image.shape[0]

@@ -274,6 +274,12 @@ def write_synthetic_plate(
     See :func:`iter_write_synthetic_plate` for the parameters; ``progress`` receives one
     :class:`~phenossl.Progress` event per field written.
     """
+
+    Examples
+    --------
+    >>> root = write_synthetic_plate("plate", shape=(96, 128), sites=1)
+    >>> sorted(p.name for p in root.iterdir())  # the BBBC021 layout, and what made it
+    ['BBBC021_v1_image.csv', 'BBBC021_v1_moa.csv', 'Week1', 'synthetic_plate.json']
     return run(
         iter_write_synthetic_plate(
             root,
