@@ -138,7 +138,9 @@ def pca_figure(scores: ProfileScores, max_cells: int = 5000, seed: int = 0) -> F
     for i, name in enumerate(names):
         sel = moa[rows] == name
         color = "lightgrey" if name == CONTROL else f"C{i % 10}"
-        ax.scatter(*xy[sel].T, s=4, color=color, label=f"{name} ({int(sel.sum())})", alpha=0.7)
+        ax.scatter(
+            xy[sel, 0], xy[sel, 1], s=4, color=color, label=f"{name} ({int(sel.sum())})", alpha=0.7
+        )
     ax.set_xlabel(f"PC1 ({100 * explained[0]:.0f} %)")
     ax.set_ylabel(f"PC2 ({100 * explained[1]:.0f} %)")
     ax.set_title("cells (DMSO-normalised), coloured by MOA")

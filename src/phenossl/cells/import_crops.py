@@ -198,7 +198,7 @@ def iter_import_crops(
         done = (passes - 1) * n
         for start, chunk in reader.chunks(shard_size):
             stop = start + len(chunk)
-            if normalize == "plate":
+            if limits is not None:  # normalize == "plate"
                 images = _scale(chunk, *limits[plates[start:stop]].transpose(1, 0, 2))
             elif normalize == "crop":
                 images = np.stack([to_uint8(normalize_percentiles(c, (low, high))) for c in chunk])
@@ -541,6 +541,7 @@ class _ArraySource(_Source):
                 yield start, _reorder(raw, self._axis, self._order)
             return
         # .npz: stream the member (compressed or not), one chunk of rows in memory at a time
+        assert self._zip is not None  # an .npz source when not an array
         path, key = self._zip
         row_bytes = int(np.prod(self._raw_shape[1:])) * self.dtype.itemsize
         with zipfile.ZipFile(path) as archive, archive.open(key + ".npy") as handle:

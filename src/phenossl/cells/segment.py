@@ -34,7 +34,7 @@ stage on the real 1024 x 1280 field.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -56,7 +56,7 @@ TABLE_COLUMNS = (
     "actin_mean",
 )
 _CHANNEL_COLUMNS = ("dapi_mean", "tubulin_mean", "actin_mean")
-_THRESHOLDS = {
+_THRESHOLDS: dict[str, Callable[..., float]] = {
     "otsu": filters.threshold_otsu,
     "li": filters.threshold_li,
     "triangle": filters.threshold_triangle,
@@ -581,7 +581,7 @@ def _split_touching(
 
     parts, single_part, n_parts = _split_landscape(mosaic, mosaic_intensity, ratio, min_radius)
     out = single_part[labels]  # components that stay whole
-    for i in np.flatnonzero(single_part[1:] == 0):  # components split in several parts
+    for i in np.flatnonzero(single_part[1:] == 0).tolist():  # components split in several parts
         inside = labels[boxes[i]] == i + 1
         out[boxes[i]][inside] = parts[tiles[i]][inside]
     return out, n_parts

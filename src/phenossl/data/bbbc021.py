@@ -537,7 +537,7 @@ def _stratified_split(
 
 
 def _as_list(values: str | float | Iterable) -> list:
-    if isinstance(values, str | numbers.Number):
+    if isinstance(values, str | float | numbers.Number):
         return [values]
     return list(values)
 

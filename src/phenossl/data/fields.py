@@ -168,8 +168,8 @@ def _channel_paths(dapi: Any, tubulin: PathLike | None, actin: PathLike | None) 
                 f"expected entries {', '.join(CHANNEL_KEYS)}"
             )
         return [Path(dapi[k]) for k in CHANNEL_KEYS]
-    missing = [n for n, v in zip(CHANNEL_KEYS[1:], (tubulin, actin)) if v is None]
-    if missing:
+    if tubulin is None or actin is None:
+        missing = [n for n, v in zip(CHANNEL_KEYS[1:], (tubulin, actin)) if v is None]
         raise ValueError(
             f"read_field: missing the {' and '.join(missing)} path(s); pass dapi, tubulin and "
             "actin paths, or one field-table row"

@@ -189,7 +189,7 @@ class TensorImageDataset(ImageDataset):
         self._device_targets = self._targets.to(images.device)
         if (mean is None) != (std is None):
             raise ValueError(f"{name}: give both mean and std, or neither")
-        if mean is not None:
+        if mean is not None and std is not None:
             self._stats = (_per_channel(mean, self.channels), _per_channel(std, self.channels))
 
     def __len__(self) -> int:
@@ -309,7 +309,7 @@ class ImageFolderDataset(ImageDataset):
             return out
         paths = [self.files[i] for i in positions]
         if self.workers == 1 or len(paths) == 1:
-            images = map(self._decode, paths)
+            images: Iterable[Tensor] = map(self._decode, paths)
         else:
             with ThreadPoolExecutor(min(self.workers, len(paths))) as pool:
                 images = list(pool.map(self._decode, paths))
