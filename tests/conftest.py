@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
+from _sweeps import local_store, tiny_cifar, tiny_cropset  # noqa: F401 (shared fixtures)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 # tests never touch the network: ImageNet weights come from the local cache only

@@ -18,7 +18,6 @@ from phenossl.data.idx import read_idx, write_idx
 from phenossl.data.image_dataset import (
     IMAGENET_MEAN,
     IMAGENET_STD,
-    TensorImageDataset,
     pixel_statistics,
 )
 
@@ -432,22 +431,6 @@ def test_subsets_and_index_checks(cropset_path):
     with pytest.raises(ValueError, match="indices must be integers"):
         ds.get_batch(np.array([0.5]))
     assert ds.get_batch([])[0].shape == (0, 3, 16, 16)
-
-
-def test_tensor_dataset_subset_is_compact_and_keeps_parent_stats():
-    images = torch.arange(4 * 1 * 2 * 2, dtype=torch.uint8).reshape(4, 1, 2, 2)
-    ds = TensorImageDataset(images, torch.tensor([0, 1, 1, -1]), name="toy", classes=["a", "b"])
-    sub = ds.subset([2, 0])
-    assert torch.equal(sub.images, images[[2, 0]])
-    assert sub.mean == ds.mean
-    assert sub.std == ds.std
-    assert sub.targets.tolist() == [1, 0]
-    assert ds.to("cpu") is ds
-    assert ds.device == torch.device("cpu")
-    with pytest.raises(ValueError, match=r"toy: targets outside -1\.\.1"):
-        TensorImageDataset(images, torch.tensor([0, 1, 2, 0]), name="toy", classes=["a", "b"])
-    with pytest.raises(ValueError, match=r"toy: images must be uint8 \(N, C, S, S\)"):
-        TensorImageDataset(images.float(), torch.zeros(4), name="toy", classes=["a"])
 
 
 def test_build_dataset_rejects_unknown_names_and_options(tmp_path):

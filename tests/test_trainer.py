@@ -16,8 +16,7 @@ from phenossl.data.benchmarks import build_dataset, write_cifar_like
 from phenossl.models.checkpoint import METADATA_KEYS, load_backbone, load_checkpoint
 from phenossl.ssl.methods import METHODS
 from phenossl.training.config import TrainConfig
-from phenossl.training.feeding import DeviceFeeder, PrefetchFeeder, make_feeder
-from phenossl.training.optim import LARS, build_optimizer, scheduled_lr
+from phenossl.training.optim import build_optimizer, scheduled_lr
 from phenossl.training.trainer import TrainStep, build_method_for, iter_train, train
 
 CPU = torch.device("cpu")
@@ -321,28 +320,6 @@ def test_schedule_warms_up_then_decays_and_static_groups_keep_their_rate(cifar_r
     assert scheduled_lr(0, 10, 4, constant) == scheduled_lr(9, 10, 4, constant) == rate
 
 
-def test_lars_follows_solo_learn_and_skips_biases_and_norms():
-    torch.manual_seed(0)
-    weight = torch.nn.Parameter(torch.randn(4, 3))
-    bias = torch.nn.Parameter(torch.randn(4))
-    weight.grad, bias.grad = torch.randn(4, 3), torch.randn(4)
-    w0, b0 = weight.detach().clone(), bias.detach().clone()
-    lr, wd, eta = 0.5, 0.1, 0.02
-    LARS([weight, bias], lr=lr, momentum=0.9, weight_decay=wd, eta=eta).step()
-    trust = eta * w0.norm() / (weight.grad.norm() + wd * w0.norm() + 1e-8)
-    expected = w0 - lr * min(float(trust) / lr, 1.0) * (weight.grad + wd * w0)
-    torch.testing.assert_close(weight.detach(), expected)
-    torch.testing.assert_close(bias.detach(), b0 - lr * bias.grad)  # no adaptation, no decay
-
-    both = torch.nn.Parameter(b0.clone())
-    both.grad = bias.grad.clone()
-    LARS([both], lr=lr, weight_decay=wd, eta=eta, exclude_bias_n_norm=False).step()
-    trust = eta * b0.norm() / (bias.grad.norm() + wd * b0.norm() + 1e-8)
-    torch.testing.assert_close(
-        both.detach(), b0 - lr * min(float(trust) / lr, 1.0) * (bias.grad + wd * b0)
-    )
-
-
 def test_lars_trains_through_the_trainer(tmp_path, cifar_root):
     final = train(_config(cifar_root, "optim.optimizer=lars"), tmp_path / "run")
     losses = [r["loss"] for r in _records(tmp_path / "run", "step")]
@@ -431,24 +408,6 @@ def test_final_checkpoint_follows_the_contract_and_embeds(tmp_path, cifar_root):
     rates = [r["lr"] for r in steps]  # no warm-up: cosine decay from the first step on
     assert rates[0] == pytest.approx(config.optim.effective_lr())
     assert rates[0] > rates[1] > rates[2] > 0
-
-
-def test_feeders_give_the_same_batches(cifar_root):
-    dataset = build_dataset("cifar10", cifar_root, limit=24)
-    order = torch.randperm(24, generator=torch.Generator().manual_seed(0)).view(3, 8)
-    device = DeviceFeeder(dataset, CPU)
-    prefetch = PrefetchFeeder(dataset, CPU)
-    try:
-        for (a, i), (b, j) in zip(device.batches(order), prefetch.batches(order), strict=True):
-            assert torch.equal(i, j)
-            assert torch.equal(a, b)
-            assert torch.equal(a, dataset.get_batch(i)[0])
-    finally:
-        prefetch.close()
-    assert isinstance(make_feeder(dataset, CPU, "auto"), DeviceFeeder)
-    lazy = make_feeder(dataset, CPU, "never")
-    assert isinstance(lazy, PrefetchFeeder)
-    lazy.close()
 
 
 def test_bad_data_is_reported(tmp_path, cifar_root):

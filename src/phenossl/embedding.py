@@ -114,7 +114,7 @@ def iter_embed(
     yield Progress(0, total, f"embedding with {label} on {dev}")
 
     was_training = net.training
-    net.to(device=dev, memory_format=memory_format(dev)).eval()
+    net.to(dev).to(memory_format=memory_format(dev)).eval()
     try:
         if first is None:
             return _empty(net, label)
@@ -153,6 +153,14 @@ def embed(
     """Embed crops into float32 ``(N, D)`` features; see :func:`iter_embed`.
 
     ``progress`` is called with every :class:`~phenossl.Progress` event.
+
+    Examples
+    --------
+    A randomly initialised ResNet-18 (no download) on two blank crops:
+
+    >>> x = embed(np.zeros((2, 3, 32, 32), np.uint8), model="resnet18", device="cpu")
+    >>> x.shape, x.dtype
+    ((2, 512), dtype('float32'))
     """
     gen = iter_embed(
         crops,
@@ -180,7 +188,7 @@ def load_model(
     normalises exactly as passing the name or path would.
     """
     net, _, mean, std = _resolve_model(model, weights, in_channels, seed)
-    net.input_mean, net.input_std = mean, std
+    net.input_mean, net.input_std = mean, std  # type: ignore[assignment]  # any value is fine
     return net
 
 
@@ -212,7 +220,7 @@ class Embedder:
     @property
     def feature_dim(self) -> int:
         """Length of one embedding."""
-        return int(self.net.feature_dim)
+        return int(self.net.feature_dim)  # type: ignore[arg-type]  # an int on every backbone
 
     def __call__(self, crops: Any) -> np.ndarray:
         return embed(
@@ -374,6 +382,7 @@ class _Rows:
             return np.concatenate(self._parts).astype(np.float32, copy=False)
         if self.done != self.total:
             raise ValueError(f"crops yielded {self.done} crops but announced {self.total}")
+        assert self._out is not None  # total > 0 rows were added
         return self._out
 
 
@@ -409,10 +418,10 @@ def _split(batches: Iterable[Batch], batch_size: int) -> Iterator[Batch]:
 
 def _channels(first: Batch | None, crops: Any) -> int:
     if first is not None:
-        shape = getattr(first, "shape", ())
-        if len(shape) != 4:
-            raise ValueError(f"crops batch 0 has shape {tuple(shape)}; expected (b, C, H, W)")
-        return int(shape[1])
+        dims = tuple(getattr(first, "shape", ()))
+        if len(dims) != 4:
+            raise ValueError(f"crops batch 0 has shape {dims}; expected (b, C, H, W)")
+        return int(dims[1])
     shape = getattr(crops, "shape", None)
     return int(shape[1]) if shape is not None and len(shape) == 4 else 3
 

@@ -94,7 +94,7 @@ def save_png(path: str | os.PathLike, rgb: np.ndarray) -> Path:
 
 def _take(images: Any, indices: np.ndarray) -> np.ndarray:
     """Rows ``indices`` (sorted, unique) of an array, a CropSet-like or a Crops-like object."""
-    getter = getattr(images, "images", None)
+    getter: Any = getattr(images, "images", None)
     if callable(getter):  # CropSet: reads only the requested rows from disk
         n = len(images)
         source = None

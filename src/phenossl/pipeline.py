@@ -493,6 +493,8 @@ def cluster_cells(cells: pd.DataFrame, embeddings: np.ndarray, opts: PipelineOpt
     """KMeans + AMI of a pipeline's cells against ``opts.label_column``."""
     from phenossl.clustering import cluster
 
+    if opts.k is None:
+        raise ValueError("opts.k is None: no clustering was asked for")
     labels = None
     if opts.label_column:
         if opts.label_column not in cells.columns:

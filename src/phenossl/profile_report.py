@@ -138,7 +138,9 @@ def pca_figure(scores: ProfileScores, max_cells: int = 5000, seed: int = 0) -> F
     for i, name in enumerate(names):
         sel = moa[rows] == name
         color = "lightgrey" if name == CONTROL else f"C{i % 10}"
-        ax.scatter(*xy[sel].T, s=4, color=color, label=f"{name} ({int(sel.sum())})", alpha=0.7)
+        ax.scatter(
+            xy[sel, 0], xy[sel, 1], s=4, color=color, label=f"{name} ({int(sel.sum())})", alpha=0.7
+        )
     ax.set_xlabel(f"PC1 ({100 * explained[0]:.0f} %)")
     ax.set_ylabel(f"PC2 ({100 * explained[1]:.0f} %)")
     ax.set_title("cells (DMSO-normalised), coloured by MOA")
@@ -210,8 +212,14 @@ def write_profile_report(
 
     Examples
     --------
-    >>> from phenossl.profiles import score_profiles  # doctest: +SKIP
-    >>> write_profile_report("report", score_profiles(x, table))  # doctest: +SKIP
+    >>> from phenossl.profiles import score_profiles
+    >>> rng = np.random.default_rng(0)
+    >>> table = pd.DataFrame({"compound": ["DMSO"] * 40 + ["a"] * 20 + ["b"] * 20,
+    ...                       "moa": ["DMSO"] * 40 + ["X"] * 40, "plate": ["Week1_1"] * 80})
+    >>> x = rng.normal(size=(80, 5)); x[40:, 0] += 5
+    >>> content = write_profile_report("report", score_profiles(x, table, contrasts=False))
+    >>> content["nsc"], sorted(p.name for p in Path("report").iterdir())  # doctest: +NORMALIZE_WHITESPACE
+    (1.0, ['cells_pca.png', 'profiles.csv', 'scores.json', 'similarity.png', 'summary.md'])
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

@@ -322,7 +322,8 @@ def moa_accuracy(
     treatment = meta["treatment"].astype(str).to_numpy()
     batches = [set(str(b).split(";")) for b in meta["batches"]] if protocol == "nscb" else None
     is_control = compound == control
-    queries, skipped = [], []
+    queries: list[dict[str, Any]] = []
+    skipped = []
     for q in np.flatnonzero(~is_control):
         eligible = ~is_control & (compound != compound[q])
         if batches is not None:
@@ -342,7 +343,7 @@ def moa_accuracy(
                 "correct": bool(moa[best] == moa[q]),
             }
         )
-    n_correct = sum(q["correct"] for q in queries)
+    n_correct = sum(bool(q["correct"]) for q in queries)
     return {
         "protocol": protocol,
         "accuracy": n_correct / len(queries) if queries else None,
@@ -405,7 +406,8 @@ def iter_compound_contrasts(
     for i, name in enumerate(chosen):
         members = np.flatnonzero(compounds == name)
         n = min(len(members), len(controls), max_cells or len(members))
-        amis, ctrl_means, ctrl_stds, probes = [], [], [], []
+        amis: list[float] = []
+        ctrl_means, ctrl_stds, probes = [], [], []
         for j, seed in enumerate(seeds):
             rng = np.random.default_rng(seed)
             rows = np.r_[
@@ -416,6 +418,7 @@ def iter_compound_contrasts(
                 x[rows], labels, k=2, seed=seed, n_init=n_init,
                 n_permutations=n_permutations, n_nearest=0,
             )  # fmt: skip
+            assert result.ami is not None  # labels were given
             amis.append(result.ami)
             ctrl_means.append(result.ami_control_mean)
             ctrl_stds.append(result.ami_control_std)
@@ -425,8 +428,8 @@ def iter_compound_contrasts(
         entry: dict[str, Any] = {
             "ami": float(np.mean(amis)),
             "ami_std": float(np.std(amis)),
-            "control": float(np.mean(ctrl_means)) if n_permutations else None,
-            "control_std": float(np.mean(ctrl_stds)) if n_permutations else None,
+            "control": float(np.mean(np.array(ctrl_means, float))) if n_permutations else None,
+            "control_std": float(np.mean(np.array(ctrl_stds, float))) if n_permutations else None,
             "ami_per_seed": [float(a) for a in amis],
             "n_cells": len(members),
             "n_dmso": len(controls),

@@ -109,6 +109,21 @@ def crop_cells(
     -------
     Crops
         ``uint8 (N, 3, size, size)`` crops, the kept table rows and the number dropped.
+
+    Examples
+    --------
+    >>> from phenossl.cells.segment import segment
+    >>> yy, xx = np.mgrid[:128, :128]
+    >>> image = np.zeros((3, 128, 128), np.float32)
+    >>> for cy, cx in ((40, 40), (88, 80)):
+    ...     d2 = (yy - cy) ** 2 + (xx - cx) ** 2
+    ...     image[0][d2 < 12**2] = 1.0
+    ...     image[1:, d2 < 24**2] = 0.5
+    >>> crops = crop_cells(image, segment(image), size=32)
+    >>> crops
+    Crops(n=2, size=32, n_dropped=0)
+    >>> crops.images.shape, crops.images.dtype
+    ((2, 3, 32, 32), dtype('uint8'))
     """
     if border not in BORDER_POLICIES:
         raise ValueError(f"border={border!r}: expected one of {BORDER_POLICIES}")
@@ -312,6 +327,17 @@ class CropSet:
     ``len(cs)``, ``cs[i]`` (``uint8 (3, S, S)``), ``cs.images(indices)``,
     ``cs.iter_batches(batch_size)``, ``cs.table`` (the ``cells.csv`` rows) and ``cs.size``.
     ``cs.subset(rows)`` is a view on some rows (e.g. one split) with the same interface.
+
+    Examples
+    --------
+    >>> images = np.arange(2 * 3 * 8 * 8, dtype=np.uint8).reshape(2, 3, 8, 8)
+    >>> with CropSetWriter("crops", size=8) as writer:
+    ...     writer.add(images, pd.DataFrame({"treatment": ["DMSO@0", "taxol@1"]}))
+    >>> cs = CropSet("crops")
+    >>> len(cs), cs.size, cs.table["treatment"].tolist()
+    (2, 8, ['DMSO@0', 'taxol@1'])
+    >>> bool((cs[1] == images[1]).all())
+    True
     """
 
     def __init__(self, path: str | os.PathLike) -> None:

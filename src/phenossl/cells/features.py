@@ -38,6 +38,7 @@ import itertools
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from scipy import ndimage as ndi
@@ -188,7 +189,7 @@ class FeatureEmbedding:
 
 
 def iter_feature_embedding(
-    batches: Iterable[np.ndarray], total: int = 0, *, n_jobs: int = -1
+    batches: Iterable[Any], total: int = 0, *, n_jobs: int = -1
 ) -> ProgressGenerator[FeatureEmbedding]:
     """Measure crops batch by batch in worker processes; return them z-scored over the set.
 

@@ -198,7 +198,7 @@ def iter_import_crops(
         done = (passes - 1) * n
         for start, chunk in reader.chunks(shard_size):
             stop = start + len(chunk)
-            if normalize == "plate":
+            if limits is not None:  # normalize == "plate"
                 images = _scale(chunk, *limits[plates[start:stop]].transpose(1, 0, 2))
             elif normalize == "crop":
                 images = np.stack([to_uint8(normalize_percentiles(c, (low, high))) for c in chunk])
@@ -237,8 +237,8 @@ def import_crops(
     >>> crops = np.random.default_rng(0).integers(0, 4000, (4, 68, 68, 3), dtype=np.uint16)
     >>> table = pd.DataFrame({"plate": ["P1", "P1", "P2", "P2"], "compound": "DMSO",
     ...                       "concentration": 0.0})
-    >>> cs = import_crops(crops, table, "cs/", channels="Actin,Tubulin,DAPI")  # doctest: +SKIP
-    >>> cs.size, list(cs.table.columns)  # doctest: +SKIP
+    >>> cs = import_crops(crops, table, "cs/", channels="Actin,Tubulin,DAPI")
+    >>> cs.size, list(cs.table.columns)
     (68, ['cell_id', 'plate', 'compound', 'concentration', 'treatment', 'shard', 'index'])
     """
     return run(iter_import_crops(source, table, out, **options), progress)
@@ -541,6 +541,7 @@ class _ArraySource(_Source):
                 yield start, _reorder(raw, self._axis, self._order)
             return
         # .npz: stream the member (compressed or not), one chunk of rows in memory at a time
+        assert self._zip is not None  # an .npz source when not an array
         path, key = self._zip
         row_bytes = int(np.prod(self._raw_shape[1:])) * self.dtype.itemsize
         with zipfile.ZipFile(path) as archive, archive.open(key + ".npy") as handle:

@@ -34,7 +34,7 @@ stage on the real 1024 x 1280 field.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -56,7 +56,7 @@ TABLE_COLUMNS = (
     "actin_mean",
 )
 _CHANNEL_COLUMNS = ("dapi_mean", "tubulin_mean", "actin_mean")
-_THRESHOLDS = {
+_THRESHOLDS: dict[str, Callable[..., float]] = {
     "otsu": filters.threshold_otsu,
     "li": filters.threshold_li,
     "triangle": filters.threshold_triangle,
@@ -154,6 +154,22 @@ def segment(
     -------
     Segmentation
         Nucleus and cell labels (``int32 (H, W)``) and the per-cell table.
+
+    Examples
+    --------
+    Two round cells, each a bright nucleus in a dimmer cytoplasm:
+
+    >>> yy, xx = np.mgrid[:128, :128]
+    >>> image = np.zeros((3, 128, 128), np.float32)
+    >>> for cy, cx in ((40, 40), (88, 80)):
+    ...     d2 = (yy - cy) ** 2 + (xx - cx) ** 2
+    ...     image[0][d2 < 12**2] = 1.0
+    ...     image[1:, d2 < 24**2] = 0.5
+    >>> seg = segment(image)
+    >>> seg
+    Segmentation(n_cells=2, shape=(128, 128))
+    >>> seg.table[["label", "centroid_y", "centroid_x"]].round().astype(int).values.tolist()
+    [[1, 40, 40], [2, 88, 80]]
     """
     image = _check_image(image)
     n_channels = image.shape[0]
@@ -565,7 +581,7 @@ def _split_touching(
 
     parts, single_part, n_parts = _split_landscape(mosaic, mosaic_intensity, ratio, min_radius)
     out = single_part[labels]  # components that stay whole
-    for i in np.flatnonzero(single_part[1:] == 0):  # components split in several parts
+    for i in np.flatnonzero(single_part[1:] == 0).tolist():  # components split in several parts
         inside = labels[boxes[i]] == i + 1
         out[boxes[i]][inside] = parts[tiles[i]][inside]
     return out, n_parts

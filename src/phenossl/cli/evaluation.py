@@ -6,7 +6,7 @@ import argparse
 import json
 import math
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from phenossl.cli._common import (
     CLIError,
@@ -15,6 +15,9 @@ from phenossl.cli._common import (
     run_with_progress,
     writable_file,
 )
+
+if TYPE_CHECKING:
+    from phenossl._progress import ProgressGenerator
 
 PROTOCOLS = ("linear", "knn", "finetune")
 # the names of phenossl.data.benchmarks.DATASETS, written out so `--help` needs no torch import
@@ -113,7 +116,9 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     if "linear" in protocols or "knn" in protocols:
         features = {}
         for name, data in (("train", train), ("test", test)):
-            gen = ev.iter_extract_features(backbone, data, batch_size=args.batch_size, **common)
+            gen: ProgressGenerator[Any] = ev.iter_extract_features(
+                backbone, data, batch_size=args.batch_size, **common
+            )
             features[name] = run_with_progress(gen, args, f"features ({name})", "img")
         (x_train, y_train), (x_test, y_test) = features["train"], features["test"]
         num_classes = len(train.classes)

@@ -142,7 +142,7 @@ class Phenotype:
                 f"{self.cell_radius!r} (nucleus_radius {self.nucleus_radius!r})"
             )
 
-    def blend(self, other: Phenotype, t: np.ndarray) -> dict[str, np.ndarray]:
+    def blend(self, other: Phenotype, t: np.ndarray | float) -> dict[str, np.ndarray]:
         """Per-cell parameters: ``self`` where ``t == 0``, ``other`` where ``t == 1``."""
         t = np.asarray(t, dtype=np.float64)
         return {
@@ -232,7 +232,7 @@ def render_cells(
     ring = np.exp(-np.square((dist - 1.3 * extent) / (0.5 * extent + 1.0))) * rim
     border = np.exp(-np.minimum(free, 30.0) / 4.0) + 0.5 * np.exp(-junction / 2.5)
 
-    signal = np.zeros((3, cell_labels.size), dtype=np.float32)
+    signal: np.ndarray = np.zeros((3, cell_labels.size), dtype=np.float32)
     signal[0] = dapi.ravel()
     signal[1, idx] = per_cell(p["tubulin"]) * dome + per_cell(p["perinuclear"]) * ring
     signal[2, idx] = (
@@ -335,7 +335,7 @@ def _thin(
     """
     h, w = shape
     ay, ax, ae, ar = (np.empty(n_target) for _ in range(4))
-    chosen = []
+    chosen: list[int] = []
     for i in range(len(cy)):
         k = len(chosen)
         if k >= n_target:

@@ -11,7 +11,7 @@ compound, concentration, treatment and MOA; without one they are ``unknown``.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Generator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +29,7 @@ def iter_write_array_fields(
     *,
     plate: str = "layers",
     labels: str | os.PathLike[str] | pd.DataFrame | None = None,
-) -> Iterator[Progress]:
+) -> Generator[Progress, None, pd.DataFrame]:
     """Write each plane of the channel stacks as one field; returns the field table.
 
     Parameters

@@ -116,6 +116,18 @@ def load_image_table(
     ValueError
         A CSV lacks columns (named), holds empty or non-numeric values (line named), a file name
         has no site tag, or two rows describe the same field.
+
+    Examples
+    --------
+    >>> from phenossl.data.synthetic import write_synthetic_plate
+    >>> table = load_image_table(write_synthetic_plate("plate", shape=(96, 128), sites=1))
+    >>> table.groupby("compound").size()
+    compound
+    DMSO              4
+    cytochalasin B    4
+    nocodazole        4
+    taxol             4
+    dtype: int64
     """
     root = Path(os.path.abspath(os.path.expanduser(root)))
     image_path = Path(image_csv) if image_csv is not None else root / IMAGE_CSV
@@ -525,7 +537,7 @@ def _stratified_split(
 
 
 def _as_list(values: str | float | Iterable) -> list:
-    if isinstance(values, str | numbers.Number):
+    if isinstance(values, str | float | numbers.Number):
         return [values]
     return list(values)
 

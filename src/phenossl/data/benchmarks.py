@@ -163,7 +163,10 @@ def _mnist(root: Path, *, split: str | None, download: bool) -> ImageDataset:
             )
         _torchvision_download("mnist", root, split)
         paths = [_find_mnist_file(root, stem) for stem in stems]
-    images, labels = read_idx(paths[0], ndim=3), read_idx(paths[1], ndim=1)
+    first, second = paths
+    if first is None or second is None:  # the download did not leave them where expected
+        raise FileNotFoundError(f"mnist {split} files not found in {root} after the download")
+    images, labels = read_idx(first, ndim=3), read_idx(second, ndim=1)
     if len(images) != len(labels):
         raise ValueError(
             f"{paths[0]} holds {len(images)} images but {paths[1]} {len(labels)} labels"

@@ -126,6 +126,17 @@ def read_field(
         (``path`` attribute; a ``ValueError``).
     ValueError
         The channels differ in shape (the three shapes are named), or a row lacks a path.
+
+    Examples
+    --------
+    >>> import numpy as np, tifffile
+    >>> for name in ("dapi.tif", "tubulin.tif", "actin.tif"):
+    ...     tifffile.imwrite(name, np.arange(64, dtype=np.uint16).reshape(8, 8))
+    >>> image = read_field("dapi.tif", "tubulin.tif", "actin.tif")
+    >>> image.shape, image.dtype
+    ((3, 8, 8), dtype('float32'))
+    >>> float(image.min()), float(image.max())  # each channel scaled to its percentiles
+    (0.0, 1.0)
     """
     paths = _channel_paths(dapi, tubulin, actin)
     low, high = _check_percentiles(percentiles)
@@ -157,8 +168,8 @@ def _channel_paths(dapi: Any, tubulin: PathLike | None, actin: PathLike | None) 
                 f"expected entries {', '.join(CHANNEL_KEYS)}"
             )
         return [Path(dapi[k]) for k in CHANNEL_KEYS]
-    missing = [n for n, v in zip(CHANNEL_KEYS[1:], (tubulin, actin)) if v is None]
-    if missing:
+    if tubulin is None or actin is None:
+        missing = [n for n, v in zip(CHANNEL_KEYS[1:], (tubulin, actin)) if v is None]
         raise ValueError(
             f"read_field: missing the {' and '.join(missing)} path(s); pass dapi, tubulin and "
             "actin paths, or one field-table row"

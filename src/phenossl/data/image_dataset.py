@@ -189,7 +189,7 @@ class TensorImageDataset(ImageDataset):
         self._device_targets = self._targets.to(images.device)
         if (mean is None) != (std is None):
             raise ValueError(f"{name}: give both mean and std, or neither")
-        if mean is not None:
+        if mean is not None and std is not None:
             self._stats = (_per_channel(mean, self.channels), _per_channel(std, self.channels))
 
     def __len__(self) -> int:
@@ -309,7 +309,7 @@ class ImageFolderDataset(ImageDataset):
             return out
         paths = [self.files[i] for i in positions]
         if self.workers == 1 or len(paths) == 1:
-            images = map(self._decode, paths)
+            images: Iterable[Tensor] = map(self._decode, paths)
         else:
             with ThreadPoolExecutor(min(self.workers, len(paths))) as pool:
                 images = list(pool.map(self._decode, paths))
@@ -448,7 +448,13 @@ class _Subset(ImageDataset):
 
 
 def check_indices(indices: Indices, n: int, name: str = "dataset") -> np.ndarray:
-    """``indices`` as int64 numpy positions in ``[0, n)`` (negative ones count from the end)."""
+    """``indices`` as int64 numpy positions in ``[0, n)`` (negative ones count from the end).
+
+    Examples
+    --------
+    >>> check_indices([0, -1], 3)
+    array([0, 2])
+    """
     if isinstance(indices, Tensor):
         indices = indices.detach().cpu().numpy()
     positions = np.asarray(indices)
@@ -469,6 +475,12 @@ def pixel_statistics(batches: Iterable[Tensor], channels: int) -> tuple[Stats, S
 
     Counts each channel's 256 values over every batch (so the result does not depend on how the
     images are batched) and takes the moments of the histogram in float64.
+
+    Examples
+    --------
+    >>> import torch
+    >>> pixel_statistics([torch.tensor([0, 255], dtype=torch.uint8).view(2, 1, 1, 1)], channels=1)
+    ((0.5,), (0.5,))
     """
     counts = torch.zeros((channels, 256), dtype=torch.float64)
     for batch in batches:

@@ -338,7 +338,9 @@ def detect_layout(root: str | os.PathLike[str], max_files: int = 300) -> PlateLa
         count = 0
         for relative in files:
             found = layout.match(relative)
-            channel = None if found is None else layout.channels.get(found["channel"])
+            if found is None:
+                continue
+            channel = layout.channels.get(found["channel"])
             if channel is None:
                 continue
             count += 1

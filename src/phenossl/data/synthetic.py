@@ -36,6 +36,7 @@ from dataclasses import asdict, dataclass, field
 from numbers import Real
 from pathlib import Path
 from types import MappingProxyType
+from typing import Any
 
 import numpy as np
 import tifffile
@@ -273,6 +274,12 @@ def write_synthetic_plate(
 
     See :func:`iter_write_synthetic_plate` for the parameters; ``progress`` receives one
     :class:`~phenossl.Progress` event per field written.
+
+    Examples
+    --------
+    >>> root = write_synthetic_plate("plate", shape=(96, 128), sites=1)
+    >>> sorted(p.name for p in root.iterdir())  # the BBBC021 layout, and what made it
+    ['BBBC021_v1_image.csv', 'BBBC021_v1_moa.csv', 'Week1', 'synthetic_plate.json']
     """
     return run(
         iter_write_synthetic_plate(
@@ -363,7 +370,7 @@ def iter_write_synthetic_plate(
     }
     (root / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
 
-    rows: list[list[object]] = []
+    rows: list[list[Any]] = []
     total = replicates * len(layout) * sites
     yield Progress(0, total, "writing synthetic plate")
     for rep in range(replicates):

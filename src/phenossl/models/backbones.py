@@ -56,6 +56,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any, cast
 from urllib.parse import urlparse
 
 import torch
@@ -106,7 +107,12 @@ class Backbone(nn.Module):
         Per-channel statistics the inputs should be normalised with, after scaling to [0, 1].
     min_input_size
         Smallest height/width the architecture accepts.
+    input_size, crop_size
+        What a shipped model expects (set by :mod:`phenossl.models.pretrained`), else None.
     """
+
+    input_size: int | None = None
+    crop_size: int | None = None
 
     def __init__(
         self,
@@ -316,7 +322,8 @@ def _vgg(
         prefix = "features."  # torchvision's file also holds the classifier, which we drop
         own = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
         _load_strict(features, own, f"ImageNet weights of {name!r}")
-    features[0] = _first_conv(features[0], in_channels, state is not None, _kaiming_init)
+    first = cast(nn.Conv2d, features[0])  # VGG's first layer
+    features[0] = _first_conv(first, in_channels, state is not None, _kaiming_init)
     body = nn.Sequential(
         OrderedDict(features=features, pool=nn.AdaptiveAvgPool2d(1), flatten=nn.Flatten(1))
     )
@@ -410,20 +417,18 @@ def _first_conv(
     """``conv`` with ``in_channels`` inputs: adapted filters if pretrained, else re-initialised."""
     if in_channels == conv.in_channels:
         return conv
-    new = nn.Conv2d(
-        in_channels,
-        conv.out_channels,
-        kernel_size=conv.kernel_size,
-        stride=conv.stride,
-        padding=conv.padding,
-        bias=conv.bias is not None,
-    )
+    geometry: dict[str, Any] = {  # torch types these as tuple[int, ...], takes tuple[int, int]
+        "kernel_size": conv.kernel_size,
+        "stride": conv.stride,
+        "padding": conv.padding,
+    }
+    new = nn.Conv2d(in_channels, conv.out_channels, **geometry, bias=conv.bias is not None)
     if not pretrained:
         init(new)
         return new
     with torch.no_grad():
         new.weight.copy_(adapt_rgb_filters(conv.weight, in_channels))
-        if conv.bias is not None:
+        if conv.bias is not None and new.bias is not None:
             new.bias.copy_(conv.bias)
     return new
 

@@ -42,7 +42,7 @@ METADATA_KEYS = (
 # what the backbone itself knows; recorded from it and checked against ``metadata``
 _ARCHITECTURE_KEYS = ("backbone", "in_channels", "cifar_stem")
 # leaves torch.load(weights_only=True) accepts besides tensors and JSON-like values
-_STATE_LEAVES = (Tensor, str, bytes, int, float, complex, bool, type(None))
+_STATE_LEAVES: tuple[type, ...] = (Tensor, str, bytes, int, float, complex, bool, type(None))
 _STATE_LEAVES += (torch.Size, torch.dtype, torch.device)
 
 
@@ -226,7 +226,7 @@ def _merge_architecture(meta: dict[str, Any], backbone: nn.Module) -> None:
 
 
 def _per_channel(value: Any, channels: int, where: str) -> tuple[float, ...]:
-    values = [float(value)] * channels if np.isscalar(value) else [float(v) for v in value]
+    values = [float(value)] * channels if np.ndim(value) == 0 else [float(v) for v in value]
     if len(values) != channels:
         raise ValueError(f"{where} has {len(values)} values; expected 1 or {channels}")
     return tuple(values)

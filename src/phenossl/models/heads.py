@@ -214,6 +214,9 @@ class IterNorm(nn.Module):
         Learnable per-channel scale and shift.
     """
 
+    running_mean: Tensor
+    running_whitening: Tensor
+
     def __init__(
         self,
         num_features: int,

@@ -26,7 +26,7 @@ _thread: threading.Thread | None = None
 def hide_triton() -> None:
     """Make ``import triton`` raise ImportError in this process, unless it is imported already."""
     if "triton" not in sys.modules:
-        sys.modules["triton"] = None
+        sys.modules["triton"] = None  # type: ignore[assignment]  # None blocks the import
 
 
 def preload_torch() -> None:

@@ -30,10 +30,10 @@ _CHANNEL_FILE = re.compile(r"_(?P<well>[A-Za-z]\d{2})_s(?P<site>\d+)_w(?P<tag>[1
 _TAG_CHANNEL = {"1": "DAPI", "2": "Tubulin", "4": "Actin"}
 _IMAGE_CSV_MARKER = "Image_FileName_DAPI"
 
-PathOrPaths = str | os.PathLike | Sequence[str | os.PathLike]
+PathOrPaths = str | os.PathLike | list[str | os.PathLike] | tuple[str | os.PathLike, ...]
 
 
-def get_reader(path: PathOrPaths) -> Callable[[PathOrPaths], list[LayerData]] | None:
+def get_reader(path: PathOrPaths) -> Callable[[PathOrPaths], Sequence[tuple]] | None:
     """npe2 reader hook: a reader function for ``path``, or None when it is not ours."""
     if isinstance(path, list | tuple):
         paths = [Path(p) for p in path]
@@ -80,7 +80,7 @@ def _is_image_csv(path: Path) -> bool:
 # --- BBBC021 folders and tables --------------------------------------------------------------
 
 
-def open_table(path: PathOrPaths) -> list[LayerData]:
+def open_table(path: PathOrPaths) -> list[tuple[None]]:
     """Open the "Select fields" widget on a BBBC021 root folder or image CSV.
 
     Returns ``[(None,)]``: the reader handled the path without adding a layer. A table that

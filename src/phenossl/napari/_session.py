@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import weakref
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -92,6 +93,10 @@ def same_fields(a: pd.DataFrame | None, b: pd.DataFrame | None) -> bool:
 _SESSIONS: dict[int, tuple[weakref.ref, Session]] = {}
 
 
+def _forget(key: int, _ref: object) -> None:
+    _SESSIONS.pop(key, None)
+
+
 def session_for(viewer: Any) -> Session:
     """The session of ``viewer`` (created on first use, dropped with the viewer).
 
@@ -104,5 +109,5 @@ def session_for(viewer: Any) -> Session:
     if entry is not None and entry[0]() is viewer:
         return entry[1]
     session = Session()
-    _SESSIONS[key] = (weakref.ref(viewer, lambda _ref, key=key: _SESSIONS.pop(key, None)), session)
+    _SESSIONS[key] = (weakref.ref(viewer, partial(_forget, key)), session)
     return session

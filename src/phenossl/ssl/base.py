@@ -22,11 +22,12 @@ from __future__ import annotations
 import abc
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import torch
 from torch import Tensor, nn
 
+from phenossl.ssl.memory import FeatureQueue
 from phenossl.ssl.momentum import cosine_tau, ema_update_, momentum_copy
 
 __all__ = ["METHODS", "Method", "MomentumMethod", "register"]
@@ -72,7 +73,7 @@ class Method(nn.Module, abc.ABC):
         """``memory.enqueue(items)`` now, or at the end of :meth:`deferred_enqueues`."""
         pending = self.__dict__.get("_pending_enqueues")
         if pending is None:
-            memory.enqueue(items)
+            cast(FeatureQueue, memory).enqueue(items)
         else:
             pending.append((memory, items.detach()))
 
@@ -87,13 +88,14 @@ class Method(nn.Module, abc.ABC):
         """
         if self.__dict__.get("_pending_enqueues") is not None:
             raise RuntimeError(f"{type(self).__name__}: deferred_enqueues() is not reentrant")
-        self.__dict__["_pending_enqueues"] = pending = []
+        pending: list[tuple[nn.Module, Tensor]] = []
+        self.__dict__["_pending_enqueues"] = pending
         try:
             yield
         finally:
             self.__dict__["_pending_enqueues"] = None
         for memory, items in pending:
-            memory.enqueue(items)
+            cast(FeatureQueue, memory).enqueue(items)
 
     @abc.abstractmethod
     def training_step(self, views: Sequence[Tensor], indices: Tensor) -> dict[str, Tensor]:

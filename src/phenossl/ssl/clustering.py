@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -69,7 +69,7 @@ class SwAV(Method):
         batch = scores.shape[0]
         scores = scores.detach()
         if len(self.queues) and self.current_epoch >= self.epoch_queue_starts:
-            queued = self.queues[view].ordered()
+            queued = cast(FeatureQueue, self.queues[view]).ordered()
             if queued.shape[0]:
                 scores = torch.cat([scores, self.prototypes(queued.to(scores.dtype))])
         return sinkhorn(scores, self.sk_iters, self.sk_epsilon)[:batch]

@@ -7,7 +7,7 @@ solo-learn's CIFAR configurations; :mod:`phenossl.ssl.presets` documents which i
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -97,7 +97,7 @@ class MoCoV2Plus(MomentumMethod):
         q1 = self.projector(self.backbone(x1))
         q2 = self.projector(self.backbone(x2))
         k1, k2 = self._key(x1), self._key(x2)
-        queue1, queue2 = self.queues[0].values(), self.queues[1].values()
+        queue1, queue2 = (cast(FeatureQueue, q).values() for q in self.queues)
         loss = (
             moco_loss(q1, k2, queue2, self.temperature)
             + moco_loss(q2, k1, queue1, self.temperature)

@@ -127,6 +127,15 @@ def nt_xent_loss(z1: Tensor, z2: Tensor, temperature: float = 0.2) -> Tensor:
         ``(N, D)`` projections of the two views (normalised here).
     temperature
         ``tau``.
+
+    Examples
+    --------
+    Views that agree give a lower loss than unrelated ones:
+
+    >>> g = torch.Generator().manual_seed(0)
+    >>> z1, noise = torch.randn(8, 16, generator=g), torch.randn(8, 16, generator=g)
+    >>> bool(nt_xent_loss(z1, z1) < nt_xent_loss(z1, noise))
+    True
     """
     _check_pair(z1, z2, "nt_xent_loss(z1, z2)")
     n = z1.shape[0]
@@ -157,6 +166,13 @@ def moco_loss(query: Tensor, key: Tensor, queue: Tensor, temperature: float = 0.
         ``(K, D)`` negatives from earlier batches.
     temperature
         ``tau``.
+
+    Examples
+    --------
+    >>> g = torch.Generator().manual_seed(0)
+    >>> q, queue = torch.randn(8, 16, generator=g), torch.randn(32, 16, generator=g)
+    >>> bool(moco_loss(q, q, queue) < moco_loss(q, torch.randn(8, 16, generator=g), queue))
+    True
     """
     _check_pair(query, key, "moco_loss(query, key)")
     _check_bank(query, queue, "moco_loss(queue)")
@@ -234,6 +250,13 @@ def barlow_twins_loss(z1: Tensor, z2: Tensor, lambd: float = 0.0051, scale: floa
         loss = scale * ( sum_i (1 - C_ii)^2 + lambd * sum_{i != j} C_ij^2 ).
 
     ``scale`` (solo-learn's ``scale_loss``, 0.1 in its CIFAR config) only rescales the gradient.
+
+    Examples
+    --------
+    >>> g = torch.Generator().manual_seed(0)
+    >>> z1, noise = torch.randn(8, 16, generator=g), torch.randn(8, 16, generator=g)
+    >>> bool(barlow_twins_loss(z1, z1) < barlow_twins_loss(z1, noise))
+    True
     """
     _check_pair(z1, z2, "barlow_twins_loss(z1, z2)")
     n = z1.shape[0]
@@ -254,7 +277,17 @@ def invariance_term(z1: Tensor, z2: Tensor) -> Tensor:
 
 @_float32
 def variance_term(z: Tensor, eps: float = 1e-4) -> Tensor:
-    """VICReg variance hinge ``mean_d relu(1 - sqrt(Var(z_d) + eps))`` (unbiased variance)."""
+    """VICReg variance hinge ``mean_d relu(1 - sqrt(Var(z_d) + eps))`` (unbiased variance).
+
+    Examples
+    --------
+    Collapsed features (every sample the same) pay the full hinge, spread ones nothing:
+
+    >>> round(float(variance_term(torch.zeros(4, 3))), 4)  # 1 - sqrt(eps)
+    0.99
+    >>> float(variance_term(10 * torch.randn(100, 3, generator=torch.Generator().manual_seed(0))))
+    0.0
+    """
     std = torch.sqrt(z.var(dim=0) + eps)
     return F.relu(1.0 - std).mean()
 
@@ -301,6 +334,13 @@ def vicreg_loss(
     sums the two variance terms where the official code and lightly average them, i.e. this is
     the official loss with ``var_weight`` doubled; we keep solo-learn's form because the paper's
     runs used it.
+
+    Examples
+    --------
+    >>> g = torch.Generator().manual_seed(0)
+    >>> z1, noise = torch.randn(8, 16, generator=g), torch.randn(8, 16, generator=g)
+    >>> bool(vicreg_loss(z1, z1) < vicreg_loss(z1, noise))
+    True
     """
     _check_pair(z1, z2, "vicreg_loss(z1, z2)")
     return (
@@ -347,6 +387,14 @@ def byol_loss(prediction: Tensor, target: Tensor) -> Tensor:
 
     Grill et al., "Bootstrap your own latent", NeurIPS 2020. ``target`` (the momentum
     projection, or its nearest neighbour for NNBYOL) receives no gradient.
+
+    Examples
+    --------
+    Only the direction counts: a prediction parallel to its target costs nothing.
+
+    >>> z = torch.randn(8, 16, generator=torch.Generator().manual_seed(0))
+    >>> abs(float(byol_loss(z, 3 * z))) < 1e-6, round(float(byol_loss(z, -z)), 4)
+    (True, 4.0)
     """
     _check_pair(prediction, target, "byol_loss(prediction, target)")
     return 2.0 - 2.0 * F.cosine_similarity(prediction, target.detach(), dim=-1).mean()
@@ -357,6 +405,12 @@ def simsiam_loss(prediction: Tensor, target: Tensor) -> Tensor:
     """SimSiam's negative cosine similarity ``-cos(p, sg(z))``, averaged over the batch.
 
     Chen and He, "Exploring simple siamese representation learning", CVPR 2021.
+
+    Examples
+    --------
+    >>> z = torch.randn(8, 16, generator=torch.Generator().manual_seed(0))
+    >>> round(float(simsiam_loss(z, z)), 4), round(float(simsiam_loss(z, -z)), 4)
+    (-1.0, 1.0)
     """
     _check_pair(prediction, target, "simsiam_loss(prediction, target)")
     return -F.cosine_similarity(prediction, target.detach(), dim=-1).mean()
@@ -390,6 +444,12 @@ def sinkhorn(scores: Tensor, iterations: int = 3, epsilon: float = 0.05) -> Tens
     -------
     Tensor
         ``(N, K)`` assignments; each row sums to 1 exactly and each column to about ``N / K``.
+
+    Examples
+    --------
+    >>> codes = sinkhorn(torch.randn(6, 3, generator=torch.Generator().manual_seed(0)))
+    >>> codes.shape, bool(torch.allclose(codes.sum(dim=1), torch.ones(6)))
+    (torch.Size([6, 3]), True)
     """
     if scores.ndim != 2:
         raise ValueError(f"sinkhorn: expected (N, K) scores, got {tuple(scores.shape)}")

@@ -137,22 +137,24 @@ class MethodPreset:
 #: solo-learn's CIFAR optimiser per method, from ``scripts/pretrain/cifar/<method>.sh``:
 #: (optimizer, --grad_clip_lars, --exclude_bias_n_norm); every LARS script passes --eta_lars 0.02
 #: (the two flags mean nothing for SGD).
-SOLO_LEARN_CIFAR_OPTIMIZER: Mapping[str, tuple[str, bool, bool]] = MappingProxyType(
-    {
-        "barlow_twins": ("lars", True, True),
-        "byol": ("lars", True, True),
-        "deepclusterv2": ("lars", True, False),
-        "dino": ("lars", True, True),
-        "mocov2plus": ("sgd", False, False),
-        "nnbyol": ("lars", True, True),
-        "nnclr": ("lars", True, True),
-        "ressl": ("sgd", False, False),
-        "simclr": ("lars", True, True),
-        "simsiam": ("sgd", False, False),
-        "swav": ("lars", True, False),
-        "vibcreg": ("lars", True, True),
-        "vicreg": ("lars", True, True),
-    }
+SOLO_LEARN_CIFAR_OPTIMIZER: Mapping[str, tuple[Literal["sgd", "lars"], bool, bool]] = (
+    MappingProxyType(
+        {
+            "barlow_twins": ("lars", True, True),
+            "byol": ("lars", True, True),
+            "deepclusterv2": ("lars", True, False),
+            "dino": ("lars", True, True),
+            "mocov2plus": ("sgd", False, False),
+            "nnbyol": ("lars", True, True),
+            "nnclr": ("lars", True, True),
+            "ressl": ("sgd", False, False),
+            "simclr": ("lars", True, True),
+            "simsiam": ("sgd", False, False),
+            "swav": ("lars", True, False),
+            "vibcreg": ("lars", True, True),
+            "vicreg": ("lars", True, True),
+        }
+    )
 )
 
 #: where solo-learn's later ``scripts/pretrain/cifar/<method>.yaml`` differ from the ``.sh``
@@ -202,7 +204,7 @@ def _cifar(
     batch_size: int = 512,
     **kwargs: Any,
 ) -> MethodPreset:
-    options = {
+    options: dict[str, Any] = {
         k: kwargs.pop(k)
         for k in ("warmup_epochs", "warmup_start_lr", "min_lr", "zero_init_residual")
         if k in kwargs

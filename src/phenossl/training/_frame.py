@@ -13,7 +13,7 @@ import math
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from numbers import Number
+from numbers import Real
 from typing import Any
 
 import numpy as np
@@ -144,7 +144,7 @@ def numeric_values(frame: pd.DataFrame, parameter: str) -> pd.Series:
     numbers = []
     for run_id, value in zip(ids, raw):
         try:
-            if isinstance(value, bool) or not isinstance(value, Number | str):
+            if isinstance(value, bool) or not isinstance(value, Real | str):
                 raise TypeError
             numbers.append(float(value))
         except (TypeError, ValueError):

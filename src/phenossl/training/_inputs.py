@@ -7,7 +7,7 @@ import math
 import queue
 import threading
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import torch
@@ -16,6 +16,9 @@ from torch.nn import functional as F
 
 from phenossl._device import memory_format
 from phenossl.data.image_dataset import ImageDataset
+
+if TYPE_CHECKING:
+    from phenossl.models.backbones import Backbone
 
 Normalize = tuple[Sequence[float], Sequence[float]]
 
@@ -34,7 +37,7 @@ class Preprocess:
         if normalize is not None:
             mean, std = normalize
         elif getattr(backbone, "input_mean", None) is not None:
-            mean, std = backbone.input_mean, backbone.input_std
+            mean, std = cast("Backbone", backbone).input_mean, cast("Backbone", backbone).input_std
         else:
             mean, std = dataset.mean, dataset.std
         channels = dataset.channels

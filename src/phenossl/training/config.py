@@ -173,7 +173,11 @@ class OptimConfig:
     def effective_lr(self, rate: float | None = None) -> float:
         """``rate`` (default ``lr``) as handed to the optimiser for ``batch_size``."""
         base = self.lr if rate is None else rate
-        return base * self.batch_size / 256 if self.lr_scaling == "linear" else base
+        assert base is not None  # lr is the preset's where not set
+        if self.lr_scaling == "linear":
+            assert self.batch_size is not None
+            return base * self.batch_size / 256
+        return base
 
 
 @dataclass
@@ -374,7 +378,7 @@ def _list_index(part: str, length: int, where: str) -> int:
 def _merge(base: Any, update: Any, where: str) -> Any:
     """Deep merge: mappings recursively, a mapping of integer keys onto a list by element."""
     if isinstance(update, Mapping) and isinstance(base, Mapping):
-        out = dict(base)
+        out: Any = dict(base)
         for key, value in update.items():
             out[key] = _merge(base[key], value, f"{where}.{key}") if key in base else value
         return copy.deepcopy(out)
@@ -439,7 +443,7 @@ def _preset(method: MethodConfig):
     from phenossl.ssl.presets import get_preset
 
     try:
-        preset = get_preset(method.preset)
+        preset = get_preset(method.preset or method.name)  # _method sets preset (default: name)
     except ValueError as err:
         raise ConfigError("method.preset", str(err)) from None
     if preset.method != method.name:
@@ -556,9 +560,9 @@ def _check_values(config: TrainConfig) -> None:
             raise ConfigError(key, f"expected a positive value, got {value}")
     for key in ("weight_decay", "momentum", "warmup_epochs", "warmup_start_lr", "min_lr"):
         value = getattr(config.optim, key)
-        if value < 0:
+        if value is not None and value < 0:
             raise ConfigError(f"optim.{key}", f"expected a value >= 0, got {value}")
-    if config.optim.batch_size < 2:
+    if config.optim.batch_size is not None and config.optim.batch_size < 2:
         raise ConfigError("optim.batch_size", "SSL losses need at least 2 images per batch")
     if config.model.backbone not in available_backbones():
         raise ConfigError(

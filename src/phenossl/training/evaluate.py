@@ -101,6 +101,9 @@ class FinetuneResult(ClassificationResult):
 class StandardizedLinear(nn.Module):
     """``linear((x - mean) / std)`` with fixed ``mean``/``std`` buffers (no batch norm)."""
 
+    mean: Tensor
+    std: Tensor
+
     def __init__(self, mean: Tensor, std: Tensor, num_classes: int) -> None:
         super().__init__()
         self.register_buffer("mean", mean.detach().clone())
@@ -156,7 +159,7 @@ def iter_extract_features(
     n = len(dataset)
     yield Progress(0, n, f"features on {dev}")
     was_training = backbone.training
-    backbone.to(device=dev, memory_format=memory_format(dev)).eval()
+    backbone.to(dev).to(memory_format=memory_format(dev)).eval()
     parts: list[Tensor] = []
     done = 0
     try:
@@ -257,8 +260,8 @@ def iter_linear_eval(
     for name, value in (("epochs", epochs), ("batch_size", batch_size)):
         check_positive(value, name)
     check_finite(lr, "lr", positive=True)
-    for name, value in (("momentum", momentum), ("weight_decay", weight_decay)):
-        check_finite(value, name)
+    for name, rate in (("momentum", momentum), ("weight_decay", weight_decay)):
+        check_finite(rate, name)
     x_train, y_train = x_train.to(dev), y_train.to(dev)
     mean = x_train.mean(dim=0)
     std = x_train.std(dim=0, correction=0).clamp_min(1e-6)
@@ -484,8 +487,8 @@ def iter_finetune(
     for name, value in (("epochs", epochs), ("batch_size", batch_size)):
         check_positive(value, name)
     check_finite(lr, "lr", positive=True)
-    for name, value in (("momentum", momentum), ("weight_decay", weight_decay)):
-        check_finite(value, name)
+    for name, rate in (("momentum", momentum), ("weight_decay", weight_decay)):
+        check_finite(rate, name)
     num_classes = len(train_dataset.classes)
     if num_classes < 2:
         raise ValueError(f"{train_dataset.name}: fine-tuning needs >= 2 classes")
@@ -498,7 +501,7 @@ def iter_finetune(
         input_size = getattr(augment, "size", None)
     rng = PrivateRNG(seed, dev)
     prepare = Preprocess(backbone, train_dataset, normalize, input_size, dev)
-    model = copy.deepcopy(backbone).to(device=dev, memory_format=memory_format(dev))
+    model = copy.deepcopy(backbone).to(dev).to(memory_format=memory_format(dev))
     with rng.active():
         head = nn.Linear(_feature_dim(model, prepare, train_dataset), num_classes).to(dev)
     net = nn.Sequential(model, head)

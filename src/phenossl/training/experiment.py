@@ -51,7 +51,7 @@ class RunResult:
     ``CUDA_VISIBLE_DEVICES``, the epoch training resumed from).
     """
 
-    metrics: dict[str, float] = field(default_factory=dict)
+    metrics: dict[str, float | None] = field(default_factory=dict)
     per_class: dict[str, dict[str, list]] = field(default_factory=dict)
     artifacts: dict[str, str] = field(default_factory=dict)
     info: dict[str, Any] = field(default_factory=dict)
@@ -175,7 +175,7 @@ def iter_evaluate(
     data = settings.data
     options = {**config.data.options, **data.options}
     size = _view_size(config)
-    common = {
+    common: dict[str, Any] = {
         "batch_size": data.batch_size,
         "device": settings.device,
         "input_size": size,
@@ -186,7 +186,7 @@ def iter_evaluate(
         return _build(config.data, split, limit, seed, {**options, **extra})
 
     test = dataset(data.test_split, data.test_limit)
-    train = None
+    train: Any = None
     if settings.linear or settings.knn or settings.finetune:
         train = dataset(data.train_split, data.train_limit)
         _check_labelled(train, test)
@@ -195,10 +195,11 @@ def iter_evaluate(
         bool(frozen) + bool(frozen or settings.cluster) + bool(settings.linear)
         + bool(settings.knn) + bool(settings.finetune) + len(settings.cluster)
     )  # fmt: skip
-    result, details = RunResult(), {"protocols": {}, "clusters": []}
+    result = RunResult()
+    details: dict[str, Any] = {"protocols": {}, "clusters": []}
     details.update(dataset=config.data.dataset, n_test=len(test), classes=list(test.classes))
     if frozen:
-        gen = ev.iter_extract_features(backbone, train, **common)
+        gen: ProgressGenerator[Any] = ev.iter_extract_features(backbone, train, **common)
         x_train, y_train = yield from stages.run(gen, "train features")
     if frozen or settings.cluster:
         gen = ev.iter_extract_features(backbone, test, **common)

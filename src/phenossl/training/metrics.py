@@ -62,7 +62,15 @@ class ClassificationResult:
 
 
 def confusion_matrix(y_true: Labels, y_pred: Labels, num_classes: int) -> np.ndarray:
-    """int64 ``(C, C)`` counts: row = true class, column = predicted class."""
+    """int64 ``(C, C)`` counts: row = true class, column = predicted class.
+
+    Examples
+    --------
+    >>> confusion_matrix([0, 0, 1, 2], [0, 1, 1, 2], num_classes=3)
+    array([[1, 1, 0],
+           [0, 1, 0],
+           [0, 0, 1]])
+    """
     true, pred = as_labels(y_true, "y_true"), as_labels(y_pred, "y_pred")
     if true.shape != pred.shape:
         raise ValueError(f"y_true has {true.size} labels but y_pred {pred.size}")
@@ -77,6 +85,11 @@ def per_class_accuracy(y_true: Labels, y_pred: Labels, num_classes: int) -> np.n
 
     Returns float64 ``(C,)``: correct predictions of class ``c`` / samples of class ``c``
     (NaN for a class with no sample).
+
+    Examples
+    --------
+    >>> per_class_accuracy([0, 0, 1], [0, 1, 1], num_classes=3)  # class 2 has no sample
+    array([0.5, 1. , nan])
     """
     return _recall(confusion_matrix(y_true, y_pred, num_classes))
 
@@ -88,7 +101,15 @@ def _recall(confusion: np.ndarray) -> np.ndarray:
 
 
 def score(scores: Tensor, y_true: Tensor, num_classes: int) -> ClassificationResult:
-    """Top-1/top-5 accuracy, per-class accuracy and confusion from class scores ``(N, C)``."""
+    """Top-1/top-5 accuracy, per-class accuracy and confusion from class scores ``(N, C)``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> result = score(torch.tensor([[2.0, 1.0], [0.0, 3.0], [5.0, 1.0]]), torch.tensor([0, 1, 1]), 2)
+    >>> round(result.top1, 3), result.top5, result.per_class.tolist()
+    (0.667, None, [1.0, 0.5])
+    """
     scores, y_true = scores.detach().float().cpu(), y_true.detach().cpu().long()
     if scores.ndim != 2 or scores.shape != (len(y_true), num_classes):
         raise ValueError(

@@ -71,7 +71,11 @@ class KnnMonitor:
         from phenossl.training.evaluate import extract_features, knn_accuracy
 
         started = time.perf_counter()
-        options = {"device": self.device, "input_size": self.input_size, "amp": self.amp}
+        options: dict[str, Any] = {
+            "device": self.device,
+            "input_size": self.input_size,
+            "amp": self.amp,
+        }
         bank, bank_labels = extract_features(backbone, self.bank, **options)
         queries, labels = extract_features(backbone, self.queries, **options)
         accuracy = knn_accuracy(

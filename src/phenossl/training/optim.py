@@ -80,7 +80,7 @@ class LARS(Optimizer):
         super().__init__(params, defaults)
 
     @torch.no_grad()
-    def step(self, closure=None):  # type: ignore[override]
+    def step(self, closure=None):
         loss = None
         if closure is not None:
             with torch.enable_grad():
@@ -122,6 +122,9 @@ def build_optimizer(groups: list[dict[str, Any]], optim: OptimConfig) -> Optimiz
     ``static_lr``) are kept in ``optimizer.param_groups`` for :func:`set_learning_rates`.
     """
     lr = optim.effective_lr()
+    # a loaded config has every field (the method preset's value where not set)
+    assert optim.momentum is not None
+    assert optim.weight_decay is not None
     groups = [dict(g) for g in groups]
     if optim.optimizer == "sgd":
         return torch.optim.SGD(

@@ -11,7 +11,9 @@ sweep may hold each of the paper's axes.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from types import MappingProxyType
+from typing import Any
 
 #: human label of each of the paper's swept parameters
 PARAMETER_LABELS = MappingProxyType(
@@ -39,7 +41,7 @@ PARAMETER_ALIASES = MappingProxyType(
 #: Table 1 (appendix): hue intensity sweep, ResNet18 (the dataset is CIFAR-100, 100 classes).
 #: Per method: classes with a significant (p < 0.05) negative correlation under linear evaluation
 #: and under fine-tuning, and the percentage of classes with the same trend in both.
-TABLE1 = MappingProxyType(
+TABLE1: Mapping[str, Any] = MappingProxyType(
     {
         "parameter": "hue",
         "dataset": "cifar100",
@@ -55,7 +57,7 @@ TABLE1 = MappingProxyType(
 
 #: Table 2 (appendix): CIFAR-10, ResNet18, 20 hue probabilities at hue intensity 0.5, seeds 5-9;
 #: linear top-1 (%) mean and standard deviation.
-TABLE2 = MappingProxyType(
+TABLE2: Mapping[str, Any] = MappingProxyType(
     {
         "parameter": "hue_p",
         "dataset": "cifar10",
@@ -81,7 +83,7 @@ TABLE2 = MappingProxyType(
 #: Table 3 (appendix): CIFAR-100, ResNet18, Barlow Twins, BYOL, MoCo v2, SimCLR, VICReg. Number of
 #: classes biased in all 5 methods, in at least 3 and in at least 2, per swept parameter (keys
 #: of :data:`PARAMETER_ALIASES`).
-TABLE3 = MappingProxyType(
+TABLE3: Mapping[str, Any] = MappingProxyType(
     {
         "dataset": "cifar100",
         "methods": ("barlow_twins", "byol", "mocov2plus", "simclr", "vicreg"),
@@ -96,7 +98,7 @@ TABLE3 = MappingProxyType(
 )
 
 #: Table 4 (appendix): MNIST linear evaluation top-1 (%) by method and backbone.
-TABLE4 = MappingProxyType(
+TABLE4: Mapping[str, Any] = MappingProxyType(
     {
         "dataset": "mnist",
         "methods": MappingProxyType(

@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -135,7 +136,7 @@ class _Writer:
     ) -> None:
         self.out = out_dir
         self.store_root = store_root
-        self.options = {"alpha": alpha, "correction": correction, "test": test}
+        self.options: dict[str, Any] = {"alpha": alpha, "correction": correction, "test": test}
         self.top_classes = top_classes
         self._bias: dict[tuple[str, str], pd.DataFrame] = {}
 
@@ -401,26 +402,26 @@ def _plan(
 ) -> Iterator[tuple[str, str, Callable[[], list[str]]]]:
     sweeps = [s for s in find_sweeps(frame) if _has_accuracy(s.frame)]
     for sweep in sweeps:
-        yield "Table 2", sweep.label, lambda s=sweep: writer.table2(s)
+        yield "Table 2", sweep.label, partial(writer.table2, sweep)
         yield (
             "Figure: accuracy vs parameter",
             sweep.label,
-            lambda s=sweep: writer.accuracy_figure(s),
+            partial(writer.accuracy_figure, sweep),
         )
         for protocol in protocols(sweep.frame):
             yield (
                 "Bias tables",
                 f"{sweep.label} [{protocol}]",
-                (lambda s=sweep, p=protocol: writer.bias_tables(s, p)),
+                partial(writer.bias_tables, sweep, protocol),
             )
-        yield "Figure: per-class curves", sweep.label, lambda s=sweep: writer.class_figure(s)
-        yield "Table 1", sweep.label, lambda s=sweep: writer.table1(s)
+        yield "Figure: per-class curves", sweep.label, partial(writer.class_figure, sweep)
+        yield "Table 1", sweep.label, partial(writer.table1, sweep)
     yield "Table 3", "all sweeps", lambda: writer.table3(sweeps)
     for name, runs in experiments(frame).items():
-        yield "Table 4", name, lambda n=name, r=runs: writer.table4(n, r)
-        yield "AMI tables", name, lambda n=name, r=runs: writer.ami_table(n, r)
-        yield "Figure: AMI vs backbone size", name, lambda n=name, r=runs: writer.ami_figure(n, r)
-        yield "Figure: cluster exemplars", name, lambda n=name, r=runs: writer.exemplars(n, r)
+        yield "Table 4", name, partial(writer.table4, name, runs)
+        yield "AMI tables", name, partial(writer.ami_table, name, runs)
+        yield "Figure: AMI vs backbone size", name, partial(writer.ami_figure, name, runs)
+        yield "Figure: cluster exemplars", name, partial(writer.exemplars, name, runs)
 
 
 def iter_write_report(

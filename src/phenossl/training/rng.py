@@ -45,9 +45,11 @@ class RunRng:
         return {"cpu": torch.get_rng_state(), "cuda": cuda}
 
     def _set(self, state: dict[str, Tensor | None]) -> None:
-        torch.set_rng_state(state["cpu"])
-        if self.cuda_index is not None and state.get("cuda") is not None:
-            torch.cuda.set_rng_state(state["cuda"], self.cuda_index)
+        cpu, cuda = state["cpu"], state.get("cuda")
+        assert cpu is not None  # always saved; only the CUDA state may be None
+        torch.set_rng_state(cpu)
+        if self.cuda_index is not None and cuda is not None:
+            torch.cuda.set_rng_state(cuda, self.cuda_index)
 
     def __enter__(self) -> RunRng:
         self._outer.append(self._get())

@@ -117,10 +117,14 @@ def iter_sweep(
         The store holds runs of the same ids with another definition.
     """
     if not isinstance(config, SweepConfig):
-        config = load_sweep(config, smoke=smoke, overrides=overrides, methods=methods, seeds=seeds)
+        config = load_sweep(
+            Path(config), smoke=smoke, overrides=overrides, methods=methods, seeds=seeds
+        )
     specs = {spec.run_id: spec for spec in config.runs()}
-    own_store = not isinstance(store, ResultStore)
-    results = ResultStore(default_store(config) if store is None else store) if own_store else store
+    if isinstance(store, ResultStore):
+        results, own_store = store, False
+    else:
+        results, own_store = ResultStore(default_store(config) if store is None else store), True
     try:
         results.add_runs((s.run_id, s.experiment, s.to_json()) for s in specs.values())
         if isinstance(executor, str):

@@ -189,7 +189,7 @@ class EvaluateConfig:
         """Parse the YAML mapping; unknown keys raise :class:`ConfigError` naming them."""
         raw = _mapping(raw, where)
         _check_keys(raw, [f.name for f in dataclasses.fields(cls)], where)
-        protocols = {}
+        protocols: dict[str, Any] = {}
         for name, kind in (
             ("linear", LinearSettings),
             ("knn", KnnSettings),
@@ -473,7 +473,7 @@ class SweepConfig:
             train_file = self._train_path(str(train_file).format(method=method))
             overrides = dict(parts["train"])
             overrides.pop("run.seed", None)  # one resolution serves every seed
-            key = (train_file, json.dumps(overrides, sort_keys=True))
+            key: tuple[Path | str, str] = (train_file, json.dumps(overrides, sort_keys=True))
             if key not in cache:
                 cache[key] = _load_train(train_file, overrides, self.smoke).to_dict()
             resolved = copy.deepcopy(cache[key])

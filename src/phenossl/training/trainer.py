@@ -40,7 +40,7 @@ import shutil
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import torch
@@ -50,7 +50,7 @@ from torch.optim import Optimizer
 from phenossl._device import amp_dtype, autocast, resolve_device
 from phenossl._lock import folder_lock
 from phenossl._progress import Progress, ProgressCallback, ProgressGenerator, run
-from phenossl.augment import weak_view
+from phenossl.augment import Augmentation, weak_view
 from phenossl.data.image_dataset import ImageDataset
 from phenossl.training.config import TrainConfig, load_config
 from phenossl.training.feeding import make_feeder
@@ -62,6 +62,10 @@ from phenossl.training.optim import (
     set_learning_rates,
 )
 from phenossl.training.rng import RunRng
+
+if TYPE_CHECKING:
+    from phenossl.models.backbones import Backbone
+    from phenossl.ssl.base import Method
 
 __all__ = ["TrainStep", "build_method_for", "iter_train", "run_seeds", "train"]
 
@@ -97,9 +101,9 @@ class TrainStep:
 
     def __init__(
         self,
-        method: nn.Module,
+        method: Method,
         optimizer: Optimizer,
-        augmentations: Sequence[tuple[nn.Module, float]],
+        augmentations: Sequence[tuple[Augmentation, float]],
         mean: Sequence[float],
         std: Sequence[float],
         config: TrainConfig,
@@ -166,6 +170,7 @@ class TrainStep:
                 loss = weight * part if loss is None else loss + weight * part
                 prefix = f"{name}/" if len(views) > 1 else ""
                 logs.update({f"{prefix}{k}": v.detach() for k, v in out.items()})
+        assert loss is not None  # there is at least one composition
         self.optimizer.zero_grad(set_to_none=True)
         if self.scaler is None:
             loss.backward()
@@ -181,7 +186,7 @@ class TrainStep:
 
 def build_method_for(
     config: TrainConfig, dataset: ImageDataset, rng: RunRng | None = None
-) -> nn.Module:
+) -> Method:
     """The backbone and SSL method of ``config`` for ``dataset``, on the CPU.
 
     Initialised from ``rng`` (default: the run's stream for ``run.seed``, so the weights are
@@ -266,7 +271,7 @@ def iter_train(
         non-finite loss (the message names the step).
     """
     if not isinstance(config, TrainConfig):
-        config = load_config(config)
+        config = load_config(Path(config))
     out = Path(out_dir)
     device = resolve_device(config.run.device)
     threads = torch.get_num_threads()
@@ -299,6 +304,10 @@ def _train(
     from phenossl.augment import build_augmentation
 
     optim = config.optim
+    # a loaded config has every optimiser field (the method preset's value where not set)
+    assert optim.batch_size is not None
+    assert optim.epochs is not None
+    assert optim.warmup_epochs is not None
     dataset = _dataset(config)
     batch = optim.batch_size
     steps_per_epoch = len(dataset) // batch
@@ -323,8 +332,8 @@ def _train(
         method,
         build_optimizer(method.parameter_groups(), optim),
         [(build_augmentation(a.name, **a.params), a.weight) for a in config.augmentation],
-        method.backbone.input_mean,
-        method.backbone.input_std,
+        cast("Backbone", method.backbone).input_mean,
+        cast("Backbone", method.backbone).input_std,
         config,
         device=device,
         total_steps=total_steps,
@@ -364,7 +373,7 @@ def _train(
                 step += 1
                 message = ""
                 if step % config.run.log_every == 0:
-                    record = window.pop(step)
+                    record: dict[str, Any] = window.pop(step)
                     lr = step_fn.lr(step - 1)
                     log.write({"kind": "step", "epoch": epoch, "step": step, "lr": lr, **record})
                     message = f"epoch {epoch + 1}/{optim.epochs} loss {record['loss']:.4f}"
@@ -518,7 +527,7 @@ def _save(
 
     method = step_fn.method
     state: dict[str, Any] = {"epoch": epoch, "step": step}
-    if rng is not None:
+    if rng is not None and order_rng is not None:
         heads = {k: v for k, v in method.state_dict().items() if not k.startswith("backbone.")}
         state.update(
             method=heads,
