@@ -15,6 +15,7 @@ from phenossl.training.config import (
     apply_overrides,
     load_config,
     parse_override,
+    parse_overrides,
 )
 from phenossl.training.sweep_config import is_sweep_config
 
@@ -172,13 +173,15 @@ def test_overrides_set_dotted_keys_with_yaml_values(tmp_path):
     path = _write(tmp_path, CELLS)
     config = load_config(
         path,
-        overrides=[
-            "optim.lr=0.5",
-            "augmentation.1.weight=2",
-            "method.temperature=0.2",
-            "run.eval.knn=true",
-            "data.options={label_column: compound}",
-        ],
+        overrides=parse_overrides(
+            [
+                "optim.lr=0.5",
+                "augmentation.1.weight=2",
+                "method.temperature=0.2",
+                "run.eval.knn=true",
+                "data.options={label_column: compound}",
+            ]
+        ),
     )
     assert config.optim.lr == 0.5
     assert config.augmentation[1].weight == 2.0
@@ -186,13 +189,15 @@ def test_overrides_set_dotted_keys_with_yaml_values(tmp_path):
     assert config.run.eval.knn is True
     assert config.data.options == {"label_column": "compound"}
     with pytest.raises(ConfigError, match=r"optim\.lrr: unknown key"):
-        load_config(path, overrides=["optim.lrr=0.5"])
+        load_config(path, overrides=[parse_override("optim.lrr=0.5")])
     with pytest.raises(ConfigError, match=r"augmentation.5: expected a list index in \[0, 2\)"):
-        load_config(path, overrides=["augmentation.5.weight=1"])
+        load_config(path, overrides=[parse_override("augmentation.5.weight=1")])
     with pytest.raises(ConfigError, match="KEY=VALUE"):
         parse_override("optim.lr")
     assert parse_override("data.limit=null") == ("data.limit", None)
-    assert apply_overrides({"a": {"b": 1}}, ["a.c.d=[1, 2]"]) == {"a": {"b": 1, "c": {"d": [1, 2]}}}
+    assert apply_overrides({"a": {"b": 1}}, [parse_override("a.c.d=[1, 2]")]) == {
+        "a": {"b": 1, "c": {"d": [1, 2]}}
+    }
 
 
 def test_smoke_section_applies_only_with_smoke_and_overrides_win(tmp_path):
@@ -203,17 +208,17 @@ def test_smoke_section_applies_only_with_smoke_and_overrides_win(tmp_path):
     assert (smoke.optim.epochs, smoke.data.limit) == (1, 32)
     assert smoke.augmentation[1].params == {"degrees": 90, "size": 48}  # merged element-wise
     assert smoke.augmentation[0].weight == 0.4
-    both = load_config(path, smoke=True, overrides=["optim.epochs=2", "smoke.data.limit=8"])
+    both = load_config(path, smoke=True, overrides={"optim.epochs": 2, "smoke.data.limit": 8})
     assert (both.optim.epochs, both.data.limit) == (2, 8)
 
 
 def test_config_round_trips_through_yaml(tmp_path):
-    config = load_config(_write(tmp_path, CELLS), overrides=["run.seed=7"])
+    config = load_config(_write(tmp_path, CELLS), overrides={"run.seed": 7})
     saved = config.save(tmp_path / "run" / "config.yaml")
     again = load_config(saved)
     assert again == config
     assert TrainConfig.from_dict(yaml.safe_load(config.to_yaml()), smoke=True) == load_config(
-        _write(tmp_path, CELLS), overrides=["run.seed=7"], smoke=True
+        _write(tmp_path, CELLS), overrides={"run.seed": 7}, smoke=True
     )
     text = saved.read_text()
     assert text.index("data:") < text.index("method:") < text.index("optim:")

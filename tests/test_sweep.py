@@ -19,6 +19,7 @@ from PIL import Image
 from phenossl.cells.crops import CropSetWriter
 from phenossl.data.cifar import write_cifar_like
 from phenossl.training import executors
+from phenossl.training.config import parse_overrides
 from phenossl.training.executors import DaskExecutor, GpuExecutor, LocalExecutor, make_executor
 from phenossl.training.store import ResultStore, SpecMismatchError, worker_name
 from phenossl.training.sweep import sweep
@@ -322,7 +323,11 @@ def test_backbone_size_smoke_sweep_embeds_and_clusters(tiny_cropset, tmp_path):
     config = load_sweep(
         TRAINING / "backbone_size.yaml",
         smoke=True,
-        overrides=[f"embed.cropset={tiny_cropset}", "embed.input_size=32", "embed.device=cpu"],
+        overrides={
+            "embed.cropset": str(tiny_cropset),
+            "embed.input_size": 32,
+            "embed.device": "cpu",
+        },
     )
     summary = sweep(config, tmp_path)
     assert (summary.done, summary.total) == (4, 4)
@@ -344,7 +349,7 @@ def test_gpu_executor_pins_each_worker_to_its_device(tiny_cropset, tmp_path):
     config = load_sweep(
         TRAINING / "backbone_size.yaml",
         smoke=True,
-        overrides=[f"embed.cropset={tiny_cropset}", "embed.input_size=32"],
+        overrides={"embed.cropset": str(tiny_cropset), "embed.input_size": 32},
     )
     config.grid = config.grid[:1]  # two runs: one per backbone
     summary = sweep(config, tmp_path, executor=GpuExecutor(gpus=["4", "7"]), device="cpu")
@@ -372,7 +377,7 @@ def test_mnist_digit_composition_clusters_by_digit(mnist_root, tmp_path):
     config = load_sweep(
         TRAINING / "fig4_mnist_clustering.yaml",
         smoke=True,
-        overrides=mnist_ci_settings(mnist_root) + MNIST_SHORT,
+        overrides=parse_overrides(mnist_ci_settings(mnist_root) + MNIST_SHORT),
     )
     started = time.perf_counter()
     summary = sweep(config, tmp_path)
