@@ -526,14 +526,7 @@ class TrainConfig(Section):
         raw = apply_overrides(data, pairs)
         section = _plain(as_dict(raw.pop("smoke", None), "smoke"))
         later = [(k, v) for k, v in pairs if k.split(".")[0] != "smoke"]  # win over smoke
-        with_smoke = apply_overrides(merge(raw, section, where="smoke"), later)
-        config = None if smoke else validate(cls, {**raw, "smoke": section})
-        try:  # also catches typos in the smoke section of a normal run
-            smoked = validate(cls, {**with_smoke, "smoke": section})
-        except ConfigError as err:
-            key = join_key("smoke", err.key) if has_key(section, err.key) else err.key
-            raise ConfigError(key, f"{err.detail} (with the smoke section applied)") from None
-        return smoked if config is None else config
+        return with_smoke(cls, {**raw, "smoke": section}, section, smoke, later=later)
 
     def to_yaml(self) -> str:
         """The config as YAML text (sections in the documented order)."""
@@ -698,6 +691,31 @@ def merge(base: Any, update: Any, *, replace: Iterable[str] = (), where: str = "
                 out[key] = copy.deepcopy(value)
         return out
     return copy.deepcopy(update)
+
+
+def with_smoke(
+    schema: type[Model],
+    raw: dict[str, Any],
+    section: dict[str, Any],
+    smoke: bool,
+    *,
+    replace: Iterable[str] = (),
+    later: Overrides = (),
+) -> Model:
+    """``raw``, or with ``smoke`` ``raw`` with the smoke ``section`` merged on top (and the
+    ``later`` overrides applied after it), validated against ``schema``.
+
+    Both scales are validated, so that a typo in the smoke section shows in a normal run too;
+    an error the section causes is keyed ``smoke.<key>``.
+    """
+    normal = None if smoke else validate(schema, raw)
+    try:
+        merged = apply_overrides(merge(raw, section, replace=replace, where="smoke"), later)
+        smoked = validate(schema, merged)
+    except ConfigError as err:
+        key = join_key("smoke", err.key) if has_key(section, err.key) else err.key
+        raise ConfigError(key, f"{err.detail} (with the smoke section applied)") from None
+    return smoked if normal is None else normal
 
 
 def has_key(node: Any, dotted: str) -> bool:

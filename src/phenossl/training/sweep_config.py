@@ -81,12 +81,11 @@ from phenossl.training.config import (
     TrainConfig,
     apply_overrides,
     as_dict,
-    has_key,
     join_key,
     load_config,
-    merge,
     read_yaml,
     validate,
+    with_smoke,
 )
 
 __all__ = [
@@ -655,12 +654,7 @@ def sweep_from_dict(
             "missing: a sweep config names its experiment (this may be a trainer config)",
         )
     section = as_dict(raw.pop("smoke", None), "smoke")
-    try:
-        with_smoke = validate(SweepConfig, merge(raw, section, replace=_REPLACED, where="smoke"))
-    except ConfigError as err:
-        key = join_key("smoke", err.key) if has_key(section, err.key) else err.key
-        raise ConfigError(key, f"{err.detail} (with the smoke section applied)") from None
-    config = with_smoke if smoke else validate(SweepConfig, raw)
+    config = with_smoke(SweepConfig, raw, section, smoke, replace=_REPLACED)
     config.smoke, config.path = smoke, path
     config.overrides = validate(_SETTINGS, dict(overrides))
     if methods is not None:
