@@ -13,7 +13,9 @@ from phenossl.training.config import (
     ConfigError,
     TrainConfig,
     apply_overrides,
+    has_key,
     load_config,
+    merge,
     parse_override,
     parse_overrides,
 )
@@ -237,3 +239,45 @@ def test_load_config_errors_name_the_file(tmp_path):
     bad.write_text("- 1\n- 2\n")
     with pytest.raises(ConfigError, match="expected a mapping"):
         load_config(bad)
+
+
+def test_loading_checks_composition_parameters_without_building_them(monkeypatch):
+    from phenossl.augment import pipeline
+
+    def no_build(*args, **kwargs):
+        raise AssertionError("a config load built an augmentation")
+
+    monkeypatch.setattr(pipeline.Augmentation, "__init__", no_build)
+    config = TrainConfig.from_dict({"augmentation": [{"name": "cifar", "hue": 0.3, "size": 16}]})
+    assert config.augmentation[0].params == {"hue": 0.3, "size": 16}
+    with pytest.raises(ConfigError) as info:
+        TrainConfig.from_dict({"augmentation": [{"name": "cifar", "crop_scale": [0.9, 0.1]}]})
+    assert info.value.key == "augmentation.0.crop_scale"
+
+
+def test_overrides_are_key_value_pairs_or_a_mapping():
+    data = {"method": {"name": "simclr"}, "augmentation": [{"name": "cifar"}]}
+    pairs = [("optim.lr", 0.5), ("augmentation.0.hue", 0.2)]
+    assert TrainConfig.from_dict(data, overrides=pairs) == TrainConfig.from_dict(
+        data, overrides=dict(pairs)
+    )
+    assert parse_overrides(["optim.lr=0.5", "augmentation.0.hue=0.2"]) == pairs
+    with pytest.raises(ConfigError, match=r"optim\.lr: expected a number, got 'fast'"):
+        TrainConfig.from_dict(data, overrides={"optim.lr": "fast"})
+
+
+def test_one_merge_and_has_key_serve_both_smoke_sections():
+    base = {"methods": {"a": {}, "b": {}}, "augmentation": [{"x": 1}, {"x": 2}], "o": {"p": 1}}
+    update = {"methods": {"a": {}}, "augmentation": {1: {"x": 3}}, "o": {"q": 2}}
+    assert merge(base, update, replace=["methods"]) == {
+        "methods": {"a": {}},
+        "augmentation": [{"x": 1}, {"x": 3}],
+        "o": {"p": 1, "q": 2},
+    }
+    assert base["augmentation"][1] == {"x": 2}  # inputs untouched
+    with pytest.raises(ConfigError, match=r"smoke\.augmentation\.5: expected a list index"):
+        merge(base, {"augmentation": {5: {}}}, where="smoke")
+    assert has_key({"set": {"train.optim.lr": 1}}, "set.train.optim.lr")
+    assert has_key({"augmentation": {1: {"size": 48}}}, "augmentation.1.size")
+    assert has_key({"seeds": [6]}, "seeds.0")  # set by the section as a whole
+    assert not has_key({"augmentation": {1: {"size": 48}}}, "augmentation.1.degrees")
