@@ -212,6 +212,7 @@ def _message(error: Mapping[str, Any]) -> str:
         "model_type": "a mapping",
         "dict_type": "a mapping",
         "list_type": "a list",
+        "tuple_type": "a list",
         "too_short": "a non-empty list",
         "greater_than": "a positive value" if gt == 0 else f"a value > {gt}",
         "greater_than_equal": f"at least {ctx.get('ge')}",

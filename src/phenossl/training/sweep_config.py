@@ -346,23 +346,15 @@ _SETTINGS = TypeAdapter(Settings)
 _SEEDS = TypeAdapter(Seeds)
 
 
+class _Linspace(Section):
+    linspace: tuple[Float, Float, Annotated[Int, Field(ge=1)]]
+
+
 def _linspace(values: Any) -> Any:
     """``{linspace: [start, stop, count]}`` -> the list of values."""
     if not isinstance(values, Mapping):
         return values
-    spec = values.get("linspace")
-    for key in values:
-        if key != "linspace":
-            raise ConfigError(str(key), "unknown key; expected linspace")
-    if (
-        not isinstance(spec, list)
-        or len(spec) != 3
-        or not all(isinstance(v, int | float) and not isinstance(v, bool) for v in spec)
-        or not float(spec[2]).is_integer()
-        or spec[2] < 1
-    ):
-        raise ConfigError("linspace", f"expected [start, stop, count], got {spec!r}")
-    start, stop, count = float(spec[0]), float(spec[1]), int(spec[2])
+    start, stop, count = _Linspace.model_validate(values).linspace
     if count == 1:
         return [start]
     return [round(start + (stop - start) * i / (count - 1), 10) for i in range(count)]
