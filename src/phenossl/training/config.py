@@ -523,7 +523,7 @@ class TrainConfig(Section):
         >>> config.optim.lr, config.optim.batch_size
         (2.0, 512)
         """
-        pairs = _pairs(overrides)
+        pairs = override_pairs(overrides)
         raw = apply_overrides(data, pairs)
         section = _plain(as_dict(raw.pop("smoke", None), "smoke"))
         later = [(k, v) for k, v in pairs if k.split(".")[0] != "smoke"]  # win over smoke
@@ -626,8 +626,12 @@ def as_dict(value: Any, where: str = "") -> dict[str, Any]:
     return validate(_DICT, value, where)
 
 
-def _pairs(overrides: Overrides) -> list[tuple[str, Any]]:
-    return list(overrides.items() if isinstance(overrides, Mapping) else overrides)
+def override_pairs(overrides: Overrides) -> list[tuple[str, Any]]:
+    """``overrides`` as a list of ``(dotted key, value)`` pairs."""
+    pairs = list(overrides.items() if isinstance(overrides, Mapping) else overrides)
+    if any(isinstance(pair, str) for pair in pairs):
+        raise TypeError("overrides are (key, value) pairs; read 'a.b=value' with parse_overrides")
+    return pairs
 
 
 def apply_overrides(data: Any, overrides: Overrides) -> dict[str, Any]:
@@ -639,7 +643,7 @@ def apply_overrides(data: Any, overrides: Overrides) -> dict[str, Any]:
     {'a': {'b': 1, 'c': {'d': [1, 2]}}, 'e': None}
     """
     out = copy.deepcopy(as_dict(data))
-    for key, value in _pairs(overrides):
+    for key, value in override_pairs(overrides):
         node: Any = out
         *parents, last = key.split(".")
         for depth, part in enumerate(parents):

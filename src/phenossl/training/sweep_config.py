@@ -83,6 +83,7 @@ from phenossl.training.config import (
     as_dict,
     join_key,
     load_config,
+    override_pairs,
     read_yaml,
     validate,
     with_smoke,
@@ -648,7 +649,7 @@ def sweep_from_dict(
     section = as_dict(raw.pop("smoke", None), "smoke")
     config = with_smoke(SweepConfig, raw, section, smoke, replace=_REPLACED)
     config.smoke, config.path = smoke, path
-    config.overrides = validate(_SETTINGS, dict(overrides))
+    config.overrides = validate(_SETTINGS, dict(override_pairs(overrides)))
     if methods is not None:
         names = validate(_NAMES, list(methods), "methods")
         config.methods = {m: config.methods.get(m, {}) for m in names}
