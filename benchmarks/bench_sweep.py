@@ -49,18 +49,18 @@ RESULTS = Path(__file__).resolve().parent / "results" / "sweep.json"
 TABLE2 = Path(__file__).resolve().parents[1] / "training" / "table2_hue_probability.yaml"
 
 
-def settings(cifar: Path, epochs: int, limit: int) -> list[str]:
-    return [
-        f"train.data.root={cifar}",
-        f"train.data.limit={limit}",
-        "train.optim.batch_size=32",
-        f"train.optim.epochs={epochs}",
-        "train.run.num_threads=1",
-        "train.run.device=cpu",
-        "evaluate.device=cpu",
-        "evaluate.data.train_limit=256",
-        "evaluate.data.test_limit=128",
-    ]
+def settings(cifar: Path, epochs: int, limit: int) -> dict[str, object]:
+    return {
+        "train.data.root": str(cifar),
+        "train.data.limit": limit,
+        "train.optim.batch_size": 32,
+        "train.optim.epochs": epochs,
+        "train.run.num_threads": 1,
+        "train.run.device": "cpu",
+        "evaluate.device": "cpu",
+        "evaluate.data.train_limit": 256,
+        "evaluate.data.test_limit": 128,
+    }
 
 
 def timed_sweep(config, store: Path) -> tuple[float, list[float]]:

@@ -196,7 +196,7 @@ def smoke_store(tmp_path_factory) -> Path:
         study = load_sweep(
             TRAINING / "backbone_size.yaml",
             smoke=True,
-            overrides=[f"embed.cropset={crops}", "embed.input_size=32", "embed.device=cpu"],
+            overrides={"embed.cropset": str(crops), "embed.input_size": 32, "embed.device": "cpu"},
         )
         assert sweep(study, store).complete
     finally:

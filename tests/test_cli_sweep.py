@@ -15,6 +15,7 @@ import torch
 
 from phenossl.cli import main
 from phenossl.data.cifar import write_cifar_like
+from phenossl.training.config import parse_overrides
 from phenossl.training.experiment import execute
 from phenossl.training.store import ResultStore
 from phenossl.training.sweep_config import load_sweep
@@ -130,7 +131,9 @@ def test_sweep_killed_midway_resumes_without_losing_or_repeating_runs(cifar, tmp
         resumed = frame.set_index("run_id").loc[interrupted]
 
     # the resumed run ends exactly where an uninterrupted run ends
-    config = load_sweep(TABLE2, smoke=True, seeds=[5, 6], overrides=smoke_settings(cifar))
+    config = load_sweep(
+        TABLE2, smoke=True, seeds=[5, 6], overrides=parse_overrides(smoke_settings(cifar))
+    )
     spec = next(s for s in config.runs() if s.run_id == interrupted)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)

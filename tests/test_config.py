@@ -13,8 +13,11 @@ from phenossl.training.config import (
     ConfigError,
     TrainConfig,
     apply_overrides,
+    has_key,
     load_config,
+    merge,
     parse_override,
+    parse_overrides,
 )
 from phenossl.training.sweep_config import is_sweep_config
 
@@ -172,13 +175,15 @@ def test_overrides_set_dotted_keys_with_yaml_values(tmp_path):
     path = _write(tmp_path, CELLS)
     config = load_config(
         path,
-        overrides=[
-            "optim.lr=0.5",
-            "augmentation.1.weight=2",
-            "method.temperature=0.2",
-            "run.eval.knn=true",
-            "data.options={label_column: compound}",
-        ],
+        overrides=parse_overrides(
+            [
+                "optim.lr=0.5",
+                "augmentation.1.weight=2",
+                "method.temperature=0.2",
+                "run.eval.knn=true",
+                "data.options={label_column: compound}",
+            ]
+        ),
     )
     assert config.optim.lr == 0.5
     assert config.augmentation[1].weight == 2.0
@@ -186,13 +191,15 @@ def test_overrides_set_dotted_keys_with_yaml_values(tmp_path):
     assert config.run.eval.knn is True
     assert config.data.options == {"label_column": "compound"}
     with pytest.raises(ConfigError, match=r"optim\.lrr: unknown key"):
-        load_config(path, overrides=["optim.lrr=0.5"])
+        load_config(path, overrides=[parse_override("optim.lrr=0.5")])
     with pytest.raises(ConfigError, match=r"augmentation.5: expected a list index in \[0, 2\)"):
-        load_config(path, overrides=["augmentation.5.weight=1"])
+        load_config(path, overrides=[parse_override("augmentation.5.weight=1")])
     with pytest.raises(ConfigError, match="KEY=VALUE"):
         parse_override("optim.lr")
     assert parse_override("data.limit=null") == ("data.limit", None)
-    assert apply_overrides({"a": {"b": 1}}, ["a.c.d=[1, 2]"]) == {"a": {"b": 1, "c": {"d": [1, 2]}}}
+    assert apply_overrides({"a": {"b": 1}}, [parse_override("a.c.d=[1, 2]")]) == {
+        "a": {"b": 1, "c": {"d": [1, 2]}}
+    }
 
 
 def test_smoke_section_applies_only_with_smoke_and_overrides_win(tmp_path):
@@ -203,17 +210,17 @@ def test_smoke_section_applies_only_with_smoke_and_overrides_win(tmp_path):
     assert (smoke.optim.epochs, smoke.data.limit) == (1, 32)
     assert smoke.augmentation[1].params == {"degrees": 90, "size": 48}  # merged element-wise
     assert smoke.augmentation[0].weight == 0.4
-    both = load_config(path, smoke=True, overrides=["optim.epochs=2", "smoke.data.limit=8"])
+    both = load_config(path, smoke=True, overrides={"optim.epochs": 2, "smoke.data.limit": 8})
     assert (both.optim.epochs, both.data.limit) == (2, 8)
 
 
 def test_config_round_trips_through_yaml(tmp_path):
-    config = load_config(_write(tmp_path, CELLS), overrides=["run.seed=7"])
+    config = load_config(_write(tmp_path, CELLS), overrides={"run.seed": 7})
     saved = config.save(tmp_path / "run" / "config.yaml")
     again = load_config(saved)
     assert again == config
     assert TrainConfig.from_dict(yaml.safe_load(config.to_yaml()), smoke=True) == load_config(
-        _write(tmp_path, CELLS), overrides=["run.seed=7"], smoke=True
+        _write(tmp_path, CELLS), overrides={"run.seed": 7}, smoke=True
     )
     text = saved.read_text()
     assert text.index("data:") < text.index("method:") < text.index("optim:")
@@ -232,3 +239,45 @@ def test_load_config_errors_name_the_file(tmp_path):
     bad.write_text("- 1\n- 2\n")
     with pytest.raises(ConfigError, match="expected a mapping"):
         load_config(bad)
+
+
+def test_loading_checks_composition_parameters_without_building_them(monkeypatch):
+    from phenossl.augment import pipeline
+
+    def no_build(*args, **kwargs):
+        raise AssertionError("a config load built an augmentation")
+
+    monkeypatch.setattr(pipeline.Augmentation, "__init__", no_build)
+    config = TrainConfig.from_dict({"augmentation": [{"name": "cifar", "hue": 0.3, "size": 16}]})
+    assert config.augmentation[0].params == {"hue": 0.3, "size": 16}
+    with pytest.raises(ConfigError) as info:
+        TrainConfig.from_dict({"augmentation": [{"name": "cifar", "crop_scale": [0.9, 0.1]}]})
+    assert info.value.key == "augmentation.0.crop_scale"
+
+
+def test_overrides_are_key_value_pairs_or_a_mapping():
+    data = {"method": {"name": "simclr"}, "augmentation": [{"name": "cifar"}]}
+    pairs = [("optim.lr", 0.5), ("augmentation.0.hue", 0.2)]
+    assert TrainConfig.from_dict(data, overrides=pairs) == TrainConfig.from_dict(
+        data, overrides=dict(pairs)
+    )
+    assert parse_overrides(["optim.lr=0.5", "augmentation.0.hue=0.2"]) == pairs
+    with pytest.raises(ConfigError, match=r"optim\.lr: expected a number, got 'fast'"):
+        TrainConfig.from_dict(data, overrides={"optim.lr": "fast"})
+
+
+def test_one_merge_and_has_key_serve_both_smoke_sections():
+    base = {"methods": {"a": {}, "b": {}}, "augmentation": [{"x": 1}, {"x": 2}], "o": {"p": 1}}
+    update = {"methods": {"a": {}}, "augmentation": {1: {"x": 3}}, "o": {"q": 2}}
+    assert merge(base, update, replace=["methods"]) == {
+        "methods": {"a": {}},
+        "augmentation": [{"x": 1}, {"x": 3}],
+        "o": {"p": 1, "q": 2},
+    }
+    assert base["augmentation"][1] == {"x": 2}  # inputs untouched
+    with pytest.raises(ConfigError, match=r"smoke\.augmentation\.5: expected a list index"):
+        merge(base, {"augmentation": {5: {}}}, where="smoke")
+    assert has_key({"set": {"train.optim.lr": 1}}, "set.train.optim.lr")
+    assert has_key({"augmentation": {1: {"size": 48}}}, "augmentation.1.size")
+    assert has_key({"seeds": [6]}, "seeds.0")  # set by the section as a whole
+    assert not has_key({"augmentation": {1: {"size": 48}}}, "augmentation.1.degrees")

@@ -55,7 +55,7 @@ def test_gpu_executor_pins_each_worker_to_its_device(tiny_cropset, tmp_path):
     config = load_sweep(
         TRAINING / "backbone_size.yaml",
         smoke=True,
-        overrides=[f"embed.cropset={tiny_cropset}", "embed.input_size=32"],
+        overrides={"embed.cropset": str(tiny_cropset), "embed.input_size": 32},
     )
     config.grid = config.grid[:1]  # two runs: one per backbone
     summary = sweep(config, tmp_path, executor=GpuExecutor(gpus=["4", "7"]), device="cpu")

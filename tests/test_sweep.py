@@ -12,6 +12,7 @@ import torch
 from _sweeps import TRAINING, tiny_sweep
 from PIL import Image
 
+from phenossl.training.config import parse_overrides
 from phenossl.training.store import ResultStore
 from phenossl.training.sweep import sweep
 from phenossl.training.sweep_config import load_sweep, sweep_from_dict
@@ -88,7 +89,11 @@ def test_backbone_size_smoke_sweep_embeds_and_clusters(tiny_cropset, tmp_path):
     config = load_sweep(
         TRAINING / "backbone_size.yaml",
         smoke=True,
-        overrides=[f"embed.cropset={tiny_cropset}", "embed.input_size=32", "embed.device=cpu"],
+        overrides={
+            "embed.cropset": str(tiny_cropset),
+            "embed.input_size": 32,
+            "embed.device": "cpu",
+        },
     )
     summary = sweep(config, tmp_path)
     assert (summary.done, summary.total) == (4, 4)
@@ -120,7 +125,7 @@ def test_mnist_digit_composition_clusters_by_digit(mnist_root, tmp_path):
     config = load_sweep(
         TRAINING / "fig4_mnist_clustering.yaml",
         smoke=True,
-        overrides=mnist_ci_settings(mnist_root) + MNIST_SHORT,
+        overrides=parse_overrides(mnist_ci_settings(mnist_root) + MNIST_SHORT),
     )
     started = time.perf_counter()
     summary = sweep(config, tmp_path)

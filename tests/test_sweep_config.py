@@ -76,7 +76,7 @@ def test_smoke_section_and_cli_settings_merge_in_order():
         smoke={"set": {"train.optim.epochs": 2}, "grid": {"hue_p": {"values": [0.5]}}},
     )
     full = sweep_from_dict(data)
-    smoke = sweep_from_dict(data, smoke=True, overrides=["evaluate.linear.epochs=9"])
+    smoke = sweep_from_dict(data, smoke=True, overrides={"evaluate.linear.epochs": 9})
     assert full.n_runs == 2 and smoke.n_runs == 1
     (run,) = smoke.runs()
     assert run.params == {"hue_p": 0.5} and run.config["augmentation"][0]["hue_p"] == 0.5

@@ -15,7 +15,7 @@ from phenossl.augment import build_augmentation
 from phenossl.data.benchmarks import build_dataset, write_cifar_like
 from phenossl.models.checkpoint import METADATA_KEYS, load_backbone, load_checkpoint
 from phenossl.ssl.methods import METHODS
-from phenossl.training.config import TrainConfig
+from phenossl.training.config import TrainConfig, parse_overrides
 from phenossl.training.optim import build_optimizer, scheduled_lr
 from phenossl.training.trainer import TrainStep, build_method_for, iter_train, train
 
@@ -50,7 +50,7 @@ def _config(root: Path, *overrides: str, smoke: bool = False) -> TrainConfig:
         "optim": {"batch_size": 8, "epochs": 1, "warmup_epochs": 0},
         "run": {"device": "cpu", "log_every": 1},
     }
-    return TrainConfig.from_dict(base, overrides=overrides, smoke=smoke)
+    return TrainConfig.from_dict(base, overrides=parse_overrides(overrides), smoke=smoke)
 
 
 def _records(run_dir: Path, kind: str) -> list[dict]:
@@ -344,7 +344,7 @@ def test_every_method_trains_from_its_preset(tmp_path, cifar_root, name):
             "optim": {"batch_size": 8, "epochs": 1},
             "run": {"device": "cpu"},
         },
-        overrides=overrides,
+        overrides=parse_overrides(overrides),
     )
     assert config.method.hparams["proj_output_dim"] > 16  # the preset's heads, not tiny ones
     initial = build_method_for(config, build_dataset("cifar10", cifar_root, limit=16))

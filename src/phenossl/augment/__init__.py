@@ -15,13 +15,14 @@ solarisation, inversion, erasing), :mod:`~phenossl.augment.pipeline` (the module
 :mod:`~phenossl.augment.compositions` (the named compositions).
 """
 
-from phenossl.augment.compositions import COMPOSITIONS, build_augmentation, describe
+from phenossl.augment.compositions import COMPOSITIONS, build_augmentation, check_param, describe
 from phenossl.augment.pipeline import Augmentation, make_views, weak_view
 
 __all__ = [
     "COMPOSITIONS",
     "Augmentation",
     "build_augmentation",
+    "check_param",
     "describe",
     "make_views",
     "weak_view",

@@ -157,7 +157,19 @@ _CHECKS: dict[str, Callable[[str, Any], Any]] = {
 }
 
 
-def _check(name: str, value: Any) -> Any:
+def check_param(name: str, value: Any) -> Any:
+    """The checked, normalised value of composition parameter ``name`` (no module is built).
+
+    Raises
+    ------
+    ValueError
+        A bad value, named as ``name=value``.
+
+    Examples
+    --------
+    >>> check_param("crop_scale", [0.2, 1])
+    (0.2, 1.0)
+    """
     return (_probability if name.endswith("_p") else _CHECKS[name])(name, value)
 
 
@@ -180,7 +192,7 @@ def _composition(name: str) -> Callable[[Callable[..., dict]], Factory]:
                 )
             bound = signature.bind(**params)
             bound.apply_defaults()
-            checked = {k: _check(k, v) for k, v in bound.arguments.items()}
+            checked = {k: check_param(k, v) for k, v in bound.arguments.items()}
             return Augmentation(name, checked, **plan(**checked))
 
         COMPOSITIONS[name] = factory

@@ -82,6 +82,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
+    from phenossl.training.config import parse_overrides
     from phenossl.training.executors import make_executor
     from phenossl.training.sweep import default_store, iter_sweep
     from phenossl.training.sweep_config import load_sweep
@@ -89,7 +90,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     config = load_sweep(
         args.config,
         smoke=args.smoke,
-        overrides=args.overrides,
+        overrides=parse_overrides(args.overrides),
         methods=_items(args.methods, str, "--methods"),
         seeds=_items(args.seeds, int, "--seeds"),
     )

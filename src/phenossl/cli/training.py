@@ -50,13 +50,13 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from phenossl.training.config import load_config
+    from phenossl.training.config import load_config, parse_overrides
     from phenossl.training.optim import describe_optimizer
     from phenossl.training.trainer import iter_train
 
-    overrides = list(args.overrides)
+    overrides = parse_overrides(args.overrides)
     if args.device is not None:
-        overrides.append(f"run.device={args.device}")
+        overrides.append(("run.device", args.device))
     config = load_config(args.config, overrides=overrides, smoke=args.smoke)
     out = args.out or Path("runs") / (args.config.stem + ("_smoke" if args.smoke else ""))
     writable_folder(out, "--out")

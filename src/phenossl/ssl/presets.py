@@ -32,7 +32,7 @@ batch 256 and its argparse-era ``additional_setup_pretrain`` scales them linearl
 size (newer releases dropped that scaling, so whether the paper's batch-512 runs used 1x or 2x
 is not certain; ``with_overrides(lr_scaling="none")`` gives the other reading). With
 ``lr_scaling == "none"`` (the Adam presets of B.2/B.4, the authors' own setup) ``lr`` is used as
-is. :meth:`MethodPreset.effective_lr` applies the rule.
+is. :func:`scaled_lr` applies the rule (for presets and training configs alike).
 
 Schedule: ``"warmup_cosine"`` is solo-learn's linear warm-up from ``warmup_start_lr`` for
 ``warmup_epochs`` epochs, then cosine decay to ``min_lr`` (both scaled like ``lr``);
@@ -52,7 +52,20 @@ __all__ = [
     "SOLO_LEARN_LATER_YAML",
     "MethodPreset",
     "get_preset",
+    "scaled_lr",
 ]
+
+
+def scaled_lr(rate: float, batch_size: int, scaling: str) -> float:
+    """The optimiser's rate for base ``rate``: ``rate * batch_size / 256`` when ``scaling`` is
+    ``"linear"``, ``rate`` itself when it is ``"none"``.
+
+    Examples
+    --------
+    >>> scaled_lr(0.4, 512, "linear"), scaled_lr(1e-3, 512, "none")
+    (0.8, 0.001)
+    """
+    return rate * batch_size / 256 if scaling == "linear" else rate
 
 
 @dataclass(frozen=True)
@@ -124,7 +137,7 @@ class MethodPreset:
         batch = self.batch_size if batch_size is None else batch_size
         if batch <= 0:
             raise ValueError(f"effective_lr: batch_size must be positive, got {batch}")
-        return self.lr * batch / 256 if self.lr_scaling == "linear" else self.lr
+        return scaled_lr(self.lr, batch, self.lr_scaling)
 
     def with_overrides(self, **changes: Any) -> MethodPreset:
         """A copy with some fields replaced; ``method_kwargs`` entries are merged, not replaced."""

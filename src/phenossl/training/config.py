@@ -1,4 +1,4 @@
-"""Training configuration: a tree of dataclasses loaded from YAML.
+"""Training configuration: pydantic models loaded from YAML.
 
 ::
 
@@ -34,7 +34,8 @@ overrides them, and a loaded :class:`TrainConfig` holds the resolved values, so 
 (:meth:`TrainConfig.to_yaml`, saved in each run folder) is complete and loads back to an equal
 config. Unknown keys anywhere are a :class:`ConfigError` naming the full dotted key
 (``optim.lrr``, ``augmentation.1.hue``) and the valid ones. ``overrides`` (the CLI's
-``--set a.b=value``) set a dotted key to a YAML-parsed value before anything is resolved.
+``--set a.b=value``, parsed by :func:`parse_overrides`) set dotted keys to values before
+anything is resolved.
 
 Note: YAML 1.1 (PyYAML) reads ``1e-3`` as a string; float fields accept such strings.
 """
@@ -42,34 +43,47 @@ Note: YAML 1.1 (PyYAML) reads ``1e-3`` as a string; float fields accept such str
 from __future__ import annotations
 
 import copy
-import dataclasses
-import math
-import types
-import typing
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    Strict,
+    TypeAdapter,
+    ValidationError,
+    model_serializer,
+    model_validator,
+)
 
 __all__ = [
     "AugmentationConfig",
     "ConfigError",
     "DataConfig",
     "KnnMonitorConfig",
+    "KnnSettings",
     "MethodConfig",
     "ModelConfig",
     "OptimConfig",
+    "Overrides",
     "RunConfig",
     "TrainConfig",
     "apply_overrides",
     "load_config",
     "parse_override",
+    "parse_overrides",
 ]
 
 #: method hyperparameters the trainer sets itself (from the data and run.seed)
 TRAINER_HPARAMS = ("dataset_size", "seed")
+
+#: ``(dotted key, value)`` pairs, or a mapping of them: what overrides travel as
+Overrides = Mapping[str, Any] | Iterable[tuple[str, Any]]
 
 
 class ConfigError(ValueError):
@@ -81,29 +95,173 @@ class ConfigError(ValueError):
         super().__init__(f"{key}: {message}" if key else message)
 
 
+class _UnknownKey(ConfigError):
+    """An unknown key; the message (with the valid keys) is made where the section is known."""
+
+    def __init__(self, key: str, valid: Iterable[str]) -> None:
+        super().__init__(key, "unknown key")
+        self.valid = list(valid)
+
+
+# --- value types --------------------------------------------------------------------------------
+
+
+def _yaml_float(value: Any) -> Any:
+    if isinstance(value, str):  # YAML 1.1 reads 1e-3 as text
+        try:
+            return float(value)
+        except ValueError:
+            pass
+    return value
+
+
+Int = Annotated[int, Strict()]
+Bool = Annotated[bool, Strict()]
+Str = Annotated[str, Strict()]
+Float = Annotated[float, Strict(), BeforeValidator(_yaml_float)]
+Positive = Annotated[Int, Field(gt=0)]
+PositiveFloat = Annotated[Float, Field(gt=0)]
+NonNegative = Annotated[Float, Field(ge=0)]
+#: a free mapping (``null`` reads as empty)
+Dict = Annotated[dict[str, Any], BeforeValidator(lambda v: {} if v is None else v)]
+_DICT = TypeAdapter(Dict)
+
+
+class Section(BaseModel):
+    """A config section: unknown keys named with the valid ones, assignments validated.
+
+    Fields with ``exclude=True`` are not part of the YAML: they are neither read nor written.
+    """
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    @classmethod
+    def _from_yaml(cls, data: dict[str, Any]) -> dict[str, Any]:
+        """The YAML layout -> the fields (sections that flatten their parameters override it)."""
+        return data
+
+    @model_validator(mode="before")
+    @classmethod
+    def _known_keys(cls, data: Any) -> Any:
+        if data is None:
+            return {}
+        if not isinstance(data, Mapping):
+            return data  # pydantic names the type
+        data = cls._from_yaml(dict(data))
+        valid = [f.alias or name for name, f in cls.model_fields.items() if not f.exclude]
+        for key in data:
+            if key not in valid:
+                raise _UnknownKey(str(key), valid)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str = "") -> Any:
+        """The section from its YAML mapping; errors are :class:`ConfigError` under ``where``."""
+        return validate(cls, data, where)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain (YAML-able) mapping in the YAML layout; ``from_dict`` of it gives ``self``."""
+        return _plain(self.model_dump())
+
+
+Model = TypeVar("Model")
+
+
+def validate(schema: type[Model] | TypeAdapter, data: Any, where: str = "") -> Model:
+    """``data`` validated against a :class:`Section` class or a ``TypeAdapter``.
+
+    Raises
+    ------
+    ConfigError
+        The first problem, named with its dotted key under ``where``.
+    """
+    check = schema.validate_python if isinstance(schema, TypeAdapter) else schema.model_validate
+    try:
+        return check(data)
+    except ValidationError as err:
+        raise _config_error(err.errors()[0], where) from None
+
+
+def _config_error(error: Mapping[str, Any], where: str) -> ConfigError:
+    loc = [str(part) for part in error["loc"] if part != "[key]"]
+    cause = (error.get("ctx") or {}).get("error")
+    if isinstance(cause, ConfigError):  # raised by a validator, keyed relative to loc
+        loc.append(cause.key)
+    key = join_key(where, *loc)
+    if isinstance(cause, _UnknownKey):
+        section = key.rpartition(".")[0]
+        of = f"of {section!r}" if section else "at the top level"
+        return ConfigError(key, f"unknown key; valid keys {of}: {', '.join(cause.valid)}")
+    if isinstance(cause, ConfigError):
+        return ConfigError(key, cause.detail)
+    return ConfigError(key, _message(error))
+
+
+def _message(error: Mapping[str, Any]) -> str:
+    """Our wording of pydantic's error types (its own message for the rest)."""
+    kind, ctx = error["type"], error.get("ctx") or {}
+    if kind == "value_error":
+        return str(ctx.get("error", error["msg"]))
+    gt = ctx.get("gt")
+    expected = {
+        "bool_type": "true or false",
+        "int_type": "an integer",
+        "float_type": "a number",
+        "string_type": "a string",
+        "literal_error": f"one of {ctx.get('expected')}",
+        "model_type": "a mapping",
+        "dict_type": "a mapping",
+        "list_type": "a list",
+        "tuple_type": "a list",
+        "too_short": "a non-empty list",
+        "greater_than": "a positive value" if gt == 0 else f"a value > {gt}",
+        "greater_than_equal": f"at least {ctx.get('ge')}",
+        "finite_number": "a finite number",
+    }.get(kind)
+    if expected is None:
+        return error["msg"]
+    return f"expected {expected}, got {error.get('input')!r}"
+
+
+def join_key(*parts: str) -> str:
+    """Dotted key of the non-empty parts."""
+    return ".".join(part for part in parts if part)
+
+
 # --- the sections -------------------------------------------------------------------------------
 
 
-@dataclass
-class DataConfig:
+class DataConfig(Section):
     """The training data: ``build_dataset(dataset, root, split=split, **options)``.
 
-    ``split`` None takes every crop of a CropSet. ``limit`` keeps the first ``limit`` samples. ``preload``: ``"always"`` holds the whole set
-    as one uint8 tensor on the training device and indexes batches there; ``"never"`` reads
-    every batch with ``get_batch`` in a background thread; ``"auto"`` preloads sets of at most
-    1 GiB (CIFAR, MNIST, small CropSets).
+    ``split`` None takes every crop of a CropSet. ``limit`` keeps the first ``limit`` samples.
+    ``preload``: ``"always"`` holds the whole set as one uint8 tensor on the training device and
+    indexes batches there; ``"never"`` reads every batch with ``get_batch`` in a background
+    thread; ``"auto"`` preloads sets of at most 1 GiB (CIFAR, MNIST, small CropSets).
     """
 
-    dataset: str = "cifar10"
-    root: str = "data"
-    split: str | None = "train"
-    limit: int | None = None
+    dataset: Str = "cifar10"
+    root: Str = "data"
+    split: Str | None = "train"
+    limit: Positive | None = None
     preload: Literal["auto", "always", "never"] = "auto"
-    options: dict[str, Any] = field(default_factory=dict)
+    options: Dict = {}
 
 
-@dataclass
-class ModelConfig:
+def _backbone(name: str) -> str:
+    from phenossl.models.backbones import available_backbones
+
+    if name not in available_backbones():
+        raise ValueError(
+            f"unknown backbone {name!r}; expected one of {', '.join(available_backbones())}"
+        )
+    return name
+
+
+Backbone = Annotated[Str, AfterValidator(_backbone)]
+
+
+class ModelConfig(Section):
     """The backbone: ``build_backbone(backbone, in_channels=..., cifar_stem=...)``.
 
     ``in_channels`` None takes the dataset's channel count; a number must match it. ``init``
@@ -113,40 +271,117 @@ class ModelConfig:
     ResNet block (``phenossl.models.backbones.zero_init_residual_``; no effect on others).
     """
 
-    backbone: str = "resnet18"
-    cifar_stem: bool = False
-    in_channels: int | None = None
-    init: str | None = None
-    zero_init_residual: bool = False
+    backbone: Backbone = "resnet18"
+    cifar_stem: Bool = False
+    in_channels: Positive | None = None
+    init: Str | None = None
+    zero_init_residual: Bool = False
 
 
-@dataclass
-class MethodConfig:
+def _known_method(name: str) -> str:
+    from phenossl.ssl.methods import METHODS
+
+    if name not in METHODS:
+        raise ValueError(f"unknown method {name!r}; expected one of {sorted(METHODS)}")
+    return name
+
+
+class MethodConfig(Section):
     """The SSL method ``name``, built from ``PRESETS[preset]`` with ``hparams`` merged on top.
 
     In YAML the hyperparameters sit next to ``name`` and ``preset`` (``method.temperature``).
     After loading, ``hparams`` holds the preset's values with the overrides applied.
     """
 
-    name: str = "simclr"
-    preset: str | None = None
-    hparams: dict[str, Any] = field(default_factory=dict)
+    name: Annotated[Str, AfterValidator(_known_method)] = "simclr"
+    preset: Str | None = None
+    hparams: Dict = {}
+
+    @classmethod
+    def _from_yaml(cls, data: dict[str, Any]) -> dict[str, Any]:
+        fixed = {k: data.pop(k) for k in ("name", "preset") if k in data}
+        return {**fixed, "hparams": data}
+
+    @model_serializer(mode="wrap")
+    def _to_yaml(self, handler: Any) -> dict[str, Any]:
+        out = handler(self)
+        return {"name": out["name"], "preset": out["preset"], **out["hparams"]}
+
+    @model_validator(mode="after")
+    def _fits_the_method(self) -> MethodConfig:
+        from phenossl.ssl.methods import method_hparams
+        from phenossl.ssl.presets import get_preset
+
+        try:
+            preset = get_preset(self.preset or self.name)
+        except ValueError as err:
+            raise ConfigError("preset", str(err)) from None
+        if preset.method != self.name:
+            raise ConfigError(
+                "preset",
+                f"preset {self.preset!r} is for method {preset.method!r}, not {self.name!r}",
+            )
+        accepted = [k for k in method_hparams(self.name) if k not in TRAINER_HPARAMS]
+        for key in self.hparams:
+            if key in TRAINER_HPARAMS:
+                raise ConfigError(key, "is set by the trainer (from the dataset and run.seed)")
+            if key not in accepted:
+                raise _UnknownKey(key, ["name", "preset", *accepted])
+        return self
 
 
-@dataclass
-class AugmentationConfig:
+def _known_composition(name: str) -> str:
+    from phenossl.augment import COMPOSITIONS
+
+    if name not in COMPOSITIONS:
+        raise ValueError(f"unknown composition {name!r}; expected one of {list(COMPOSITIONS)}")
+    return name
+
+
+class AugmentationConfig(Section):
     """One composition ``build_augmentation(name, **params)``; its method loss has ``weight``.
 
-    In YAML the parameters sit next to ``name`` and ``weight``.
+    In YAML the parameters sit next to ``name`` and ``weight``. They are checked against the
+    composition's parameters without building it.
     """
 
-    name: str = "cifar"
-    weight: float = 1.0
-    params: dict[str, Any] = field(default_factory=dict)
+    name: Annotated[Str, AfterValidator(_known_composition)] = "cifar"
+    weight: Annotated[Float, Field(gt=0, allow_inf_nan=False)] = 1.0
+    params: Dict = {}
+
+    @classmethod
+    def _from_yaml(cls, data: dict[str, Any]) -> dict[str, Any]:
+        fixed = {k: data.pop(k) for k in ("name", "weight") if k in data}
+        return {**fixed, "params": data}
+
+    @model_serializer(mode="wrap")
+    def _to_yaml(self, handler: Any) -> dict[str, Any]:
+        out = handler(self)
+        return {"name": out["name"], "weight": out["weight"], **out["params"]}
+
+    @model_validator(mode="after")
+    def _known_params(self) -> AugmentationConfig:
+        from phenossl.augment import check_param, describe
+
+        valid = list(describe(self.name))
+        for key, value in self.params.items():
+            if key not in valid:
+                raise _UnknownKey(key, ["name", "weight", *valid])
+            try:
+                check_param(key, value)
+            except ValueError as err:
+                raise ConfigError(key, str(err)) from None
+        return self
 
 
-@dataclass
-class OptimConfig:
+def _compositions(value: Any) -> Any:
+    value = [value] if isinstance(value, Mapping) else value
+    if value == []:
+        raise ValueError("expected a non-empty list of compositions ({name, weight, ...})")
+    return value
+
+
+class OptimConfig(Section):
     """Optimiser and schedule; every field defaults to the method preset's value.
 
     ``lr``, ``warmup_start_lr`` and ``min_lr`` are base rates: with ``lr_scaling="linear"``
@@ -156,46 +391,46 @@ class OptimConfig:
     """
 
     optimizer: Literal["sgd", "adam", "lars"] | None = None
-    lr: float | None = None
+    lr: PositiveFloat | None = None
     lr_scaling: Literal["linear", "none"] | None = None
-    weight_decay: float | None = None
-    momentum: float | None = None
-    batch_size: int | None = None
-    epochs: int | None = None
+    weight_decay: NonNegative | None = None
+    momentum: NonNegative | None = None
+    batch_size: Annotated[Int, Field(ge=2)] | None = None  # SSL losses compare images
+    epochs: Positive | None = None
     scheduler: Literal["warmup_cosine", "constant"] | None = None
-    warmup_epochs: int | None = None
-    warmup_start_lr: float | None = None
-    min_lr: float | None = None
-    lars_eta: float = 0.02
-    lars_clip_lr: bool = True
-    lars_exclude_bias_n_norm: bool = True
+    warmup_epochs: Annotated[Int, Field(ge=0)] | None = None
+    warmup_start_lr: NonNegative | None = None
+    min_lr: NonNegative | None = None
+    lars_eta: PositiveFloat = 0.02
+    lars_clip_lr: Bool = True
+    lars_exclude_bias_n_norm: Bool = True
 
     def effective_lr(self, rate: float | None = None) -> float:
         """``rate`` (default ``lr``) as handed to the optimiser for ``batch_size``."""
-        base = self.lr if rate is None else rate
-        assert base is not None  # lr is the preset's where not set
-        if self.lr_scaling == "linear":
-            assert self.batch_size is not None
-            return base * self.batch_size / 256
-        return base
+        from phenossl.ssl.presets import scaled_lr
+
+        return scaled_lr(self.lr if rate is None else rate, self.batch_size, self.lr_scaling)
 
 
-@dataclass
-class KnnMonitorConfig:
+class KnnSettings(Section):
+    """Weighted kNN on frozen features (:func:`phenossl.training.evaluate.knn_eval`)."""
+
+    k: Positive = 20
+    temperature: PositiveFloat = 0.07
+
+
+class KnnMonitorConfig(KnnSettings):
     """Optional kNN accuracy each ``every`` epochs: training images (no augmentation) as the
     bank, the held-out ``split`` as queries (first ``limit`` of each when given)."""
 
-    knn: bool = False
-    split: str | None = "test"
-    limit: int | None = None
-    bank_limit: int | None = None
-    k: int = 20
-    temperature: float = 0.07
-    every: int = 1
+    knn: Bool = False
+    split: Str | None = "test"
+    limit: Positive | None = None
+    bank_limit: Positive | None = None
+    every: Positive = 1
 
 
-@dataclass
-class RunConfig:
+class RunConfig(Section):
     """Seed, device and bookkeeping of a run.
 
     ``amp`` and ``channels_last`` take effect on CUDA only. ``checkpoint_every`` is in epochs
@@ -205,32 +440,63 @@ class RunConfig:
     (None: unchanged).
     """
 
-    seed: int = 0
-    device: str = "auto"
-    amp: bool = True
-    channels_last: bool = True
-    checkpoint_every: int = 1
-    keep_epochs: bool = False
-    log_every: int = 50
-    num_threads: int | None = None
-    eval: KnnMonitorConfig = field(default_factory=KnnMonitorConfig)
+    seed: Int = 0
+    device: Str = "auto"
+    amp: Bool = True
+    channels_last: Bool = True
+    checkpoint_every: Positive = 1
+    keep_epochs: Bool = False
+    log_every: Positive = 50
+    num_threads: Positive | None = None
+    eval: KnnMonitorConfig = KnnMonitorConfig()
 
 
-@dataclass
-class TrainConfig:
+class TrainConfig(Section):
     """A complete, resolved training configuration (see the module docstring)."""
 
-    data: DataConfig = field(default_factory=DataConfig)
-    model: ModelConfig = field(default_factory=ModelConfig)
-    method: MethodConfig = field(default_factory=MethodConfig)
-    augmentation: list[AugmentationConfig] = field(default_factory=lambda: [AugmentationConfig()])
-    optim: OptimConfig = field(default_factory=OptimConfig)
-    run: RunConfig = field(default_factory=RunConfig)
-    smoke: dict[str, Any] = field(default_factory=dict)
+    data: DataConfig = DataConfig()
+    model: ModelConfig = ModelConfig()
+    method: MethodConfig = MethodConfig()
+    augmentation: Annotated[list[AugmentationConfig], BeforeValidator(_compositions)] = [
+        AugmentationConfig()
+    ]
+    optim: OptimConfig = OptimConfig()
+    run: RunConfig = RunConfig()
+    smoke: Dict = {}
+
+    @model_validator(mode="before")
+    @classmethod
+    def _preset_defaults(cls, data: Any) -> Any:
+        """Fill the preset's optimiser settings, hyperparameters and zero_init_residual in."""
+        from phenossl.ssl.presets import get_preset
+
+        data = {} if data is None else data
+        method = data.get("method", {}) if isinstance(data, Mapping) else None
+        if not isinstance(method, Mapping):
+            return data  # reported by the sections
+        name = method.get("preset") or method.get("name", "simclr")
+        try:
+            preset = get_preset(name)
+        except (ValueError, TypeError):
+            return data  # reported by MethodConfig
+        sections = {
+            "method": {**preset.method_kwargs, **method},
+            "model": {"zero_init_residual": preset.zero_init_residual},
+            "optim": {
+                k: getattr(preset, k) for k in OptimConfig.model_fields if hasattr(preset, k)
+            },
+        }
+        data = dict(data)
+        for section, defaults in sections.items():
+            given = data.get(section) or {}
+            if isinstance(given, Mapping):
+                data[section] = {**defaults, **given}
+        data["method"]["preset"] = name
+        return data
 
     @classmethod
-    def from_dict(
-        cls, data: Mapping[str, Any], *, overrides: Iterable[str] = (), smoke: bool = False
+    def from_dict(  # type: ignore[override]
+        cls, data: Mapping[str, Any], *, overrides: Overrides = (), smoke: bool = False
     ) -> TrainConfig:
         """Build and resolve a config from a (YAML) mapping.
 
@@ -239,8 +505,8 @@ class TrainConfig:
         data
             The YAML layout of the module docstring.
         overrides
-            ``"a.b=value"`` strings (see :func:`apply_overrides`); they win over the smoke
-            section.
+            ``(dotted key, value)`` pairs (see :func:`apply_overrides`); they win over the
+            smoke section.
         smoke
             Apply the ``smoke`` section.
 
@@ -250,30 +516,18 @@ class TrainConfig:
             Unknown key (named with its dotted path and the valid keys), bad value, unknown
             method / preset / composition. Errors inside the ``smoke`` section are reported
             even when ``smoke`` is False.
-        """
-        overrides = list(overrides)
-        raw = apply_overrides(_mapping(data, ""), overrides)
-        smoke_section = _mapping(raw.pop("smoke", {}), "smoke")
-        # re-applied so that they win over the smoke section
-        others = [o for o in overrides if not parse_override(o)[0].startswith("smoke.")]
-        with_smoke = apply_overrides(_merge(raw, smoke_section, "smoke"), others)
-        if smoke:
-            config = _checked_with_smoke(with_smoke, smoke_section)
-        else:
-            config = _resolve(raw)
-            _checked_with_smoke(with_smoke, smoke_section)  # catch typos in the smoke section
-        config.smoke = _plain(smoke_section)
-        return config
 
-    def to_dict(self) -> dict[str, Any]:
-        """Plain (YAML-able) mapping in the YAML layout; ``from_dict`` of it gives ``self``."""
-        out = dataclasses.asdict(self)
-        method = out["method"]
-        out["method"] = {"name": method["name"], "preset": method["preset"], **method["hparams"]}
-        out["augmentation"] = [
-            {"name": a["name"], "weight": a["weight"], **a["params"]} for a in out["augmentation"]
-        ]
-        return _plain(out)
+        Examples
+        --------
+        >>> config = TrainConfig.from_dict({"method": {"name": "byol"}}, overrides={"optim.lr": 2})
+        >>> config.optim.lr, config.optim.batch_size
+        (2.0, 512)
+        """
+        pairs = override_pairs(overrides)
+        raw = apply_overrides(data, pairs)
+        section = _plain(as_dict(raw.pop("smoke", None), "smoke"))
+        later = [(k, v) for k, v in pairs if k.split(".")[0] != "smoke"]  # win over smoke
+        return with_smoke(cls, {**raw, "smoke": section}, section, smoke, later=later)
 
     def to_yaml(self) -> str:
         """The config as YAML text (sections in the documented order)."""
@@ -289,18 +543,35 @@ class TrainConfig:
 # --- loading ------------------------------------------------------------------------------------
 
 
-def load_config(
-    path: str | Path, *, overrides: Iterable[str] = (), smoke: bool = False
-) -> TrainConfig:
-    """Load a training config from YAML, apply ``--set`` style overrides, resolve defaults.
+def read_yaml(path: str | Path, what: str) -> Any:
+    """The YAML document at ``path``.
+
+    Raises
+    ------
+    FileNotFoundError
+        No file at ``path`` (named as ``what``).
+    ConfigError
+        Invalid YAML.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} not found: {path}")
+    try:
+        return yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise ConfigError("", f"{path} is not valid YAML: {err}") from err
+
+
+def load_config(path: str | Path, *, overrides: Overrides = (), smoke: bool = False) -> TrainConfig:
+    """Load a training config from YAML, apply overrides, resolve defaults.
 
     Parameters
     ----------
     path
         YAML file (see the module docstring).
     overrides
-        ``"a.b=value"`` strings; ``value`` is parsed as YAML (``--set optim.lr=0.1``,
-        ``--set augmentation.0.hue=0.5``, ``--set data.limit=null``).
+        ``(dotted key, value)`` pairs or a mapping of them (``{"optim.lr": 0.1}``,
+        ``{"augmentation.0.hue": 0.5}``); :func:`parse_overrides` reads the CLI's text.
     smoke
         Apply the file's ``smoke`` section.
 
@@ -310,14 +581,12 @@ def load_config(
         No file at ``path``.
     ConfigError
         Invalid YAML or config; the message names the file and the dotted key.
+
+    Examples
+    --------
+    >>> config = load_config("training/cifar10_simclr.yaml", smoke=True)  # doctest: +SKIP
     """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"training config not found: {path}")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as err:
-        raise ConfigError("", f"{path} is not valid YAML: {err}") from err
+    data = read_yaml(path, "training config")
     try:
         if data is None or data == {}:  # defaults alone would train SimCLR on CIFAR-10
             raise ConfigError("", "the file is empty; expected a trainer config (method, data...)")
@@ -326,8 +595,17 @@ def load_config(
         raise ConfigError(err.key, f"{err.detail} (in {path})") from None
 
 
+# --- overrides: dotted keys ---------------------------------------------------------------------
+
+
 def parse_override(text: str) -> tuple[str, Any]:
-    """``"a.b=value"`` -> ``("a.b", yaml.safe_load("value"))``."""
+    """``"a.b=value"`` -> ``("a.b", yaml.safe_load("value"))``: the CLI's ``--set``.
+
+    Examples
+    --------
+    >>> parse_override("optim.lr=0.1")
+    ('optim.lr', 0.1)
+    """
     key, sep, value = text.partition("=")
     key = key.strip()
     if not sep or not key or any(not part for part in key.split(".")):
@@ -338,319 +616,130 @@ def parse_override(text: str) -> tuple[str, Any]:
         raise ConfigError(key, f"override value {value!r} is not valid YAML: {err}") from err
 
 
-def apply_overrides(data: Mapping[str, Any], overrides: Iterable[str]) -> dict[str, Any]:
-    """A copy of ``data`` with each ``"a.b=value"`` override set (missing mappings created)."""
-    out = copy.deepcopy(_mapping(data, ""))
-    for text in overrides:
-        key, value = parse_override(text)
+def parse_overrides(texts: Iterable[str]) -> list[tuple[str, Any]]:
+    """:func:`parse_override` of each ``"a.b=value"`` text."""
+    return [parse_override(text) for text in texts]
+
+
+def as_dict(value: Any, where: str = "") -> dict[str, Any]:
+    """``value`` checked as a mapping with string keys (``None``: empty)."""
+    return validate(_DICT, value, where)
+
+
+def override_pairs(overrides: Overrides) -> list[tuple[str, Any]]:
+    """``overrides`` as a list of ``(dotted key, value)`` pairs."""
+    pairs = list(overrides.items() if isinstance(overrides, Mapping) else overrides)
+    if any(isinstance(pair, str) for pair in pairs):
+        raise TypeError("overrides are (key, value) pairs; read 'a.b=value' with parse_overrides")
+    return pairs
+
+
+def apply_overrides(data: Any, overrides: Overrides) -> dict[str, Any]:
+    """A copy of the mapping ``data`` with each dotted key set (missing mappings created).
+
+    Examples
+    --------
+    >>> apply_overrides({"a": {"b": 1}}, {"a.c.d": [1, 2], "e": None})
+    {'a': {'b': 1, 'c': {'d': [1, 2]}}, 'e': None}
+    """
+    out = copy.deepcopy(as_dict(data))
+    for key, value in override_pairs(overrides):
         node: Any = out
-        parts = key.split(".")
-        for depth, part in enumerate(parts):
-            where = ".".join(parts[: depth + 1])
-            last = depth == len(parts) - 1
+        *parents, last = key.split(".")
+        for depth, part in enumerate(parents):
+            where = ".".join(parents[: depth + 1])
             if isinstance(node, list):
-                index = _list_index(part, len(node), where)
-                if last:
-                    node[index] = value
-                else:
-                    node = node[index]
+                node = node[_list_index(part, len(node), where)]
             elif isinstance(node, dict):
-                if last:
-                    node[part] = value
-                else:
-                    node = node.setdefault(part, {})
+                node = node.setdefault(part, {})
             else:
-                parent = ".".join(parts[:depth])
-                raise ConfigError(where, f"cannot set it: {parent} is not a mapping or a list")
+                raise ConfigError(where, f"cannot set it: {where} is not a mapping or a list")
+        if isinstance(node, list):
+            node[_list_index(last, len(node), key)] = value
+        elif isinstance(node, dict):
+            node[last] = value
+        else:
+            parent = key.rpartition(".")[0]
+            raise ConfigError(key, f"cannot set it: {parent} is not a mapping or a list")
     return out
 
 
-def _list_index(part: str, length: int, where: str) -> int:
-    try:
-        index = int(part)
-    except ValueError:
-        index = -1
+def _list_index(part: Any, length: int, where: str) -> int:
+    index = int(part) if str(part).isdigit() else -1
     if not 0 <= index < length:
         raise ConfigError(where, f"expected a list index in [0, {length})")
     return index
 
 
-def _merge(base: Any, update: Any, where: str) -> Any:
-    """Deep merge: mappings recursively, a mapping of integer keys onto a list by element."""
-    if isinstance(update, Mapping) and isinstance(base, Mapping):
-        out: Any = dict(base)
+def merge(base: Any, update: Any, *, replace: Iterable[str] = (), where: str = "") -> Any:
+    """``update`` deep-merged onto ``base`` (the smoke sections).
+
+    Mappings merge key by key, except the keys in ``replace``; a mapping of indices onto a list
+    merges element by element (``augmentation: {1: {size: 48}}``); anything else is replaced.
+
+    Examples
+    --------
+    >>> merge({"a": {"b": 1, "c": 2}, "l": [{"x": 1}, {"x": 2}]}, {"a": {"c": 3}, "l": {1: {"x": 0}}})
+    {'a': {'b': 1, 'c': 3}, 'l': [{'x': 1}, {'x': 0}]}
+    """
+    replace = tuple(replace)
+    if isinstance(update, Mapping) and isinstance(base, Mapping | list):
+        out = dict(base) if isinstance(base, Mapping) else list(base)
         for key, value in update.items():
-            out[key] = _merge(base[key], value, f"{where}.{key}") if key in base else value
-        return copy.deepcopy(out)
-    if isinstance(update, Mapping) and isinstance(base, list):
-        out = copy.deepcopy(base)
-        for key, value in update.items():
-            index = _list_index(str(key), len(base), f"{where}.{key}")
-            out[index] = _merge(base[index], value, f"{where}.{key}")
+            at = join_key(where, str(key))
+            if isinstance(out, list):
+                index = _list_index(key, len(out), at)
+                out[index] = merge(out[index], value, replace=replace, where=at)
+            elif key in out and key not in replace:
+                out[key] = merge(out[key], value, replace=replace, where=at)
+            else:
+                out[key] = copy.deepcopy(value)
         return out
     return copy.deepcopy(update)
 
 
-def _checked_with_smoke(data: dict[str, Any], smoke_section: Mapping[str, Any]) -> TrainConfig:
+def with_smoke(
+    schema: type[Model],
+    raw: dict[str, Any],
+    section: dict[str, Any],
+    smoke: bool,
+    *,
+    replace: Iterable[str] = (),
+    later: Overrides = (),
+) -> Model:
+    """``raw``, or with ``smoke`` ``raw`` with the smoke ``section`` merged on top (and the
+    ``later`` overrides applied after it), validated against ``schema``.
+
+    Both scales are validated, so that a typo in the smoke section shows in a normal run too;
+    an error the section causes is keyed ``smoke.<key>``.
+    """
+    normal = None if smoke else validate(schema, raw)
     try:
-        return _resolve(data)
+        merged = apply_overrides(merge(raw, section, replace=replace, where="smoke"), later)
+        smoked = validate(schema, merged)
     except ConfigError as err:
-        key = f"smoke.{err.key}" if _has_key(smoke_section, err.key) else err.key
+        key = join_key("smoke", err.key) if has_key(section, err.key) else err.key
         raise ConfigError(key, f"{err.detail} (with the smoke section applied)") from None
+    return smoked if normal is None else normal
 
 
-def _has_key(mapping: Any, dotted: str) -> bool:
-    node = mapping
-    for part in dotted.split(".") if dotted else []:
-        if isinstance(node, Mapping) and (part in node or _int_key(part) in node):
-            node = node[part] if part in node else node[_int_key(part)]
-        else:
-            return False
-    return bool(dotted)
+def has_key(node: Any, dotted: str) -> bool:
+    """Whether ``node`` sets the dotted key or a key above it (its keys may hold dots).
 
-
-def _int_key(part: str) -> int | str:
-    return int(part) if part.isdigit() else part
-
-
-# --- resolution ---------------------------------------------------------------------------------
-
-
-def _resolve(data: dict[str, Any]) -> TrainConfig:
-    _check_keys(data, [f.name for f in dataclasses.fields(TrainConfig) if f.name != "smoke"], "")
-    method = _method(_mapping(data.get("method", {}), "method"))
-    preset = _preset(method)
-    config = TrainConfig(
-        data=_section(DataConfig, data.get("data", {}), "data"),
-        model=_section(
-            ModelConfig,
-            {
-                "zero_init_residual": preset.zero_init_residual,
-                **_mapping(data.get("model", {}), "model"),
-            },
-            "model",
-        ),
-        method=method,
-        augmentation=_augmentations(data.get("augmentation", [{"name": "cifar"}])),
-        optim=_optim(data.get("optim", {}), preset),
-        run=_run(data.get("run", {})),
-    )
-    _check_values(config)
-    return config
-
-
-def _preset(method: MethodConfig):
-    from phenossl.ssl.presets import get_preset
-
-    try:
-        preset = get_preset(method.preset or method.name)  # _method sets preset (default: name)
-    except ValueError as err:
-        raise ConfigError("method.preset", str(err)) from None
-    if preset.method != method.name:
-        raise ConfigError(
-            "method.preset",
-            f"preset {method.preset!r} is for method {preset.method!r}, not {method.name!r}",
-        )
-    method.hparams = {**preset.method_kwargs, **method.hparams}
-    return preset
-
-
-def _method(raw: dict[str, Any]) -> MethodConfig:
-    from phenossl.ssl.methods import METHODS, method_hparams
-
-    name = _coerce(raw.get("name", MethodConfig.name), str, "method.name")
-    if name not in METHODS:
-        raise ConfigError(
-            "method.name", f"unknown method {name!r}; expected one of {sorted(METHODS)}"
-        )
-    preset = _coerce(raw.get("preset"), str | None, "method.preset") or name
-    accepted = [k for k in method_hparams(name) if k not in TRAINER_HPARAMS]
-    hparams = {k: v for k, v in raw.items() if k not in ("name", "preset")}
-    for key in hparams:
-        if key in TRAINER_HPARAMS:
-            raise ConfigError(
-                f"method.{key}", "is set by the trainer (from the dataset and run.seed)"
-            )
-    _check_keys(hparams, accepted, "method", extra=("name", "preset"))
-    return MethodConfig(name=name, preset=preset, hparams=hparams)
-
-
-def _augmentations(raw: Any) -> list[AugmentationConfig]:
-    from phenossl.augment import COMPOSITIONS, build_augmentation, describe
-
-    items = [raw] if isinstance(raw, Mapping) else raw
-    if not isinstance(items, list) or not items:
-        raise ConfigError(
-            "augmentation", "expected a non-empty list of compositions ({name, weight, ...})"
-        )
-    out = []
-    for i, item in enumerate(items):
-        where = f"augmentation.{i}"
-        item = _mapping(item, where)
-        name = _coerce(item.get("name"), str, f"{where}.name")
-        if name not in COMPOSITIONS:
-            raise ConfigError(
-                f"{where}.name",
-                f"unknown composition {name!r}; expected one of {list(COMPOSITIONS)}",
-            )
-        weight = _coerce(item.get("weight", 1.0), float, f"{where}.weight")
-        if not math.isfinite(weight) or weight <= 0:
-            raise ConfigError(f"{where}.weight", f"expected a positive number, got {weight}")
-        params = {k: v for k, v in item.items() if k not in ("name", "weight")}
-        _check_keys(params, list(describe(name)), where, extra=("name", "weight"))
-        try:
-            build_augmentation(name, **params)
-        except ValueError as err:
-            raise ConfigError(_bad_param(name, params, where), str(err)) from None
-        out.append(AugmentationConfig(name=name, weight=weight, params=params))
-    return out
-
-
-def _bad_param(name: str, params: Mapping[str, Any], where: str) -> str:
-    """The dotted key of the first parameter ``build_augmentation`` rejects on its own."""
-    from phenossl.augment import build_augmentation
-
-    for key, value in params.items():
-        try:
-            build_augmentation(name, **{key: value})
-        except ValueError:
-            return f"{where}.{key}"
-    return where
-
-
-def _optim(raw: Any, preset) -> OptimConfig:
-    raw = _mapping(raw, "optim")
-    from_preset = {
-        f.name: getattr(preset, f.name)
-        for f in dataclasses.fields(OptimConfig)
-        if hasattr(preset, f.name)
-    }
-    return _section(OptimConfig, {**from_preset, **raw}, "optim")
-
-
-def _run(raw: Any) -> RunConfig:
-    raw = _mapping(raw, "run")
-    monitor = _section(KnnMonitorConfig, raw.get("eval", {}), "run.eval")
-    run = _section(RunConfig, {k: v for k, v in raw.items() if k != "eval"}, "run")
-    run.eval = monitor
-    return run
-
-
-def _check_values(config: TrainConfig) -> None:
-    from phenossl.models.backbones import available_backbones
-
-    positive = {
-        "optim.batch_size": config.optim.batch_size,
-        "optim.epochs": config.optim.epochs,
-        "run.checkpoint_every": config.run.checkpoint_every,
-        "run.log_every": config.run.log_every,
-        "run.eval.k": config.run.eval.k,
-        "run.eval.every": config.run.eval.every,
-        "data.limit": config.data.limit,
-        "run.eval.limit": config.run.eval.limit,
-        "run.eval.bank_limit": config.run.eval.bank_limit,
-        "run.num_threads": config.run.num_threads,
-        "model.in_channels": config.model.in_channels,
-        "optim.lr": config.optim.lr,
-        "run.eval.temperature": config.run.eval.temperature,
-        "optim.lars_eta": config.optim.lars_eta,
-    }
-    for key, value in positive.items():
-        if value is not None and not value > 0:
-            raise ConfigError(key, f"expected a positive value, got {value}")
-    for key in ("weight_decay", "momentum", "warmup_epochs", "warmup_start_lr", "min_lr"):
-        value = getattr(config.optim, key)
-        if value is not None and value < 0:
-            raise ConfigError(f"optim.{key}", f"expected a value >= 0, got {value}")
-    if config.optim.batch_size is not None and config.optim.batch_size < 2:
-        raise ConfigError("optim.batch_size", "SSL losses need at least 2 images per batch")
-    if config.model.backbone not in available_backbones():
-        raise ConfigError(
-            "model.backbone",
-            f"unknown backbone {config.model.backbone!r}; expected one of "
-            f"{', '.join(available_backbones())}",
-        )
-
-
-# --- generic helpers ----------------------------------------------------------------------------
-
-
-def _mapping(value: Any, where: str) -> dict[str, Any]:
-    if value is None:
-        return {}
-    if not isinstance(value, Mapping):
-        raise ConfigError(where, f"expected a mapping, got {type(value).__name__} {value!r}")
-    for key in value:
-        if not isinstance(key, str):
-            raise ConfigError(where, f"keys must be strings, got {key!r}")
-    return dict(value)
-
-
-def _check_keys(
-    raw: Mapping[str, Any], valid: list[str], where: str, extra: tuple[str, ...] = ()
-) -> None:
-    for key in raw:
-        if key not in valid:
-            dotted = f"{where}.{key}" if where else key
-            allowed = ", ".join([*extra, *valid]) or "(none)"
-            section = f"of {where!r}" if where else "at the top level"
-            raise ConfigError(dotted, f"unknown key; valid keys {section}: {allowed}")
-
-
-def _section(cls: type, raw: Any, where: str) -> Any:
-    raw = _mapping(raw, where)
-    names = [f.name for f in dataclasses.fields(cls)]
-    _check_keys(raw, names, where)
-    hints = typing.get_type_hints(cls)
-    values = {k: _coerce(v, hints[k], f"{where}.{k}") for k, v in raw.items()}
-    return cls(**values)
-
-
-def _coerce(value: Any, hint: Any, key: str) -> Any:
-    """``value`` checked (and, for floats written as strings, converted) against ``hint``."""
-    origin = typing.get_origin(hint)
-    if origin in (typing.Union, types.UnionType):
-        options = typing.get_args(hint)
-        if value is None and type(None) in options:
-            return None
-        errors = []
-        for option in (o for o in options if o is not type(None)):
-            try:
-                return _coerce(value, option, key)
-            except ConfigError as err:
-                errors.append(err.detail)
-        raise ConfigError(key, " or ".join(errors) + (" or null" if type(None) in options else ""))
-    if origin is Literal:
-        choices = typing.get_args(hint)
-        if value not in choices:
-            raise ConfigError(key, f"expected one of {list(choices)}, got {value!r}")
-        return value
-    if origin is dict or hint is dict:
-        return _mapping(value, key)
-    if hint is Any:
-        return value
-    if hint is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(key, f"expected true or false, got {value!r}")
-        return value
-    if hint is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(key, f"expected an integer, got {value!r}")
-        return value
-    if hint is float:
-        if isinstance(value, str):
-            try:
-                return float(value)
-            except ValueError:
-                pass
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ConfigError(key, f"expected a number, got {value!r}")
-        return float(value)
-    if hint is str:
-        if not isinstance(value, str):
-            raise ConfigError(key, f"expected a string, got {value!r}")
-        return value
-    raise TypeError(f"no coercion for {hint!r} ({key})")  # a programming error
+    Examples
+    --------
+    >>> has_key({"set": {"train.optim.lr": 1}}, "set.train.optim.lr"), has_key({"a": 1}, "b")
+    (True, False)
+    """
+    if not isinstance(node, Mapping):
+        return bool(dotted)
+    for key, value in node.items():
+        key = str(key)
+        if dotted == key or (
+            dotted.startswith(f"{key}.") and has_key(value, dotted[len(key) + 1 :])
+        ):
+            return True
+    return False
 
 
 def _plain(obj: Any) -> Any:

@@ -22,12 +22,13 @@ from __future__ import annotations
 
 import os
 import traceback
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from phenossl._progress import Progress, ProgressCallback, ProgressGenerator, run
+from phenossl.training.config import Overrides
 from phenossl.training.executors import LocalExecutor, PoolExecutor, make_executor
 from phenossl.training.experiment import RunResult, iter_execute
 from phenossl.training.store import (
@@ -80,7 +81,7 @@ def iter_sweep(
     store: str | os.PathLike | ResultStore | None = None,
     *,
     smoke: bool = False,
-    overrides: Iterable[str] = (),
+    overrides: Overrides = (),
     methods: Sequence[str] | None = None,
     seeds: Sequence[int] | None = None,
     executor: str | LocalExecutor | PoolExecutor = "local",

@@ -35,35 +35,58 @@ A **run id** joins the experiment, the method, ``axis=value`` per axis and ``see
 ``/`` (``table2_hue_p/simclr/hue_p=0.263/seed=5``); float values are written with the fewest
 significant digits (at least 3) that keep an axis's values apart.
 
-With ``smoke=True`` the ``smoke`` mapping is deep-merged over the file (mappings merge key by
-key, except ``methods`` and an axis's ``levels``; lists, values and those two are replaced), and every trainer config is loaded with its own smoke
-section. Unknown keys anywhere are a :class:`~phenossl.training.config.ConfigError` naming the
+With ``smoke=True`` the ``smoke`` mapping is deep-merged over the file
+(:func:`~phenossl.training.config.merge`: mappings key by key, except ``methods`` and an axis's
+``levels``, which are replaced like lists and values), and every trainer config is loaded with
+its own smoke section. Unknown keys anywhere are a :class:`~phenossl.training.config.ConfigError` naming the
 dotted key; a bad key in the ``smoke`` section is reported as ``smoke.<key>`` in both scales.
 """
 
 from __future__ import annotations
 
 import copy
-import dataclasses
 import json
 import math
 import re
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass, fields
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
+from pydantic import (
+    AfterValidator,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SkipValidation,
+    TypeAdapter,
+    model_validator,
+)
 
-# the trainer's YAML section helpers (unknown keys named, values coerced to the field types)
 from phenossl.training.config import (
+    Backbone,
+    Bool,
     ConfigError,
+    Dict,
+    Float,
+    Int,
+    KnnSettings,
+    Overrides,
+    Positive,
+    PositiveFloat,
+    Section,
+    Str,
     TrainConfig,
-    _check_keys,
-    _mapping,
-    _section,
     apply_overrides,
+    as_dict,
+    join_key,
+    load_config,
+    override_pairs,
+    read_yaml,
+    validate,
+    with_smoke,
 )
 
 __all__ = [
@@ -82,20 +105,6 @@ __all__ = [
     "load_sweep",
 ]
 
-KINDS = ("train", "embed")
-TOP_KEYS = (
-    "experiment",
-    "description",
-    "kind",
-    "train",
-    "methods",
-    "grid",
-    "seeds",
-    "set",
-    "evaluate",
-    "embed",
-    "smoke",
-)
 SETTING_SECTIONS = ("train", "evaluate", "embed")
 VALUE = "{value}"
 _REPLACED = ("methods", "levels")  # mappings the smoke section replaces instead of merging
@@ -106,37 +115,26 @@ _AXIS = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 # --- evaluation of a trained run ----------------------------------------------------------------
 
 
-@dataclass
-class LinearSettings:
+class LinearSettings(Section):
     """Linear probe on frozen features (:func:`phenossl.training.evaluate.linear_eval`)."""
 
-    epochs: int = 100
-    lr: float = 0.1
-    weight_decay: float = 0.0
-    batch_size: int = 256
+    epochs: Positive = 100
+    lr: PositiveFloat = 0.1
+    weight_decay: Float = 0.0
+    batch_size: Positive = 256
 
 
-@dataclass
-class KnnSettings:
-    """Weighted kNN on frozen features (:func:`phenossl.training.evaluate.knn_eval`)."""
-
-    k: int = 20
-    temperature: float = 0.07
-
-
-@dataclass
-class FinetuneSettings:
+class FinetuneSettings(Section):
     """Fine-tuning of the whole backbone (:func:`phenossl.training.evaluate.finetune`)."""
 
-    epochs: int = 30
-    lr: float = 0.01
-    weight_decay: float = 5.0e-4
-    batch_size: int = 128
-    augmentation: str | None = None
+    epochs: Positive = 30
+    lr: PositiveFloat = 0.01
+    weight_decay: Float = 5.0e-4
+    batch_size: Positive = 128
+    augmentation: Str | None = None
 
 
-@dataclass
-class ClusterSettings:
+class ClusterSettings(Section):
     """KMeans on the test-split embeddings, AMI against a label (:func:`phenossl.cluster`).
 
     ``label_column``: a CropSet column (``is_treated``, ``treatment``...); None takes the
@@ -146,96 +144,61 @@ class ClusterSettings:
     the clustered embeddings (``phenossl.embedding.save_embeddings``).
     """
 
-    k: int = 10
-    label_column: str | None = None
-    name: str | None = None
-    n_init: int = 10
-    n_permutations: int = 10
-    n_nearest: int = 8
-    montage: bool = True
-    save_embeddings: bool = True
+    k: Annotated[Int, Field(gt=1)] = 10
+    label_column: Str | None = None
+    name: Str | None = None
+    n_init: Int = 10
+    n_permutations: Int = 10
+    n_nearest: Int = 8
+    montage: Bool = True
+    save_embeddings: Bool = True
 
 
-@dataclass
-class EvalDataSettings:
+class EvalDataSettings(Section):
     """The evaluation data: the training config's dataset with these splits and options.
 
     ``options`` are added to the training data's ``build_dataset`` options (e.g.
     ``label_column: treatment`` for a CropSet); limits keep a seeded random subset.
     """
 
-    train_split: str | None = "train"
-    test_split: str | None = "test"
-    train_limit: int | None = None
-    test_limit: int | None = None
-    options: dict[str, Any] = field(default_factory=dict)
-    batch_size: int = 256
+    train_split: Str | None = "train"
+    test_split: Str | None = "test"
+    train_limit: Positive | None = None
+    test_limit: Positive | None = None
+    options: Dict = Field(default_factory=dict)
+    batch_size: Positive = 256
 
 
-@dataclass
-class EvaluateConfig:
+def _protocol(value: Any) -> Any:
+    """``true`` or ``{}``: run with defaults; ``false`` or ``null``: off."""
+    return {} if value is True else None if value is False else value
+
+
+def _listed(value: Any) -> Any:
+    return [value] if isinstance(value, Mapping) else value or []
+
+
+class EvaluateConfig(Section):
     """What a trained run is evaluated with; a protocol given as ``{}`` runs with defaults."""
 
-    linear: LinearSettings | None = None
-    knn: KnnSettings | None = None
-    finetune: FinetuneSettings | None = None
-    cluster: list[ClusterSettings] = field(default_factory=list)
-    data: EvalDataSettings = field(default_factory=EvalDataSettings)
-    device: str = "auto"
-    amp: bool = True
+    linear: Annotated[LinearSettings | None, BeforeValidator(_protocol)] = None
+    knn: Annotated[KnnSettings | None, BeforeValidator(_protocol)] = None
+    finetune: Annotated[FinetuneSettings | None, BeforeValidator(_protocol)] = None
+    cluster: Annotated[list[ClusterSettings], BeforeValidator(_listed)] = Field(
+        default_factory=list
+    )
+    data: EvalDataSettings = EvalDataSettings()
+    device: Str = "auto"
+    amp: Bool = True
 
-    @classmethod
-    def from_dict(cls, raw: Mapping[str, Any] | None, where: str = "evaluate") -> EvaluateConfig:
-        """Parse the YAML mapping; unknown keys raise :class:`ConfigError` naming them."""
-        raw = _mapping(raw, where)
-        _check_keys(raw, [f.name for f in dataclasses.fields(cls)], where)
-        protocols: dict[str, Any] = {}
-        for name, kind in (
-            ("linear", LinearSettings),
-            ("knn", KnnSettings),
-            ("finetune", FinetuneSettings),
-        ):
-            value = raw.get(name)
-            if value is False or value is None:
-                protocols[name] = None
-            else:
-                protocols[name] = _section(kind, {} if value is True else value, f"{where}.{name}")
-        clusters = raw.get("cluster") or []
-        clusters = [clusters] if isinstance(clusters, Mapping) else clusters
-        if not isinstance(clusters, list):
-            raise ConfigError(f"{where}.cluster", "expected a mapping or a list of mappings")
-        config = cls(
-            **protocols,
-            cluster=[
-                _section(ClusterSettings, c, f"{where}.cluster.{i}") for i, c in enumerate(clusters)
-            ],
-            data=_section(EvalDataSettings, raw.get("data", {}), f"{where}.data"),
-            **vars(_section(_Placement, {k: raw[k] for k in ("device", "amp") if k in raw}, where)),
-        )
-        config._check(where)
-        return config
-
-    def _check(self, where: str) -> None:
-        checks = [
-            (f"{name}.{key}", getattr(getattr(self, name), key), 0)
-            for name, keys in _POSITIVE.items()
-            if getattr(self, name) is not None
-            for key in keys
-        ]
-        checks += [(f"cluster.{i}.k", c.k, 1) for i, c in enumerate(self.cluster)]
-        checks += [
-            (f"data.{key}", getattr(self.data, key), 0)
-            for key in ("train_limit", "test_limit", "batch_size")
-            if getattr(self.data, key) is not None
-        ]
-        for key, value, floor in checks:
-            if not value > floor:
-                raise ConfigError(f"{where}.{key}", f"expected a value > {floor}, got {value}")
+    @model_validator(mode="after")
+    def _distinct_metrics(self) -> EvaluateConfig:
         names = self.cluster_metric_suffixes()
         if len(set(names)) != len(names):
             raise ConfigError(
-                f"{where}.cluster", f"two clusterings share a metric name {names}; give each a name"
+                "cluster", f"two clusterings share a metric name {names}; give each a name"
             )
+        return self
 
     def cluster_metric_suffixes(self) -> list[str]:
         """The metric-name suffix of each clustering: ``""``, then ``_<name>`` / ``_k<k>``."""
@@ -244,29 +207,11 @@ class EvaluateConfig:
             for i, c in enumerate(self.cluster)
         ]
 
-    def to_dict(self) -> dict[str, Any]:
-        """Plain mapping; :meth:`from_dict` of it gives an equal config."""
-        return dataclasses.asdict(self)
-
-
-@dataclass
-class _Placement:
-    device: str = "auto"
-    amp: bool = True
-
-
-_POSITIVE = {
-    "linear": ("epochs", "lr", "batch_size"),
-    "knn": ("k", "temperature"),
-    "finetune": ("epochs", "lr", "batch_size"),
-}
-
 
 # --- the backbone-size study: pretrained backbones, no training -------------------------------
 
 
-@dataclass
-class EmbedStudyConfig:
+class EmbedStudyConfig(Section):
     """One run of the backbone-size study (App. Fig. 1-2), without training.
 
     The CropSet's cells of ``compound`` at ``concentration`` (None: all its concentrations) and
@@ -276,45 +221,23 @@ class EmbedStudyConfig:
     randomised-label control.
     """
 
-    cropset: str = "data/crops/nocodazole_dmso"
-    compound: str = "nocodazole"
-    concentration: float | None = None
-    control: str = "DMSO"
-    backbone: str = "resnet18"
+    cropset: Str = "data/crops/nocodazole_dmso"
+    compound: Str = "nocodazole"
+    concentration: Float | None = None
+    control: Str = "DMSO"
+    backbone: Backbone = "resnet18"
     weights: Literal["imagenet", "random"] = "imagenet"
-    n_per_group: int | None = None
-    input_size: int | None = None
-    batch_size: int = 64
-    k: int = 2
-    n_init: int = 10
-    n_permutations: int = 10
-    n_nearest: int = 8
-    montage: bool = True
-    save_embeddings: bool = True
-    seed: int = 0
-    device: str = "auto"
-
-    @classmethod
-    def from_dict(cls, raw: Mapping[str, Any] | None, where: str = "embed") -> EmbedStudyConfig:
-        """Parse the YAML mapping; unknown keys raise :class:`ConfigError` naming them."""
-        config = _section(cls, raw or {}, where)
-        from phenossl.models.backbones import available_backbones
-
-        if config.backbone not in available_backbones():
-            raise ConfigError(
-                f"{where}.backbone",
-                f"unknown backbone {config.backbone!r}; expected one of "
-                f"{', '.join(available_backbones())}",
-            )
-        for key in ("k", "batch_size", "n_init", "n_per_group", "input_size"):
-            value = getattr(config, key)
-            if value is not None and value < (2 if key == "k" else 1):
-                raise ConfigError(f"{where}.{key}", f"expected a larger value, got {value}")
-        return config
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain mapping; :meth:`from_dict` of it gives an equal config."""
-        return dataclasses.asdict(self)
+    n_per_group: Positive | None = None
+    input_size: Positive | None = None
+    batch_size: Positive = 64
+    k: Annotated[Int, Field(ge=2)] = 2
+    n_init: Positive = 10
+    n_permutations: Int = 10
+    n_nearest: Int = 8
+    montage: Bool = True
+    save_embeddings: Bool = True
+    seed: Int = 0
+    device: Str = "auto"
 
 
 # --- runs ---------------------------------------------------------------------------------------
@@ -349,22 +272,19 @@ class RunSpec:
 
     def to_json(self) -> dict[str, Any]:
         """The JSON ``spec`` of the result store (with ``backbone`` and ``dataset``)."""
-        out = dataclasses.asdict(self)
-        out.update(backbone=self.backbone, dataset=self.dataset)
-        return out
+        return {**asdict(self), "backbone": self.backbone, "dataset": self.dataset}
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> RunSpec:
         """Inverse of :meth:`to_json`."""
-        names = {f.name for f in dataclasses.fields(cls)}
+        names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in names})
 
     def train_config(self, device: str | None = None) -> TrainConfig:
         """The run's :class:`TrainConfig` (``run.device`` replaced by ``device`` if given)."""
-        config = TrainConfig.from_dict(self.config)
-        if device is not None:
-            config.run.device = device
-        return config
+        return TrainConfig.from_dict(
+            self.config, overrides={"run.device": device} if device else {}
+        )
 
 
 @dataclass(frozen=True)
@@ -384,26 +304,167 @@ class Axis:
 
     @cached_property
     def texts(self) -> tuple[str, ...]:
-        return _value_texts([level.label for level in self.levels], self.name)
+        return _value_texts([level.label for level in self.levels])
 
 
-@dataclass
-class SweepConfig:
-    """A loaded sweep config (see the module docstring); :meth:`runs` expands the grid."""
+# --- the sweep file -----------------------------------------------------------------------------
 
-    experiment: str
-    description: str = ""
-    kind: str = "train"
-    train: str | None = None
-    methods: dict[str | None, dict[str, Any]] = field(default_factory=dict)
-    grid: list[Axis] = field(default_factory=list)
-    seeds: list[int] = field(default_factory=lambda: [0])
-    settings: dict[str, Any] = field(default_factory=dict)
-    evaluate: dict[str, Any] = field(default_factory=dict)
-    embed: dict[str, Any] = field(default_factory=dict)
-    smoke: bool = False
-    overrides: dict[str, Any] = field(default_factory=dict)
-    path: Path | None = None
+
+def _name(value: str) -> str:
+    if not _NAME.match(value):
+        raise ValueError(f"expected a name of letters, digits, _.+-, got {value!r}")
+    return value
+
+
+def _check_settings(settings: dict[str, Any]) -> dict[str, Any]:
+    for key in settings:
+        section, dot, rest = key.partition(".")
+        if (
+            section not in SETTING_SECTIONS
+            or (section != "train" and not dot)
+            or (dot and not rest)
+        ):
+            raise ConfigError(
+                key,
+                "expected `train` (a trainer config file) or a dotted key under train., "
+                "evaluate. or embed.",
+            )
+    return settings
+
+
+def _distinct(values: list[Any]) -> list[Any]:
+    if len(set(values)) != len(values):
+        raise ValueError(f"duplicate values in {values}")
+    return values
+
+
+#: flat mappings of dotted keys (module docstring)
+Settings = Annotated[Dict, AfterValidator(_check_settings)]
+Name = Annotated[Str, AfterValidator(_name)]
+_NAMES = TypeAdapter(Annotated[list[Name], Field(min_length=1), AfterValidator(_distinct)])
+Seeds = Annotated[list[Annotated[Int, Field(ge=0)]], Field(min_length=1), AfterValidator(_distinct)]
+_SETTINGS = TypeAdapter(Settings)
+_SEEDS = TypeAdapter(Seeds)
+
+
+class _Linspace(Section):
+    linspace: tuple[Float, Float, Annotated[Int, Field(ge=1)]]
+
+
+def _linspace(values: Any) -> Any:
+    """``{linspace: [start, stop, count]}`` -> the list of values."""
+    if not isinstance(values, Mapping):
+        return values
+    start, stop, count = _Linspace.model_validate(values).linspace
+    if count == 1:
+        return [start]
+    return [round(start + (stop - start) * i / (count - 1), 10) for i in range(count)]
+
+
+def _scalar(value: Any) -> Any:
+    if not isinstance(value, str | int | float | bool):
+        raise ValueError(f"expected a number or a name, got {value!r}")
+    return value
+
+
+class _AxisSpec(Section):
+    """One axis of ``grid`` in YAML: ``values`` with ``set``, or ``levels``."""
+
+    values: Annotated[
+        list[Annotated[Any, AfterValidator(_scalar)]] | None,
+        BeforeValidator(_linspace),
+        Field(min_length=1),
+    ] = None
+    set: Settings | None = None
+    levels: dict[Str, Settings] | None = None
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> _AxisSpec:
+        if (self.levels is None) == (self.values is None):
+            raise ConfigError("", "give either `values` (with `set`) or `levels`")
+        if self.levels is not None and self.set is not None:
+            raise ConfigError("set", "levels carry their own settings")
+        if self.levels == {}:
+            raise ConfigError("levels", "expected at least one level")
+        if self.values is not None and self.set is None:
+            raise ConfigError("set", "missing: which settings the values go to")
+        return self
+
+    def axis(self, name: str) -> Axis:
+        if self.levels is not None:
+            return Axis(name, tuple(Level(k, v) for k, v in self.levels.items()))
+        return Axis(name, tuple(Level(v, _substitute(self.set, v)) for v in self.values))
+
+
+def _axis_name(name: str) -> str:
+    if not _AXIS.match(name) or name in ("seed", "method"):
+        raise ValueError("an axis name is an identifier other than seed and method")
+    return name
+
+
+_GRID = TypeAdapter(dict[Annotated[Str, AfterValidator(_axis_name)], _AxisSpec])
+
+
+def _axes(raw: Any) -> list[Axis]:
+    if isinstance(raw, list):  # already axes
+        return raw
+    axes = []
+    for name, spec in _GRID.validate_python({} if raw is None else raw).items():
+        axis = spec.axis(name)
+        try:
+            axis.texts  # noqa: B018 - checks the labels now
+        except ValueError as err:
+            raise ConfigError(name, str(err)) from None
+        axes.append(axis)
+    return axes
+
+
+def _methods(raw: Any) -> Any:
+    if isinstance(raw, list):
+        return {name: {} for name in _NAMES.validate_python(raw)}
+    return {} if raw is None else raw
+
+
+class SweepConfig(Section):
+    """A loaded sweep config (see the module docstring); :meth:`runs` expands the grid.
+
+    ``smoke``, ``overrides`` (the CLI's settings) and ``path`` are set by :func:`load_sweep`,
+    not read from the file.
+    """
+
+    model_config = ConfigDict(validate_assignment=False)  # load_sweep completes it
+
+    experiment: Name
+    description: Str = ""
+    kind: Literal["train", "embed"] = "train"
+    train: Str | None = None
+    methods: Annotated[dict[Name | None, Settings], BeforeValidator(_methods)] = Field(
+        default_factory=dict
+    )
+    grid: Annotated[list[Axis], SkipValidation, BeforeValidator(_axes)] = Field(
+        default_factory=list
+    )
+    seeds: Seeds = Field(default_factory=lambda: [0])
+    settings: Settings = Field(default_factory=dict, alias="set")
+    evaluate: Dict = Field(default_factory=dict)
+    embed: Dict = Field(default_factory=dict)
+    smoke: bool = Field(False, exclude=True)
+    overrides: dict[str, Any] = Field(default_factory=dict, exclude=True)
+    path: Path | None = Field(None, exclude=True)
+
+    @model_validator(mode="after")
+    def _fits_the_kind(self) -> SweepConfig:
+        if self.kind == "embed":
+            if self.train is not None:
+                raise ConfigError("train", "an embed sweep does not train; remove `train`")
+            if self.evaluate:
+                raise ConfigError("evaluate", "an embed sweep is scored by its `embed` settings")
+        if not self.methods:
+            if self.kind == "train":
+                raise ConfigError("methods", "missing: list the SSL methods to train")
+            self.methods = {None: {}}
+        EvaluateConfig.from_dict(self.evaluate, "evaluate")  # a bad key once, not per run
+        return self
 
     @property
     def n_runs(self) -> int:
@@ -473,7 +534,7 @@ class SweepConfig:
             train_file = self._train_path(str(train_file).format(method=method))
             overrides = dict(parts["train"])
             overrides.pop("run.seed", None)  # one resolution serves every seed
-            key: tuple[Path | str, str] = (train_file, json.dumps(overrides, sort_keys=True))
+            key = (train_file, json.dumps(overrides, sort_keys=True, default=str))
             if key not in cache:
                 cache[key] = _load_train(train_file, overrides, self.smoke).to_dict()
             resolved = copy.deepcopy(cache[key])
@@ -489,13 +550,13 @@ class SweepConfig:
             resolved["run"]["seed"] = seed
             key = ("evaluate", json.dumps(parts["evaluate"], sort_keys=True, default=str))
             if key not in cache:
-                raw_eval = apply_overrides(self.evaluate, _as_overrides(parts["evaluate"]))
-                cache[key] = EvaluateConfig.from_dict(raw_eval).to_dict()
+                raw_eval = apply_overrides(self.evaluate, parts["evaluate"])
+                cache[key] = EvaluateConfig.from_dict(raw_eval, "evaluate").to_dict()
             evaluate = copy.deepcopy(cache[key])
             train_file = str(train_file)
         else:
-            raw = apply_overrides(self.embed, _as_overrides(parts["embed"]))
-            resolved = EmbedStudyConfig.from_dict(raw).to_dict()
+            raw = apply_overrides(self.embed, parts["embed"])
+            resolved = EmbedStudyConfig.from_dict(raw, "embed").to_dict()
         return RunSpec(
             run_id=run_id,
             experiment=self.experiment,
@@ -529,7 +590,7 @@ def load_sweep(
     path: str | Path,
     *,
     smoke: bool = False,
-    overrides: Iterable[str] = (),
+    overrides: Overrides = (),
     methods: Sequence[str] | None = None,
     seeds: Sequence[int] | None = None,
 ) -> SweepConfig:
@@ -542,7 +603,8 @@ def load_sweep(
     smoke
         Merge the ``smoke`` section (and load the trainer configs with theirs).
     overrides
-        ``KEY=VALUE`` settings of every run (the CLI's ``--set``), value parsed as YAML.
+        Settings of every run (the CLI's ``--set``): ``(dotted key, value)`` pairs or a mapping,
+        e.g. ``{"train.data.root": "/scratch/cifar100"}``.
     methods, seeds
         Replace the config's method list / seeds (any method whose trainer config exists).
 
@@ -552,22 +614,17 @@ def load_sweep(
         No file at ``path``.
     ConfigError
         Invalid YAML or an invalid key or value, named with its dotted key and the file.
+
+    Examples
+    --------
+    >>> sweep = load_sweep("training/table2_hue_probability.yaml", smoke=True)  # doctest: +SKIP
+    >>> sweep.run_ids()[0]  # doctest: +SKIP
+    'table2_hue_p/simclr/hue_p=0/seed=5'
     """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"sweep config not found: {path}")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as err:
-        raise ConfigError("", f"{path} is not valid YAML: {err}") from err
+    data = read_yaml(path, "sweep config")
     try:
         return sweep_from_dict(
-            data,
-            path=path,
-            smoke=smoke,
-            overrides=overrides,
-            methods=methods,
-            seeds=seeds,
+            data, path=Path(path), smoke=smoke, overrides=overrides, methods=methods, seeds=seeds
         )
     except ConfigError as err:
         raise ConfigError(err.key, f"{err.detail} (in {path})") from None
@@ -578,191 +635,30 @@ def sweep_from_dict(
     *,
     path: Path | None = None,
     smoke: bool = False,
-    overrides: Iterable[str] = (),
+    overrides: Overrides = (),
     methods: Sequence[str] | None = None,
     seeds: Sequence[int] | None = None,
 ) -> SweepConfig:
     """Build a :class:`SweepConfig` from its YAML mapping; see :func:`load_sweep`."""
-    raw = _mapping(data, "")
+    raw = as_dict(data)
     if "experiment" not in raw:
         raise ConfigError(
             "experiment",
             "missing: a sweep config names its experiment (this may be a trainer config)",
         )
-    smoke_section = _mapping(raw.pop("smoke", {}), "smoke")
-    merged = _merge(raw, smoke_section)
-    try:
-        with_smoke = _parse(merged, smoke=True)
-    except ConfigError as err:
-        key = f"smoke.{err.key}" if _has_key(smoke_section, err.key) else err.key
-        raise ConfigError(key, f"{err.detail} (with the smoke section applied)") from None
-    config = with_smoke if smoke else _parse(raw, smoke=False)
-    config.path = path
-    config.overrides = _parse_cli_settings(overrides)
+    section = as_dict(raw.pop("smoke", None), "smoke")
+    config = with_smoke(SweepConfig, raw, section, smoke, replace=_REPLACED)
+    config.smoke, config.path = smoke, path
+    config.overrides = validate(_SETTINGS, dict(override_pairs(overrides)))
     if methods is not None:
-        config.methods = {m: config.methods.get(m, {}) for m in _names(list(methods), "methods")}
+        names = validate(_NAMES, list(methods), "methods")
+        config.methods = {m: config.methods.get(m, {}) for m in names}
     if seeds is not None:
-        config.seeds = _seeds(list(seeds))
+        config.seeds = validate(_SEEDS, list(seeds), "seeds")
     return config
 
 
-def _parse(raw: dict[str, Any], *, smoke: bool) -> SweepConfig:
-    _check_keys(raw, [k for k in TOP_KEYS if k != "smoke"], "")
-    experiment = raw["experiment"]
-    if not isinstance(experiment, str) or not _NAME.match(experiment):
-        raise ConfigError(
-            "experiment", f"expected a name of letters, digits, _.+-, got {experiment!r}"
-        )
-    kind = raw.get("kind", "train")
-    if kind not in KINDS:
-        raise ConfigError("kind", f"expected one of {list(KINDS)}, got {kind!r}")
-    description = raw.get("description", "")
-    if not isinstance(description, str):
-        raise ConfigError("description", "expected text")
-    train = raw.get("train")
-    if train is not None and not isinstance(train, str):
-        raise ConfigError("train", f"expected a file name, got {train!r}")
-    if kind == "embed" and train is not None:
-        raise ConfigError("train", "an embed sweep does not train; remove `train`")
-    config = SweepConfig(
-        experiment=experiment,
-        description=description,
-        kind=kind,
-        train=train,
-        methods=_methods(raw.get("methods"), kind),
-        grid=_grid(raw.get("grid")),
-        seeds=_seeds(raw.get("seeds", [0])),
-        settings=_settings(raw.get("set"), "set"),
-        evaluate=_mapping(raw.get("evaluate"), "evaluate"),
-        embed=_mapping(raw.get("embed"), "embed"),
-        smoke=smoke,
-    )
-    if kind == "embed" and config.evaluate:
-        raise ConfigError("evaluate", "an embed sweep is scored by its `embed` settings")
-    EvaluateConfig.from_dict(config.evaluate)  # report a bad key once, not per run
-    return config
-
-
-def _methods(raw: Any, kind: str) -> dict[str | None, dict[str, Any]]:
-    if raw is None:
-        if kind == "train":
-            raise ConfigError("methods", "missing: list the SSL methods to train")
-        return {None: {}}
-    if isinstance(raw, list):
-        return {m: {} for m in _names(raw, "methods")}
-    raw = _mapping(raw, "methods")
-    _names(list(raw), "methods")
-    return {name: _settings(value, f"methods.{name}") for name, value in raw.items()}
-
-
-def _names(items: list[Any], where: str) -> list[str]:
-    if not items:
-        raise ConfigError(where, "expected at least one name")
-    for i, name in enumerate(items):
-        if not isinstance(name, str) or not _NAME.match(name):
-            raise ConfigError(
-                f"{where}.{i}", f"expected a name of letters, digits, _.+-, got {name!r}"
-            )
-    if len(set(items)) != len(items):
-        raise ConfigError(where, f"duplicate names in {items}")
-    return items
-
-
-def _grid(raw: Any) -> list[Axis]:
-    axes = []
-    for name, spec in _mapping(raw, "grid").items():
-        where = f"grid.{name}"
-        if not _AXIS.match(name) or name in ("seed", "method"):
-            raise ConfigError(where, "an axis name is an identifier other than seed and method")
-        spec = _mapping(spec, where)
-        _check_keys(spec, ["values", "set", "levels"], where)
-        if ("levels" in spec) == ("values" in spec):
-            raise ConfigError(where, "give either `values` (with `set`) or `levels`")
-        if "levels" in spec:
-            if "set" in spec:
-                raise ConfigError(f"{where}.set", "levels carry their own settings")
-            levels = _mapping(spec["levels"], f"{where}.levels")
-            if not levels:
-                raise ConfigError(f"{where}.levels", "expected at least one level")
-            axis = Axis(
-                name,
-                tuple(
-                    Level(label, _settings(value, f"{where}.levels.{label}"))
-                    for label, value in levels.items()
-                ),
-            )
-        else:
-            if "set" not in spec:
-                raise ConfigError(f"{where}.set", "missing: which settings the values go to")
-            template = _settings(spec["set"], f"{where}.set")
-            values = _values(spec["values"], f"{where}.values")
-            axis = Axis(name, tuple(Level(v, _substitute(template, v)) for v in values))
-        axis.texts  # noqa: B018 - checks the labels now
-        axes.append(axis)
-    return axes
-
-
-def _values(raw: Any, where: str) -> list[Any]:
-    if isinstance(raw, Mapping):
-        _check_keys(raw, ["linspace"], where)
-        spec = raw["linspace"]
-        if (
-            not isinstance(spec, list)
-            or len(spec) != 3
-            or not all(isinstance(v, int | float) and not isinstance(v, bool) for v in spec)
-            or not float(spec[2]).is_integer()
-            or spec[2] < 1
-        ):
-            raise ConfigError(f"{where}.linspace", f"expected [start, stop, count], got {spec!r}")
-        start, stop, count = float(spec[0]), float(spec[1]), int(spec[2])
-        if count == 1:
-            return [start]
-        return [round(start + (stop - start) * i / (count - 1), 10) for i in range(count)]
-    if not isinstance(raw, list) or not raw:
-        raise ConfigError(where, f"expected a non-empty list or {{linspace: [...]}}, got {raw!r}")
-    for i, value in enumerate(raw):
-        if not isinstance(value, str | int | float | bool):
-            raise ConfigError(f"{where}.{i}", f"expected a number or a name, got {value!r}")
-    return list(raw)
-
-
-def _seeds(raw: Any) -> list[int]:
-    if not isinstance(raw, list) or not raw:
-        raise ConfigError("seeds", f"expected a non-empty list of integers, got {raw!r}")
-    for i, seed in enumerate(raw):
-        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-            raise ConfigError(f"seeds.{i}", f"expected an integer >= 0, got {seed!r}")
-    if len(set(raw)) != len(raw):
-        raise ConfigError("seeds", f"duplicate seeds in {raw}")
-    return list(raw)
-
-
-def _settings(raw: Any, where: str) -> dict[str, Any]:
-    settings = _mapping(raw, where)
-    for key in settings:
-        _check_setting_key(key, f"{where}.{key}")
-    return settings
-
-
-def _check_setting_key(key: str, where: str) -> None:
-    section, dot, rest = key.partition(".")
-    if section not in SETTING_SECTIONS or (section != "train" and not dot) or (dot and not rest):
-        raise ConfigError(
-            where,
-            "expected `train` (a trainer config file) or a dotted key under train., "
-            "evaluate. or embed.",
-        )
-
-
-def _parse_cli_settings(items: Iterable[str]) -> dict[str, Any]:
-    from phenossl.training.config import parse_override
-
-    out = {}
-    for text in items:
-        key, value = parse_override(text)
-        _check_setting_key(key, key)
-        out[key] = value
-    return out
+# --- settings -----------------------------------------------------------------------------------
 
 
 def split_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
@@ -790,71 +686,31 @@ def _substitute(template: Any, value: Any) -> Any:
     return template
 
 
-def _value_texts(values: Sequence[Any], axis: str) -> tuple[str, ...]:
+def _value_texts(values: Sequence[Any]) -> tuple[str, ...]:
     """Run-id text of each value: names as they are, floats with >= 3 significant digits."""
-    texts = None
     for digits in range(3, 18):
-        texts = [_text(v, digits, axis) for v in values]
+        texts = [_text(v, digits) for v in values]
         if len(set(texts)) == len(texts):
             return tuple(texts)
-    raise ConfigError(f"grid.{axis}", f"duplicate values {list(values)}")
+    raise ValueError(f"duplicate values {list(values)}")
 
 
-def _text(value: Any, digits: int, axis: str) -> str:
+def _text(value: Any, digits: int) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int):
         return str(value)
     if isinstance(value, float):
         if not math.isfinite(value):
-            raise ConfigError(f"grid.{axis}", f"non-finite value {value}")
+            raise ValueError(f"non-finite value {value}")
         return format(value, f".{digits}g")
     if not _NAME.match(str(value)):
-        raise ConfigError(
-            f"grid.{axis}", f"value {value!r}: a run-id name has only letters, digits, _.+-"
-        )
+        raise ValueError(f"value {value!r}: a run-id name has only letters, digits, _.+-")
     return str(value)
 
 
-def _as_overrides(settings: Mapping[str, Any]) -> list[str]:
-    """``KEY=VALUE`` strings for the trainer's override parser (JSON is a subset of YAML)."""
-    return [f"{key}={json.dumps(value)}" for key, value in settings.items()]
-
-
-def _load_train(path: Path, overrides: Mapping[str, Any], smoke: bool) -> TrainConfig:
-    if not path.is_file():
-        raise FileNotFoundError(f"trainer config not found: {path}")
+def _load_train(path: Path, overrides: Overrides, smoke: bool) -> TrainConfig:
     try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as err:
-        raise ConfigError("train", f"{path} is not valid YAML: {err}") from None
-    if raw is None or raw == {}:  # defaults alone would train SimCLR on CIFAR-10
-        raise ConfigError("train", f"{path} is empty; expected a trainer config")
-    try:
-        return TrainConfig.from_dict(raw, overrides=_as_overrides(overrides), smoke=smoke)
+        return load_config(path, overrides=overrides, smoke=smoke)
     except ConfigError as err:
-        raise ConfigError(f"train.{err.key}", f"{err.detail} (in {path})") from None
-
-
-def _merge(base: Any, update: Any) -> Any:
-    """Deep merge: mappings key by key (but ``methods`` and ``levels`` are replaced whole, so
-    that the smoke scale can keep fewer); anything else is replaced."""
-    if isinstance(base, Mapping) and isinstance(update, Mapping):
-        out = dict(base)
-        for key, value in update.items():
-            merge = key in base and key not in _REPLACED
-            out[key] = _merge(base[key], value) if merge else copy.deepcopy(value)
-        return out
-    return copy.deepcopy(update)
-
-
-def _has_key(node: Any, dotted: str) -> bool:
-    """Whether the dotted key lies in ``node`` (whose keys may hold dots: settings keys)."""
-    if not dotted or not isinstance(node, Mapping):
-        return bool(dotted) and not isinstance(node, Mapping)
-    for key, value in node.items():
-        if dotted == str(key):
-            return True
-        if dotted.startswith(f"{key}.") and _has_key(value, dotted[len(str(key)) + 1 :]):
-            return True
-    return False
+        raise ConfigError(join_key("train", err.key), err.detail) from None
