@@ -45,7 +45,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar, cast
 
 import yaml
 from pydantic import (
@@ -175,7 +175,11 @@ def validate(schema: type[Model] | TypeAdapter, data: Any, where: str = "") -> M
     ConfigError
         The first problem, named with its dotted key under ``where``.
     """
-    check = schema.validate_python if isinstance(schema, TypeAdapter) else schema.model_validate
+    check = (
+        schema.validate_python
+        if isinstance(schema, TypeAdapter)
+        else cast(Any, schema).model_validate
+    )
     try:
         return check(data)
     except ValidationError as err:
@@ -299,7 +303,7 @@ class MethodConfig(Section):
 
     @classmethod
     def _from_yaml(cls, data: dict[str, Any]) -> dict[str, Any]:
-        fixed = {k: data.pop(k) for k in ("name", "preset") if k in data}
+        fixed: dict[str, Any] = {k: data.pop(k) for k in ("name", "preset") if k in data}
         return {**fixed, "hparams": data}
 
     @model_serializer(mode="wrap")
@@ -351,7 +355,7 @@ class AugmentationConfig(Section):
 
     @classmethod
     def _from_yaml(cls, data: dict[str, Any]) -> dict[str, Any]:
-        fixed = {k: data.pop(k) for k in ("name", "weight") if k in data}
+        fixed: dict[str, Any] = {k: data.pop(k) for k in ("name", "weight") if k in data}
         return {**fixed, "params": data}
 
     @model_serializer(mode="wrap")
@@ -409,7 +413,12 @@ class OptimConfig(Section):
         """``rate`` (default ``lr``) as handed to the optimiser for ``batch_size``."""
         from phenossl.ssl.presets import scaled_lr
 
-        return scaled_lr(self.lr if rate is None else rate, self.batch_size, self.lr_scaling)
+        # the method's preset fills these in before anyone asks
+        lr = self.lr if rate is None else rate
+        assert lr is not None
+        assert self.batch_size is not None
+        assert self.lr_scaling is not None
+        return scaled_lr(lr, self.batch_size, self.lr_scaling)
 
 
 class KnnSettings(Section):

@@ -341,7 +341,9 @@ def _distinct(values: list[Any]) -> list[Any]:
 #: flat mappings of dotted keys (module docstring)
 Settings = Annotated[Dict, AfterValidator(_check_settings)]
 Name = Annotated[Str, AfterValidator(_name)]
-_NAMES = TypeAdapter(Annotated[list[Name], Field(min_length=1), AfterValidator(_distinct)])
+_NAMES: TypeAdapter[list[str]] = TypeAdapter(
+    Annotated[list[Name], Field(min_length=1), AfterValidator(_distinct)]
+)
 Seeds = Annotated[list[Annotated[Int, Field(ge=0)]], Field(min_length=1), AfterValidator(_distinct)]
 _SETTINGS = TypeAdapter(Settings)
 _SEEDS = TypeAdapter(Seeds)
@@ -393,6 +395,7 @@ class _AxisSpec(Section):
     def axis(self, name: str) -> Axis:
         if self.levels is not None:
             return Axis(name, tuple(Level(k, v) for k, v in self.levels.items()))
+        assert self.values is not None  # checked above: values or levels
         return Axis(name, tuple(Level(v, _substitute(self.set, v)) for v in self.values))
 
 
@@ -534,7 +537,7 @@ class SweepConfig(Section):
             train_file = self._train_path(str(train_file).format(method=method))
             overrides = dict(parts["train"])
             overrides.pop("run.seed", None)  # one resolution serves every seed
-            key = (train_file, json.dumps(overrides, sort_keys=True, default=str))
+            key: tuple[Any, str] = (train_file, json.dumps(overrides, sort_keys=True, default=str))
             if key not in cache:
                 cache[key] = _load_train(train_file, overrides, self.smoke).to_dict()
             resolved = copy.deepcopy(cache[key])
@@ -651,7 +654,7 @@ def sweep_from_dict(
     config.smoke, config.path = smoke, path
     config.overrides = validate(_SETTINGS, dict(override_pairs(overrides)))
     if methods is not None:
-        names = validate(_NAMES, list(methods), "methods")
+        names: list[str] = validate(_NAMES, list(methods), "methods")
         config.methods = {m: config.methods.get(m, {}) for m in names}
     if seeds is not None:
         config.seeds = validate(_SEEDS, list(seeds), "seeds")
