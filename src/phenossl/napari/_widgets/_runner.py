@@ -92,6 +92,7 @@ class RunPanel(Container):
         self._ended: Callable[[], None] | None = None  # the end, once the steps have run
         self._activity: Any = None
         self._activity_shown = 0.0
+        self._progress: Progress | None = None  # the newest step not shown yet
         self._cancelled = False
         self.cancel_button.changed.connect(self.cancel)
 
@@ -119,6 +120,7 @@ class RunPanel(Container):
             show_info(f"{self.title} is already running; cancel it first.")
             return None
         self._cancelled = False
+        self._progress = None
         self.worker = create_worker(_drive, job, _start_thread=False)
         self.worker.yielded.connect(self._on_yield)
         self.worker.returned.connect(lambda value: self._on_returned(value, on_result))
@@ -157,29 +159,44 @@ class RunPanel(Container):
             total = max(int(value.total), 1)
             self.bar.max = total
             self.bar.value = min(int(value.done), total)
-            if value.message and not self._cancelled:
-                self.set_status(f"{self.title}: {value.message}")
-            # last: refreshing napari's activity dock may process pending events, the job's
-            # result among them, whose status must not be overwritten by this older step
-            activity = self._activity
-            now = time.monotonic()
-            due = now - self._activity_shown >= ACTIVITY_INTERVAL or value.done >= value.total
-            if activity is not None and due:
-                # at most every ACTIVITY_INTERVAL: each refresh runs a nested processEvents in
-                # napari's dock, and a backlog of steps then held the GUI thread for a second
-                self._activity_shown = now
-                activity.total = total
-                activity.n = self.bar.value
-                if value.message:
-                    activity.set_description(f"{self.title}: {value.message}")
-                activity.refresh()
+            # the status line and the activity dock on a later turn, only the newest step:
+            # steps queued while the GUI thread was busy (a burst at the end of a stage) then
+            # cost one update, not one each
+            if self._progress is None:
+                from qtpy.QtCore import QTimer
+
+                QTimer.singleShot(0, self._show_progress)
+            self._progress = value
         elif callable(value):
             try:
                 value()
             except Exception as err:  # a layer that cannot be shown must not kill the run
                 self._report(err, traceback.format_exc())
 
+    def _show_progress(self) -> None:
+        value, self._progress = self._progress, None
+        if value is None or self.worker is None:  # the run has ended meanwhile
+            return
+        total = max(int(value.total), 1)
+        if value.message and not self._cancelled:
+            self.set_status(f"{self.title}: {value.message}")
+        # last: refreshing napari's activity dock may process pending events, the job's
+        # result among them, whose status must not be overwritten by this older step
+        activity = self._activity
+        now = time.monotonic()
+        due = now - self._activity_shown >= ACTIVITY_INTERVAL or value.done >= value.total
+        if activity is not None and due:
+            # at most every ACTIVITY_INTERVAL: each refresh runs a nested processEvents in
+            # napari's dock, which then ran every queued step and result inside this one
+            self._activity_shown = now
+            activity.total = total
+            activity.n = self.bar.value
+            if value.message:
+                activity.set_description(f"{self.title}: {value.message}")
+            activity.refresh()
+
     def _on_returned(self, value: Any, on_result: Callable[[Any], None]) -> None:
+        self._progress = None
         if isinstance(value, _Failed):
             self._report(value.error, value.trace)
             return
@@ -215,6 +232,7 @@ class RunPanel(Container):
             self._ended()
 
     def _on_aborted(self) -> None:
+        self._progress = None
         message = getattr(self, "_cancel_reason", None) or self.cancelled_message
         self.set_status(message)
         show_info(message)
