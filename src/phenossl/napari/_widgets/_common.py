@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -184,15 +185,19 @@ def refill(old: Any, new: Any) -> bool:
         return False
     if isinstance(new, Image) and not (new.rgb and old.rgb and new.dtype == old.dtype):
         return False
-    old.translate = new.translate
-    old.data = new.data  # a points layer resizes its features and colours to the new count
-    if isinstance(new, Points):
-        old.features = new.features
-        old.face_color = new.face_color
-    elif isinstance(new, Labels):
-        old.colormap = new.colormap
-        old.features = new.features
-    old.metadata = new.metadata
+    # one redraw for all the changes, not one per property (napari's own context manager)
+    block = getattr(old, "_block_refresh", contextlib.nullcontext)
+    with block():
+        old.translate = new.translate
+        old.data = new.data  # a points layer resizes its features and colours to the new count
+        if isinstance(new, Points):
+            old.features = new.features
+            old.face_color = new.face_color
+        elif isinstance(new, Labels):
+            old.colormap = new.colormap
+            old.features = new.features
+        old.metadata = new.metadata
+    old.refresh()
     return True
 
 
