@@ -9,10 +9,13 @@ segmentation of the field on screen. Everything else between the click and the d
 (building the layers, the principal components of the points' features, the gallery's labels,
 Qt signalling, drawing) is the GUI's share; the target is at most 10 %.
 
-It also reports the longest GUI-thread stall during the run: the longest single pass of the Qt
-event loop (``processEvents``) between the click and the end of the run. A pass lasts as long as
-the slowest handler that runs in it (drawing a layer, a result callback), during which the window
-does not respond; the target is below 100 ms.
+It also reports the longest GUI-thread stall during the run: the longest gap between two beats
+of a 10 ms ``QTimer`` on the GUI thread, from the click to the end of the run (its last layer
+shown). While a handler runs on the GUI thread (adding a layer, a result callback), no timer
+fires and the window does not respond; the target is below 100 ms. The longest single pass of
+``processEvents`` is reported beside it; it overstates stalls where a handler runs a nested
+``processEvents`` (napari's activity dock does, on every update), during which the window does
+respond.
 
 Configurations: ``paper`` is the widget's defaults (VGG13-BN, random init, 196 px crops and
 input); ``fast`` is ResNet18 on 96 px inputs, what a quick first look would use.
@@ -32,9 +35,11 @@ import os
 import platform
 import tempfile
 import time
+from itertools import pairwise
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results" / "gui.json"
+HEARTBEAT_MS = 10
 CONFIGS = {
     "paper": {"backbone": "vgg13_bn", "crop_size": 196, "input_size": 196},
     "fast": {"backbone": "resnet18", "crop_size": 196, "input_size": 96},
@@ -43,6 +48,8 @@ CONFIGS = {
 
 def measure(viewer, config: dict, app) -> dict:
     """Click "Embed and cluster" once; seconds to drawn layers and the library's part."""
+    from qtpy.QtCore import QTimer
+
     from phenossl.napari._widgets._common import open_widget
 
     widget = open_widget(viewer, "Embed and cluster")
@@ -56,12 +63,17 @@ def measure(viewer, config: dict, app) -> dict:
     app.processEvents()
 
     passes: list[tuple[float, float]] = []  # (start, seconds) of each event-loop pass
+    beats: list[float] = []
+    heartbeat = QTimer()
+    heartbeat.setInterval(HEARTBEAT_MS)
+    heartbeat.timeout.connect(lambda: beats.append(time.perf_counter()))
 
     def process() -> None:
         began = time.perf_counter()
         app.processEvents()
         passes.append((began, time.perf_counter() - began))
 
+    heartbeat.start()
     start = time.perf_counter()
     widget.panel.run_button.native.click()
     clicked = time.perf_counter() - start  # the click's own handler, on the GUI thread
@@ -76,7 +88,13 @@ def measure(viewer, config: dict, app) -> dict:
     while widget.panel.running:  # the worker's last signals
         process()
         time.sleep(0.002)
+    process()
+    heartbeat.stop()
+    stopped = time.perf_counter()
     longest = max([(start, clicked), *passes], key=lambda p: p[1])
+    times = [start, *beats, stopped]
+    gaps = [(a, b - a) for a, b in pairwise(times)]
+    stall = max(gaps, key=lambda g: g[1])
 
     run = widget.session.run
     total = end - start
@@ -90,9 +108,14 @@ def measure(viewer, config: dict, app) -> dict:
         "fields": len(run.fields),
         "ami": run.result.clustering.ami,
         "parts_seconds": {k: round(v, 4) for k, v in run.timings.items()},
-        "longest_gui_stall_ms": round(1000 * longest[1], 1),
-        "longest_gui_stall_at_s": round(longest[0] - start, 3),
-        "gui_stalls_over_100ms": sum(seconds > 0.1 for _, seconds in [(0, clicked), *passes]),
+        "longest_gui_stall_ms": round(1000 * stall[1], 1),
+        "longest_gui_stall_at_s": round(stall[0] - start, 3),
+        "gui_stalls_over_100ms": sum(seconds > 0.1 for _, seconds in gaps),
+        "longest_event_loop_pass_ms": round(1000 * longest[1], 1),
+        "longest_event_loop_pass_at_s": round(longest[0] - start, 3),
+        "event_loop_passes_over_100ms": sum(
+            seconds > 0.1 for _, seconds in [(0, clicked), *passes]
+        ),
     }
 
 
@@ -132,7 +155,9 @@ def main() -> None:
                 f"{name:6s} #{repeat}: {row['seconds']:7.2f} s click -> layers, library "
                 f"{row['library_seconds']:7.2f} s, outside {row['outside_library_seconds']:5.2f} s "
                 f"({100 * row['outside_library_share']:.1f} %), {row['cells']} cells, longest "
-                f"GUI stall {row['longest_gui_stall_ms']:.0f} ms at {row['longest_gui_stall_at_s']} s",
+                f"GUI stall {row['longest_gui_stall_ms']:.0f} ms at {row['longest_gui_stall_at_s']} s"
+                f" (longest event-loop pass {row['longest_event_loop_pass_ms']:.0f} ms), load "
+                f"{os.getloadavg()[0]:.1f}",
                 flush=True,
             )
     viewer.close()

@@ -21,6 +21,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from phenossl.cluster_view import cluster_colors
+
 LayerData = tuple[Any, dict[str, Any], str]
 
 META = "phenossl"
@@ -31,24 +33,7 @@ CHANNEL_COLORMAPS: dict[str, str] = {"DAPI": "blue", "Tubulin": "green", "Actin"
 DISPLAY_PERCENTILES: tuple[float, float] = (1.0, 99.8)
 FIELD_AXIS = "field"
 
-# Okabe-Ito: readable on a dark canvas and for colour-blind viewers
-_CLUSTER_PALETTE = (
-    "#E69F00",
-    "#56B4E9",
-    "#009E73",
-    "#F0E442",
-    "#CC79A7",
-    "#D55E00",
-    "#0072B2",
-    "#BBBBBB",
-)
 _SUBSPACE_ITERATIONS = 60
-# matplotlib's tab20, for more clusters than the palette has
-_TAB20 = (
-    "#1F77B4", "#AEC7E8", "#FF7F0E", "#FFBB78", "#2CA02C", "#98DF8A", "#D62728", "#FF9896",
-    "#9467BD", "#C5B0D5", "#8C564B", "#C49C94", "#E377C2", "#F7B6D2", "#7F7F7F", "#C7C7C7",
-    "#BCBD22", "#DBDB8D", "#17BECF", "#9EDAE5",
-)  # fmt: skip
 #: colour of segmented cells that were not clustered (dropped at the field's border)
 UNCLUSTERED_COLOR = (0.55, 0.55, 0.55, 0.5)
 TRANSPARENT = (0.0, 0.0, 0.0, 0.0)
@@ -265,27 +250,6 @@ def segmentation_layers(
 # --- clusters ------------------------------------------------------------------------------
 
 
-def cluster_colors(k: int) -> np.ndarray:
-    """``(k, 4)`` float32 RGBA colours of clusters ``0..k-1`` (the same in every layer)."""
-    import colorsys
-
-    if k < 1:
-        raise ValueError(f"k={k}; expected at least one cluster")
-    if k <= len(_CLUSTER_PALETTE):
-        names = _CLUSTER_PALETTE[:k]
-    elif k <= len(_TAB20):
-        names = _TAB20[:k]
-    else:
-        names = ()
-    if names:
-        rgb: list[Sequence[float]] = [
-            [int(c[i : i + 2], 16) / 255 for i in (1, 3, 5)] for c in names
-        ]
-    else:  # evenly spaced hues, alternating lightness
-        rgb = [colorsys.hls_to_rgb(i / k, 0.55 if i % 2 else 0.65, 0.85) for i in range(k)]
-    return np.column_stack([np.asarray(rgb, dtype=np.float32), np.ones(k, np.float32)])
-
-
 def cluster_color_dict(
     labels: Sequence[int] | np.ndarray, clusters: Sequence[int] | np.ndarray, k: int
 ) -> dict[int | None, tuple[float, ...]]:
@@ -433,76 +397,6 @@ def centres_layer(
 
 
 # --- gallery -------------------------------------------------------------------------------
-
-
-def mark_tile_centres(
-    tiles: np.ndarray, shape: tuple[int, int], *, pad: int, color: Sequence[int] = (255, 255, 255)
-) -> np.ndarray:
-    """Draw a small open crosshair at the centre of each tile of a centroid gallery.
-
-    Each tile is a crop centred on its cell's nucleus; the four ticks (with a gap in the middle,
-    so the nucleus stays visible) mark which of the cells in the crop is meant. ``shape`` is the
-    gallery's ``(rows, columns)`` of tiles and ``pad`` its padding (``centroid_gallery``'s).
-    """
-    out = np.array(tiles, copy=True)
-    rows, cols = shape
-    size = (out.shape[1] - pad) // cols - pad
-    if size < 8:
-        return out
-    arm, gap = max(2, size // 10), max(2, size // 12)
-    for r in range(rows):
-        for c in range(cols):
-            cy = pad + r * (size + pad) + size // 2
-            cx = pad + c * (size + pad) + size // 2
-            for sign in (-1, 1):
-                y0, y1 = sorted((cy + sign * gap, cy + sign * (gap + arm)))
-                x0, x1 = sorted((cx + sign * gap, cx + sign * (gap + arm)))
-                out[y0:y1, cx] = color
-                out[cy, x0:x1] = color
-    return out
-
-
-def labelled_gallery(
-    tiles: np.ndarray,
-    k: int,
-    sizes: Sequence[int],
-    *,
-    background: int = 24,
-) -> np.ndarray:
-    """Prefix each row of a centroid gallery with its cluster's colour, number and size.
-
-    ``tiles`` is :func:`phenossl.montage.centroid_gallery`'s ``(K rows)`` RGB image; the result
-    adds a left panel in which row ``c`` reads ``cluster c`` and ``n cells`` in the cluster's
-    colour, beside a bar of that colour.
-    """
-    from PIL import Image, ImageDraw, ImageFont
-
-    tiles = np.asarray(tiles)
-    if tiles.ndim != 3 or tiles.shape[2] != 3 or tiles.dtype != np.uint8:
-        raise ValueError(f"tiles has shape {tiles.shape} and dtype {tiles.dtype}; expected RGB")
-    if len(sizes) != k:
-        raise ValueError(f"{len(sizes)} cluster sizes for k={k}")
-    height = tiles.shape[0]
-    row = height / k
-    font_px = int(np.clip(row / 5, 11, 28))
-    font = ImageFont.load_default(size=font_px)
-    texts = [(f"cluster {c}", f"{sizes[c]:,} cells") for c in range(k)]
-    text_width = int(max(font.getbbox(t)[2] for pair in texts for t in pair))
-    bar = max(4, font_px // 3)
-    width = bar + text_width + 3 * font_px // 2
-    panel = Image.new("RGB", (width, height), (background,) * 3)
-    draw = ImageDraw.Draw(panel)
-    colors = (cluster_colors(k)[:, :3] * 255).round().astype(int)
-    for c, (title, subtitle) in enumerate(texts):
-        top = round(c * row)
-        color = tuple(int(v) for v in colors[c])
-        draw.rectangle([0, top + 2, bar - 1, round((c + 1) * row) - 3], fill=color)
-        middle = top + row / 2
-        draw.text((bar + font_px // 2, middle - font_px * 1.1), title, fill=color, font=font)
-        draw.text(
-            (bar + font_px // 2, middle + font_px * 0.1), subtitle, fill=(230,) * 3, font=font
-        )
-    return np.concatenate([np.asarray(panel, dtype=np.uint8), tiles], axis=1)
 
 
 def gallery_layer(image: np.ndarray, *, origin: tuple[float, float], k: int) -> LayerData:

@@ -10,7 +10,8 @@ import happen before the canvas has loaded its LLVM, in a background thread.
 Importing torch and torchvision takes 2-5 s. The first widgets a user opens (*Select fields*,
 *Segment*) start that import in a background thread (:func:`preload_in_background`), so that
 opening *Embed and cluster* or *Train* later does not freeze the window; those widgets still call
-:func:`preload_torch` (at once when the import is done; waiting for it otherwise).
+:func:`preload_torch` (at once when the import is done; waiting for it otherwise). The same
+thread compiles napari's labels colouring that the *clusters* layer needs (numba, 1-2 s).
 """
 
 from __future__ import annotations
@@ -45,8 +46,23 @@ def preload_training() -> None:
     import phenossl.training.trainer  # noqa: F401
 
 
+def compile_label_colours() -> None:
+    """Compile napari's colouring of labels by a direct colormap (the *clusters* layer).
+
+    numba compiles it on first use, 1-2 s of CPU that holds the GIL; done here, in the
+    background, the first *Embed and cluster* run does not pay it while it shows its results.
+    """
+    import numpy as np
+
+    from phenossl.napari._layers import cluster_labels_layer
+    from phenossl.napari._widgets._common import make_layer
+
+    # the dtypes of a real run: int32 labels (phenossl.cells.segment), a field stack's 3-D layer
+    make_layer(cluster_labels_layer(np.zeros((4, 4), np.int32), [1], [0], 2, field_index=0))
+
+
 def preload_in_background() -> threading.Thread:
-    """Start :func:`preload_training` in a daemon thread, once per process; return that thread.
+    """Start :func:`preload_training` and :func:`compile_label_colours` in a daemon thread, once per process; return that thread.
 
     A failure there is left for the widget that needs torch to report (its own import raises
     again, on the GUI thread, with the real message).
@@ -64,3 +80,5 @@ def _quietly() -> None:
     # a failure is reported where torch is needed (see preload_in_background)
     with contextlib.suppress(Exception):
         preload_training()
+    with contextlib.suppress(Exception):
+        compile_label_colours()

@@ -14,13 +14,11 @@ labels (the paper's control) and the cluster x label composition.
 
 from __future__ import annotations
 
-import contextlib
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 from magicgui.widgets import (
     ComboBox,
@@ -32,24 +30,29 @@ from magicgui.widgets import (
 )
 from napari.utils.notifications import show_error, show_info
 
+from phenossl._clock import Clock
 from phenossl._progress import Progress, stage
+from phenossl.cluster_view import (
+    cluster_colors,
+    composition_columns,
+    field_clusters,
+    segment_again,
+)
 from phenossl.napari._layers import (
     CHANNELS,
     POINT_COLUMNS,
     centres_layer,
-    cluster_colors,
     cluster_labels_layer,
     gallery_layer,
-    labelled_gallery,
-    mark_tile_centres,
 )
-from phenossl.napari._native import preload_torch
+from phenossl.napari._native import preload_in_background, preload_torch
 from phenossl.napari._session import EmbedRun, same_fields, session_for
 from phenossl.napari._widgets._common import (
     channel_layers,
     field_on_screen,
     fields_on_screen,
     layers_with_role,
+    make_layer,
     show_layer,
 )
 from phenossl.napari._widgets._panels import collapsible, form, heading, hint, pack_top
@@ -80,6 +83,7 @@ class EmbedWidget(Container):
 
     def __init__(self, napari_viewer: Any) -> None:
         preload_torch()  # first: before anything imports torchvision
+        preload_in_background()  # the rest, e.g. the clusters layer's colouring, meanwhile
         from phenossl.models.backbones import available_backbones
         from phenossl.models.pretrained import DEFAULT_MODEL, available_pretrained, expected_sizes
 
@@ -340,7 +344,8 @@ class EmbedWidget(Container):
         label = self.model_label()
         percentiles = self.session.percentiles
         clicked = time.perf_counter()
-        clock = _Clock()
+        clock = Clock()
+        width = self._field_width()
         selection = self.session.selection
         self._running_on = selection
 
@@ -355,8 +360,7 @@ class EmbedWidget(Container):
                 show_layer(self.viewer, layer_data)
 
         def job():
-            from phenossl.cells.recrop import iter_recrop
-            from phenossl.montage import centroid_gallery
+            from phenossl.cluster_view import iter_cluster_gallery
             from phenossl.pipeline import iter_pipeline
 
             with clock("pipeline", library=True):
@@ -365,12 +369,14 @@ class EmbedWidget(Container):
                 raise ValueError(_no_cells_message(result))
             clustering = result.clustering
             with clock("points_layer"):
-                points = centres_layer(
-                    result.cells,
-                    field_index=field_index,
-                    clusters=None if clustering is None else clustering.assignments,
-                    k=options.k if clustering is not None else None,
-                    embeddings=result.embeddings,
+                points = make_layer(
+                    centres_layer(
+                        result.cells,
+                        field_index=field_index,
+                        clusters=None if clustering is None else clustering.assignments,
+                        k=options.k if clustering is not None else None,
+                        embeddings=result.embeddings,
+                    )
                 )
             yield lambda: show_if_current(points)
             if clustering is None:
@@ -378,13 +384,13 @@ class EmbedWidget(Container):
                     f"K={options.k} is larger than the number of cells ({len(result.cells)}); "
                     f"choose K <= {len(result.cells)}. The cells are shown without clusters."
                 )
-            nearest = clustering.nearest
-            with clock("recrop", library=True):
-                crops = yield from stage(
-                    iter_recrop(
+            with clock("gallery", library=True):
+                gallery = yield from stage(
+                    iter_cluster_gallery(
                         fields,
                         result.cells,
-                        nearest.ravel(),
+                        clustering.assignments,
+                        clustering.nearest,
                         crop_size=options.crop_size,
                         percentiles=percentiles,
                     ),
@@ -392,20 +398,22 @@ class EmbedWidget(Container):
                     3,
                     "gallery",
                 )
-            with clock("montage", library=True):
-                slots = np.where(nearest.ravel() >= 0, np.arange(nearest.size), -1)
-                tiles = centroid_gallery(crops, slots.reshape(nearest.shape), pad=4, pad_value=48)
-                tiles = mark_tile_centres(tiles, nearest.shape, pad=4)
-            with clock("gallery_labels"):
-                sizes = np.bincount(clustering.assignments, minlength=options.k).tolist()
-                gallery = labelled_gallery(tiles, options.k, sizes)
+            with clock("gallery_layer"):
+                gallery_data = gallery_layer(
+                    gallery, origin=(0.0, width + GALLERY_GAP), k=options.k
+                )
+                gallery_shown = make_layer(gallery_data)
             yield Progress(2000, 3000, "colouring the field on screen")
             labels_layer = None
             if on_screen is not None:
                 with clock("segment_on_screen", library=True):
-                    seg = self._segment(on_screen, options)
+                    seg = segment_again(
+                        on_screen.row, options.segment_params, percentiles=percentiles
+                    )
                 with clock("labels_layer"):
-                    labels_layer = _cluster_labels(result, options, seg, on_screen, field_index)
+                    labels_layer = make_layer(
+                        _cluster_labels(result, options, seg, on_screen, field_index)
+                    )
             yield Progress(3000, 3000, "showing the results")
             run = EmbedRun(
                 result=result,
@@ -417,21 +425,22 @@ class EmbedWidget(Container):
                 timings=clock.timings,
                 selection=selection,
             )
-            return run, labels_layer
+            return run, [layer for layer in (labels_layer, gallery_shown) if layer is not None]
 
-        def done(value: tuple[EmbedRun, Any]) -> None:
-            run, labels_layer = value
+        def done(value: tuple[EmbedRun, list[Any]]) -> Iterator[None]:
+            # one layer per event-loop turn: adding a layer costs up to a few hundred ms of
+            # GUI work (its Qt controls, its vispy visual, the texture), so one turn for all of
+            # them froze the window for their sum
+            run, layers = value
+            for layer in layers:
+                if not still_on_screen():
+                    break
+                with clock("layers"):
+                    show_layer(self.viewer, layer)
+                yield
             if not still_on_screen():
                 self._discard(run)
                 return
-            with clock("layers"):
-                if labels_layer is not None:
-                    show_layer(self.viewer, labels_layer)
-                width = self._field_width()
-                show_layer(
-                    self.viewer,
-                    gallery_layer(run.gallery, origin=(0.0, width + GALLERY_GAP), k=run.options.k),
-                )
             run.timings["total_s"] = time.perf_counter() - clicked
             run.params = run_params(run)
             self.session.set_run(run)
@@ -455,14 +464,6 @@ class EmbedWidget(Container):
         if not layers:
             return 0.0
         return float(next(iter(layers.values())).data.shape[-1])
-
-    def _segment(self, field: Any, options: Any) -> Any:
-        """Segment a field again, exactly as the run did (same normalisation and parameters)."""
-        from phenossl.cells.segment import segment
-        from phenossl.data.fields import read_field
-
-        image = read_field(field.row, percentiles=self.session.percentiles)
-        return segment(image, **options.segment_params)
 
     def _fail_early(self, message: str) -> None:
         """A run that cannot start: the status line says why (not the last run's result)."""
@@ -522,14 +523,7 @@ class EmbedWidget(Container):
     def _show_composition(self, clustering: Any, k: int, column: str) -> None:
         from qtpy.QtGui import QColor
 
-        table = clustering.composition
-        data: dict[str, list] = {
-            str(c) if column != "concentration" else f"{float(c):g} µM": table[c]
-            .astype(int)
-            .tolist()
-            for c in table.columns
-        }
-        data["total"] = table.sum(axis=1).astype(int).tolist()
+        data = composition_columns(clustering.composition, column)
         self.composition.value = {
             "data": list(map(list, zip(*data.values()))),
             "index": [f"cluster {i}" for i in range(k)],
@@ -568,9 +562,11 @@ class EmbedWidget(Container):
             return
         field_index = self.session.field_index()
 
+        percentiles = self.session.percentiles
+
         def work():
-            seg = self._segment(field, run.options)
-            return _cluster_labels(run.result, run.options, seg, field, field_index)
+            seg = segment_again(field.row, run.options.segment_params, percentiles=percentiles)
+            return make_layer(_cluster_labels(run.result, run.options, seg, field, field_index))
 
         def shown(layer_data: Any) -> None:
             if self.session.run is run and layer_data is not None:
@@ -588,36 +584,19 @@ class EmbedWidget(Container):
         worker.start()
 
 
-class _Clock:
-    """Wall time of the parts of a run; ``library_s`` sums the library calls among them."""
-
-    def __init__(self) -> None:
-        self.timings: dict[str, float] = {"library_s": 0.0}
-
-    @contextlib.contextmanager
-    def __call__(self, name: str, *, library: bool = False) -> Iterator[None]:
-        start = time.perf_counter()
-        try:
-            yield
-        finally:
-            elapsed = time.perf_counter() - start
-            self.timings[f"{name}_s"] = self.timings.get(f"{name}_s", 0.0) + elapsed
-            if library:
-                self.timings["library_s"] += elapsed
-
-
 def _cluster_labels(result: Any, options: Any, seg: Any, field: Any, field_index: Any) -> Any:
     """A field's cells coloured by the run's clusters."""
-    mine = result.cells["field_id"] == field.field_id
-    table = result.cells.loc[mine, [c for c in POINT_COLUMNS if c in result.cells.columns]]
+    labels, clusters, table = field_clusters(
+        result.cells, result.clustering.assignments, field.field_id, POINT_COLUMNS
+    )
     return cluster_labels_layer(
         seg.cells,
-        result.cells.loc[mine, "label"].to_numpy(),
-        result.clustering.assignments[mine.to_numpy()],
+        labels,
+        clusters,
         options.k,
         field_index=field.index if field_index else None,
         field_id=field.field_id,
-        table=table.reset_index(drop=True),
+        table=table,
     )
 
 

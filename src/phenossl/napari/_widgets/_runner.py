@@ -5,13 +5,18 @@ A *job* is a generator function built on the library's progress generators. It y
 thread as they come, e.g. to add the layers that are ready), and returns its result. It runs in a
 napari ``thread_worker``; every yield is a point where Cancel takes effect. A job that fails or
 is cancelled leaves the layers it already added, and says so in a notification.
+
+The result callback may be a generator function: its steps (the code between its yields) then run
+one per turn of the Qt event loop, so that showing several layers never freezes the window for
+the sum of their costs. The panel counts as running until the last step has run.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 import traceback
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,6 +46,7 @@ def describe_error(error: BaseException) -> str:
 
 
 MAX_MESSAGE = 400
+ACTIVITY_INTERVAL = 0.25  # seconds between updates of napari's activity dock
 
 
 def _shorten(text: str) -> str:
@@ -82,22 +88,29 @@ class RunPanel(Container):
         super().__init__(widgets=[buttons, self.bar, self.status], labels=False)
         self.margins = (0, 4, 0, 0)
         self.worker: Any = None
+        self._steps: Iterator[Any] | None = None  # the result's steps still to run
+        self._ended: Callable[[], None] | None = None  # the end, once the steps have run
         self._activity: Any = None
+        self._activity_shown = 0.0
+        self._progress: Progress | None = None  # the newest step not shown yet
         self._cancelled = False
         self.cancel_button.changed.connect(self.cancel)
 
     @property
     def running(self) -> bool:
-        return self.worker is not None
+        """A job runs, or its result is still being shown."""
+        return self.worker is not None or self._steps is not None
 
     def start(
         self,
         job: Job,
-        on_result: Callable[[Any], None],
+        on_result: Callable[[Any], Any],
         *,
         on_end: Callable[[], None] | None = None,
     ) -> Any:
         """Run ``job`` in a thread worker; ``on_result`` gets its return value on the GUI thread.
+
+        A generator function as ``on_result`` runs one step per event-loop turn.
 
         Returns the worker (already started), or None when a run is under way.
         """
@@ -107,6 +120,7 @@ class RunPanel(Container):
             show_info(f"{self.title} is already running; cancel it first.")
             return None
         self._cancelled = False
+        self._progress = None
         self.worker = create_worker(_drive, job, _start_thread=False)
         self.worker.yielded.connect(self._on_yield)
         self.worker.returned.connect(lambda value: self._on_returned(value, on_result))
@@ -145,36 +159,80 @@ class RunPanel(Container):
             total = max(int(value.total), 1)
             self.bar.max = total
             self.bar.value = min(int(value.done), total)
-            if value.message and not self._cancelled:
-                self.set_status(f"{self.title}: {value.message}")
-            # last: refreshing napari's activity dock may process pending events, the job's
-            # result among them, whose status must not be overwritten by this older step
-            activity = self._activity
-            if activity is not None:
-                activity.total = total
-                activity.n = self.bar.value
-                if value.message:
-                    activity.set_description(f"{self.title}: {value.message}")
-                activity.refresh()
+            # the status line and the activity dock on a later turn, only the newest step:
+            # steps queued while the GUI thread was busy (a burst at the end of a stage) then
+            # cost one update, not one each
+            if self._progress is None:
+                from qtpy.QtCore import QTimer
+
+                QTimer.singleShot(0, self._show_progress)
+            self._progress = value
         elif callable(value):
             try:
                 value()
             except Exception as err:  # a layer that cannot be shown must not kill the run
                 self._report(err, traceback.format_exc())
 
+    def _show_progress(self) -> None:
+        value, self._progress = self._progress, None
+        if value is None or self.worker is None:  # the run has ended meanwhile
+            return
+        total = max(int(value.total), 1)
+        if value.message and not self._cancelled:
+            self.set_status(f"{self.title}: {value.message}")
+        # last: refreshing napari's activity dock may process pending events, the job's
+        # result among them, whose status must not be overwritten by this older step
+        activity = self._activity
+        now = time.monotonic()
+        due = now - self._activity_shown >= ACTIVITY_INTERVAL or value.done >= value.total
+        if activity is not None and due:
+            # at most every ACTIVITY_INTERVAL: each refresh runs a nested processEvents in
+            # napari's dock, which then ran every queued step and result inside this one
+            self._activity_shown = now
+            activity.total = total
+            activity.n = self.bar.value
+            if value.message:
+                activity.set_description(f"{self.title}: {value.message}")
+            activity.refresh()
+
     def _on_returned(self, value: Any, on_result: Callable[[Any], None]) -> None:
+        self._progress = None
         if isinstance(value, _Failed):
             self._report(value.error, value.trace)
             return
         self.set_status(f"{self.title}: done.")
         try:
-            on_result(value)
+            steps = on_result(value)
         except Exception as err:
             self._report(err, traceback.format_exc())
             return
-        self.bar.value = self.bar.max
+        if isinstance(steps, Generator):
+            self._steps = steps
+            self._next_step()
+        else:
+            self.bar.value = self.bar.max
+
+    def _next_step(self) -> None:
+        """Run the result's next step; schedule the one after it for the next turn."""
+        from qtpy.QtCore import QTimer
+
+        if self._steps is None:
+            return
+        try:
+            next(self._steps)
+        except StopIteration:
+            self._steps = None
+            self.bar.value = self.bar.max
+        except Exception as err:
+            self._steps = None
+            self._report(err, traceback.format_exc())
+        if self._steps is not None:
+            QTimer.singleShot(0, self._next_step)
+        elif self.worker is None and self._ended is not None:
+            self._ended()
 
     def _on_aborted(self) -> None:
+        self._progress = None
         message = getattr(self, "_cancel_reason", None) or self.cancelled_message
         self.set_status(message)
         show_info(message)
@@ -190,8 +248,14 @@ class RunPanel(Container):
         activity, self._activity = self._activity, None
         if activity is not None:
             activity.close()
-        self.run_button.enabled = True
         self.cancel_button.enabled = False
+        self._ended = lambda: self._end(on_end)
+        if self._steps is None:  # else the last step ends the run
+            self._ended()
+
+    def _end(self, on_end: Callable[[], None] | None) -> None:
+        self._ended = None
+        self.run_button.enabled = True
         if on_end is not None:
             on_end()
 
