@@ -60,7 +60,9 @@ def cluster_colors(k: int) -> np.ndarray:
     else:
         names = ()
     if names:
-        rgb = [[int(c[i : i + 2], 16) / 255 for i in (1, 3, 5)] for c in names]
+        rgb: list[Sequence[float]] = [
+            [int(c[i : i + 2], 16) / 255 for i in (1, 3, 5)] for c in names
+        ]
     else:  # evenly spaced hues, alternating lightness
         rgb = [colorsys.hls_to_rgb(i / k, 0.55 if i % 2 else 0.65, 0.85) for i in range(k)]
     return np.column_stack([np.asarray(rgb, dtype=np.float32), np.ones(k, np.float32)])
@@ -163,7 +165,7 @@ def labelled_gallery(
     font_px = int(np.clip(row / 5, 11, 28))
     font = ImageFont.load_default(size=font_px)
     texts = [(f"cluster {c}", f"{sizes[c]:,} cells") for c in range(k)]
-    text_width = max(font.getbbox(t)[2] for pair in texts for t in pair)
+    text_width = int(max(font.getbbox(t)[2] for pair in texts for t in pair))
     bar = max(4, font_px // 3)
     width = bar + text_width + 3 * font_px // 2
     panel = Image.new("RGB", (width, height), (background,) * 3)
