@@ -45,7 +45,6 @@ from phenossl.data.image_dataset import ImageDataset
 from phenossl.training._inputs import (
     Normalize,
     Preprocess,
-    PrivateRNG,
     check_finite,
     check_positive,
     in_order,
@@ -59,6 +58,7 @@ from phenossl.training.metrics import (
     per_class_accuracy,
     score,
 )
+from phenossl.training.rng import RunRng
 
 __all__ = [
     "ClassificationResult",
@@ -496,10 +496,10 @@ def iter_finetune(
     augment = _augmentation(augmentation)
     if input_size is None:  # test images at the size the augmentation trains at
         input_size = getattr(augment, "size", None)
-    rng = PrivateRNG(seed, dev)
+    rng = RunRng(seed, dev)
     prepare = Preprocess(backbone, train_dataset, normalize, input_size, dev)
     model = copy.deepcopy(backbone).to(device=dev, memory_format=memory_format(dev))
-    with rng.active():
+    with rng:
         head = nn.Linear(_feature_dim(model, prepare, train_dataset), num_classes).to(dev)
     net = nn.Sequential(model, head)
     optimizer = torch.optim.SGD(
@@ -520,7 +520,7 @@ def iter_finetune(
             _set_lr(optimizer, _cosine(lr, epoch * steps + step, epochs * steps))
             x = images.to(dev, non_blocking=True).float() / 255.0
             if augment is not None:
-                with rng.active():
+                with rng:
                     x = augment(x)
             targets = targets.to(dev, non_blocking=True)
             with autocast(dev, enabled=amp):

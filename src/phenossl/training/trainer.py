@@ -50,6 +50,7 @@ from torch.optim import Optimizer
 from phenossl._device import amp_dtype, autocast, resolve_device
 from phenossl._lock import folder_lock
 from phenossl._progress import Progress, ProgressCallback, ProgressGenerator, run
+from phenossl._scaling import InputScaler, per_channel
 from phenossl.augment import weak_view
 from phenossl.data.image_dataset import ImageDataset
 from phenossl.training.config import TrainConfig, load_config
@@ -127,9 +128,7 @@ class TrainStep:
         self.memory_format = (
             torch.channels_last if cuda and config.run.channels_last else torch.contiguous_format
         )
-        std_t = torch.tensor(std, dtype=torch.float32, device=device).view(1, -1, 1, 1)
-        self.mean = torch.tensor(mean, dtype=torch.float32, device=device).view(1, -1, 1, 1)
-        self.inv_std = 1.0 / std_t
+        self.scale = InputScaler(mean, std, device, memory_format=self.memory_format)
         fp16 = self.amp and amp_dtype(device) == torch.float16
         self.scaler = torch.amp.GradScaler(device.type) if fp16 else None
 
@@ -145,10 +144,7 @@ class TrainStep:
             for augs in self.view_augmentations:
                 pair = []
                 for aug in augs:
-                    view = aug(x)
-                    normalised = torch.empty_like(view, memory_format=self.memory_format)
-                    torch.sub(view, self.mean, out=normalised)
-                    pair.append(normalised.mul_(self.inv_std))
+                    pair.append(self.scale(aug(x)))
                 out.append(pair)
         return out
 
@@ -199,7 +195,8 @@ def build_method_for(
             f"model.in_channels={config.model.in_channels} but the dataset "
             f"{config.data.dataset!r} has {channels} channels"
         )
-    mean, std = _statistics(dataset, channels)
+    mean = per_channel(dataset.mean, channels, "dataset mean")
+    std = per_channel(dataset.std, channels, "dataset std", positive=True)
     if rng is None:
         rng = RunRng(run_seeds(config.run.seed)[0], torch.device("cpu"))
     hparams = dict(config.method.hparams)
@@ -418,22 +415,6 @@ def run_seeds(seed: int) -> tuple[int, int]:
     """Independent seeds of a run's model/augmentation stream and of its data order."""
     model, order = np.random.SeedSequence(seed).generate_state(2, dtype=np.uint64)
     return int(model), int(order)
-
-
-def _statistics(dataset: ImageDataset, channels: int) -> tuple[list[float], list[float]]:
-    stats = []
-    for name in ("mean", "std"):
-        values = [float(v) for v in torch.as_tensor(getattr(dataset, name)).flatten()]
-        if len(values) == 1:
-            values *= channels
-        if len(values) != channels or not all(math.isfinite(v) for v in values):
-            raise ValueError(
-                f"dataset {name} {values} does not give one finite value per channel ({channels})"
-            )
-        stats.append(values)
-    if min(stats[1]) <= 0:
-        raise ValueError(f"dataset std {stats[1]} must be positive")
-    return stats[0], stats[1]
 
 
 def _unique_names(names: list[str]) -> list[str]:
