@@ -34,7 +34,7 @@ import torch
 from torch import Tensor, nn
 
 from phenossl._device import autocast, memory_format, resolve_device
-from phenossl._progress import Progress, ProgressCallback, ProgressGenerator, run
+from phenossl._progress import Progress, ProgressCallback, ProgressGenerator, drives
 from phenossl._scaling import InputScaler, per_channel
 from phenossl.models.backbones import RANDOM_INIT_MEAN, RANDOM_INIT_STD, available_backbones
 
@@ -139,33 +139,12 @@ def iter_embed(
         net.train(was_training)
 
 
-def embed(
-    crops: Any,
-    model: str | os.PathLike | nn.Module = "vgg13_bn",
-    *,
-    weights: str | None = None,
-    device: str | torch.device = "auto",
-    batch_size: int = 64,
-    input_size: int | None = None,
-    amp: bool = True,
-    seed: int = 0,
-    progress: ProgressCallback | None = None,
-) -> np.ndarray:
+@drives(iter_embed)
+def embed(*, progress: ProgressCallback | None = None) -> np.ndarray:
     """Embed crops into float32 ``(N, D)`` features; see :func:`iter_embed`.
 
     ``progress`` is called with every :class:`~phenossl.Progress` event.
     """
-    gen = iter_embed(
-        crops,
-        model,
-        weights=weights,
-        device=device,
-        batch_size=batch_size,
-        input_size=input_size,
-        amp=amp,
-        seed=seed,
-    )
-    return run(gen, progress)
 
 
 def load_model(

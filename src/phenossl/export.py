@@ -26,7 +26,7 @@ import pandas as pd
 
 from phenossl._atomic import atomic_open
 from phenossl._json import to_json
-from phenossl._progress import Progress, ProgressCallback, ProgressGenerator, run
+from phenossl._progress import Progress, ProgressCallback, ProgressGenerator, drives
 
 EMBEDDING_PREFIX = "emb_"
 _CSV_CHUNK_ROWS = 5000
@@ -139,17 +139,6 @@ def iter_export_cells(
     return paths
 
 
-def export_cells(
-    out: str | os.PathLike,
-    cells: pd.DataFrame,
-    embeddings: np.ndarray | None,
-    params: Mapping[str, Any],
-    *,
-    name: str = "cells",
-    parquet: bool | None = None,
-    progress: ProgressCallback | None = None,
-) -> dict[str, Path]:
+@drives(iter_export_cells)
+def export_cells(*, progress: ProgressCallback | None = None) -> dict[str, Path]:
     """Blocking form of :func:`iter_export_cells`."""
-    return run(
-        iter_export_cells(out, cells, embeddings, params, name=name, parquet=parquet), progress
-    )

@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from phenossl._progress import Progress, ProgressCallback, ProgressGenerator, run
+from phenossl._progress import Progress, ProgressCallback, ProgressGenerator, drives
 from phenossl.cells.crops import CHANNELS, CropSet, CropSetWriter, to_uint8
 from phenossl.data.fields import _check_percentiles, channel_percentiles, normalize_percentiles
 
@@ -220,14 +220,8 @@ def iter_import_crops(
     return CropSet(out)
 
 
-def import_crops(
-    source: str | os.PathLike | np.ndarray,
-    table: str | os.PathLike | pd.DataFrame,
-    out: str | os.PathLike,
-    *,
-    progress: ProgressCallback | None = None,
-    **options: Any,
-) -> CropSet:
+@drives(iter_import_crops)
+def import_crops(*, progress: ProgressCallback | None = None) -> CropSet:
     """Build a CropSet from crops made elsewhere; see :func:`iter_import_crops`.
 
     Examples
@@ -241,7 +235,6 @@ def import_crops(
     >>> cs.size, list(cs.table.columns)  # doctest: +SKIP
     (68, ['cell_id', 'plate', 'compound', 'concentration', 'treatment', 'shard', 'index'])
     """
-    return run(iter_import_crops(source, table, out, **options), progress)
 
 
 def channel_order(channels: Sequence[str] | str) -> list[int | None]:

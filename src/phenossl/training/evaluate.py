@@ -40,7 +40,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from phenossl._device import amp_dtype, autocast, memory_format, resolve_device
-from phenossl._progress import Progress, ProgressCallback, ProgressGenerator, run
+from phenossl._progress import Progress, ProgressCallback, ProgressGenerator, drives
 from phenossl.data.image_dataset import ImageDataset
 from phenossl.training._inputs import (
     Normalize,
@@ -181,28 +181,9 @@ def iter_extract_features(
     return features, dataset.targets.clone()
 
 
-def extract_features(
-    backbone: nn.Module,
-    dataset: ImageDataset,
-    *,
-    batch_size: int = 256,
-    device: str | torch.device = "auto",
-    normalize: Normalize | None = None,
-    input_size: int | None = None,
-    amp: bool = True,
-    progress: ProgressCallback | None = None,
-) -> tuple[Tensor, Tensor]:
+@drives(iter_extract_features)
+def extract_features(*, progress: ProgressCallback | None = None) -> tuple[Tensor, Tensor]:
     """Frozen-backbone features and targets of a dataset; see :func:`iter_extract_features`."""
-    gen = iter_extract_features(
-        backbone,
-        dataset,
-        batch_size=batch_size,
-        device=device,
-        normalize=normalize,
-        input_size=input_size,
-        amp=amp,
-    )
-    return run(gen, progress)
 
 
 # -- linear probe ------------------------------------------------------------------------------
@@ -304,38 +285,9 @@ def iter_linear_eval(
     return LinearEvalResult(**vars(result) | {"history": history}, classifier=state)
 
 
-def linear_eval(
-    train_feats: Tensor,
-    train_y: Labels,
-    test_feats: Tensor,
-    test_y: Labels,
-    *,
-    num_classes: int | None = None,
-    epochs: int = 100,
-    lr: float = 0.1,
-    momentum: float = 0.9,
-    weight_decay: float = 0.0,
-    batch_size: int = 256,
-    seed: int = 0,
-    device: str | torch.device = "auto",
-    progress: ProgressCallback | None = None,
-) -> LinearEvalResult:
+@drives(iter_linear_eval)
+def linear_eval(*, progress: ProgressCallback | None = None) -> LinearEvalResult:
     """Linear classifier on frozen features; see :func:`iter_linear_eval`."""
-    gen = iter_linear_eval(
-        train_feats,
-        train_y,
-        test_feats,
-        test_y,
-        num_classes=num_classes,
-        epochs=epochs,
-        lr=lr,
-        momentum=momentum,
-        weight_decay=weight_decay,
-        batch_size=batch_size,
-        seed=seed,
-        device=device,
-    )
-    return run(gen, progress)
 
 
 # -- kNN ---------------------------------------------------------------------------------------
@@ -556,42 +508,9 @@ def iter_finetune(
     )
 
 
-def finetune(
-    backbone: nn.Module,
-    train_dataset: ImageDataset,
-    test_dataset: ImageDataset,
-    *,
-    epochs: int = 30,
-    lr: float = 0.01,
-    momentum: float = 0.9,
-    weight_decay: float = 5e-4,
-    batch_size: int = 128,
-    augmentation: str | nn.Module | None = None,
-    normalize: Normalize | None = None,
-    input_size: int | None = None,
-    seed: int = 0,
-    device: str | torch.device = "auto",
-    amp: bool = True,
-    progress: ProgressCallback | None = None,
-) -> FinetuneResult:
+@drives(iter_finetune)
+def finetune(*, progress: ProgressCallback | None = None) -> FinetuneResult:
     """Fine-tune a copy of the backbone with a linear head; see :func:`iter_finetune`."""
-    gen = iter_finetune(
-        backbone,
-        train_dataset,
-        test_dataset,
-        epochs=epochs,
-        lr=lr,
-        momentum=momentum,
-        weight_decay=weight_decay,
-        batch_size=batch_size,
-        augmentation=augmentation,
-        normalize=normalize,
-        input_size=input_size,
-        seed=seed,
-        device=device,
-        amp=amp,
-    )
-    return run(gen, progress)
 
 
 # -- helpers -----------------------------------------------------------------------------------

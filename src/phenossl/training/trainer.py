@@ -49,7 +49,7 @@ from torch.optim import Optimizer
 
 from phenossl._device import amp_dtype, autocast, resolve_device
 from phenossl._lock import folder_lock
-from phenossl._progress import Progress, ProgressCallback, ProgressGenerator, run
+from phenossl._progress import Progress, ProgressCallback, ProgressGenerator, drives
 from phenossl._scaling import InputScaler, per_channel
 from phenossl.augment import weak_view
 from phenossl.data.image_dataset import ImageDataset
@@ -276,15 +276,9 @@ def iter_train(
         torch.set_num_threads(threads)
 
 
-def train(
-    config: TrainConfig | str | os.PathLike,
-    out_dir: str | os.PathLike,
-    *,
-    resume: bool = True,
-    progress: ProgressCallback | None = None,
-) -> Path:
+@drives(iter_train)
+def train(*, progress: ProgressCallback | None = None) -> Path:
     """Train an SSL method and return the path of ``final.pt``; see :func:`iter_train`."""
-    return run(iter_train(config, out_dir, resume=resume), progress)
 
 
 # --- the loop -----------------------------------------------------------------------------------
