@@ -64,7 +64,14 @@ from phenossl.training.optim import (
 )
 from phenossl.training.rng import RunRng
 
-__all__ = ["TrainStep", "build_method_for", "iter_train", "run_seeds", "train"]
+__all__ = [
+    "TrainStep",
+    "build_method_for",
+    "cropset_train_config",
+    "iter_train",
+    "run_seeds",
+    "train",
+]
 
 CONFIG_FILE = "config.yaml"
 METRICS_FILE = "metrics.jsonl"
@@ -279,6 +286,64 @@ def iter_train(
 @drives(iter_train)
 def train(*, progress: ProgressCallback | None = None) -> Path:
     """Train an SSL method and return the path of ``final.pt``; see :func:`iter_train`."""
+
+
+#: the cellular preset of a method, where the paper has one (others use their CIFAR preset)
+CELL_PRESETS = {"mocov2plus": "mocov2plus_cells"}
+
+
+def cropset_train_config(
+    cropset: str | os.PathLike,
+    *,
+    method: str = "mocov2plus",
+    backbone: str = "vgg13_bn",
+    augmentation: str = "cell_affine_crop",
+    view_size: int = 196,
+    epochs: int = 100,
+    batch_size: int = 256,
+    seed: int = 0,
+    device: str = "auto",
+    split: str | None = None,
+    init: str | None = None,
+    optim: dict[str, Any] | None = None,
+    log_every: int = 1,
+) -> TrainConfig:
+    """The :class:`~phenossl.training.config.TrainConfig` of a run on a CropSet's crops.
+
+    Used by the napari Train widget and the demo. The method runs with its cellular preset
+    (:data:`CELL_PRESETS`) where there is one, else with its own; one augmentation composition
+    at ``view_size`` px.
+
+    Parameters
+    ----------
+    cropset
+        The CropSet folder.
+    split
+        The CropSet split to train on; None trains on every crop.
+    init
+        A shipped model or checkpoint to start from (fine-tuning); None: random init.
+    optim
+        Further ``optim`` settings (scheduler, warm-up...), on top of ``epochs`` and
+        ``batch_size``.
+    log_every
+        Steps between two logged losses.
+
+    Examples
+    --------
+    >>> config = cropset_train_config("crops/", epochs=2, batch_size=32)  # doctest: +SKIP
+    >>> config.method.preset, config.data.dataset  # doctest: +SKIP
+    ('mocov2plus_cells', 'cropset')
+    """
+    return TrainConfig.from_dict(
+        {
+            "data": {"dataset": "cropset", "root": str(cropset), "split": split},
+            "model": {"backbone": backbone, "init": init},
+            "method": {"name": method, "preset": CELL_PRESETS.get(method, method)},
+            "augmentation": [{"name": augmentation, "size": view_size}],
+            "optim": {**(optim or {}), "epochs": epochs, "batch_size": batch_size},
+            "run": {"seed": seed, "device": device, "log_every": log_every},
+        }
+    )
 
 
 # --- the loop -----------------------------------------------------------------------------------
