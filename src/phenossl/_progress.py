@@ -154,3 +154,33 @@ def stage(
             return stop.value
         done = index * scale + int(event.fraction * scale) if event.total else index * scale
         yield Progress(done, total, f"{label}: {event.message}" if event.message else label)
+
+
+class Stages:
+    """Numbered stages of one task, counted as :func:`stage` counts them.
+
+    Examples
+    --------
+    >>> stages = Stages(2)
+    >>> def work():
+    ...     yield Progress(1, 2)
+    ...     return "done"
+    >>> run(stages.run(work(), "first"))
+    'done'
+    >>> stages.done("second")
+    Progress(done=2000, total=2000, message='second')
+    """
+
+    def __init__(self, total: int, scale: int = 1000) -> None:
+        self.total, self.scale, self.index = total, scale, 0
+
+    def run(self, gen: Generator[Progress, None, T], label: str) -> Generator[Progress, None, T]:
+        """Run a sub-generator as the next stage; returns its result."""
+        result = yield from stage(gen, self.index, self.total, label, self.scale)
+        self.index += 1
+        return result
+
+    def done(self, label: str) -> Progress:
+        """The progress event of a stage done without sub-progress."""
+        self.index += 1
+        return Progress(self.index * self.scale, self.total * self.scale, label)

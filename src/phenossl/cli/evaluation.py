@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import math
 from pathlib import Path
 from typing import Any
@@ -108,52 +107,23 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     )
     _check_datasets(train, test, backbone.in_channels)
     protocols = PROTOCOLS if args.protocol == "all" else (args.protocol,)
-    common = {"device": args.device, "input_size": args.input_size}
-    results: dict[str, Any] = {}
-    if "linear" in protocols or "knn" in protocols:
-        features = {}
-        for name, data in (("train", train), ("test", test)):
-            gen = ev.iter_extract_features(backbone, data, batch_size=args.batch_size, **common)
-            features[name] = run_with_progress(gen, args, f"features ({name})", "img")
-        (x_train, y_train), (x_test, y_test) = features["train"], features["test"]
-        num_classes = len(train.classes)
-        if "linear" in protocols:
-            linear = _given(epochs=args.epochs, lr=args.lr)
-            gen = ev.iter_linear_eval(
-                x_train,
-                y_train,
-                x_test,
-                y_test,
-                num_classes=num_classes,
-                batch_size=args.batch_size,
-                seed=args.seed,
-                device=args.device,
-                **linear,
-            )
-            results["linear"] = run_with_progress(gen, args, "linear probe", "epoch")
-        if "knn" in protocols:
-            results["knn"] = ev.knn_eval(
-                x_train,
-                y_train,
-                x_test,
-                y_test,
-                k=args.k,
-                temperature=args.temperature,
-                num_classes=num_classes,
-                device=args.device,
-            )
-    if "finetune" in protocols:
-        gen = ev.iter_finetune(
-            backbone,
-            train,
-            test,
-            batch_size=args.batch_size,
-            augmentation=args.augmentation,
-            seed=args.seed,
-            **common,
-            **_given(epochs=args.epochs, lr=args.lr),
-        )
-        results["finetune"] = run_with_progress(gen, args, "fine-tuning", "step")
+    given = _given(epochs=args.epochs, lr=args.lr)
+    settings = {
+        "linear": {"batch_size": args.batch_size, **given},
+        "knn": {"k": args.k, "temperature": args.temperature},
+        "finetune": {"batch_size": args.batch_size, "augmentation": args.augmentation, **given},
+    }
+    gen = ev.iter_protocols(
+        backbone,
+        train,
+        test,
+        **{name: settings[name] if name in protocols else None for name in PROTOCOLS},
+        batch_size=args.batch_size,
+        device=args.device,
+        input_size=args.input_size,
+        seed=args.seed,
+    )
+    results = run_with_progress(gen, args, "evaluate", percent=True).scores
 
     for name, result in results.items():
         print(format_result(name, result, train.classes))
@@ -179,10 +149,9 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 def write_json(path: Path, data: dict[str, Any]) -> None:
     """Write ``data`` as JSON atomically (paths become strings)."""
-    from phenossl._atomic import write_text
-    from phenossl._json import to_json
+    from phenossl._json import write_json as write
 
-    write_text(path, json.dumps(to_json(data), indent=2) + "\n", parents=True)
+    write(path, data, parents=True)
 
 
 def _check_datasets(train: Any, test: Any, in_channels: int) -> None:

@@ -34,13 +34,14 @@ import copy
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
 from phenossl._device import amp_dtype, autocast, memory_format, resolve_device
-from phenossl._progress import Progress, ProgressCallback, ProgressGenerator, drives
+from phenossl._progress import Progress, ProgressCallback, ProgressGenerator, Stages, drives
 from phenossl.data.image_dataset import ImageDataset
 from phenossl.training._inputs import (
     Normalize,
@@ -64,6 +65,7 @@ __all__ = [
     "ClassificationResult",
     "FinetuneResult",
     "LinearEvalResult",
+    "ProtocolResults",
     "StandardizedLinear",
     "confusion_matrix",
     "extract_features",
@@ -71,10 +73,12 @@ __all__ = [
     "iter_extract_features",
     "iter_finetune",
     "iter_linear_eval",
+    "iter_protocols",
     "knn_accuracy",
     "knn_eval",
     "linear_eval",
     "per_class_accuracy",
+    "protocol_stages",
     "score",
 ]
 
@@ -511,6 +515,107 @@ def iter_finetune(
 @drives(iter_finetune)
 def finetune(*, progress: ProgressCallback | None = None) -> FinetuneResult:
     """Fine-tune a copy of the backbone with a linear head; see :func:`iter_finetune`."""
+
+
+# -- the protocols together ---------------------------------------------------------------------
+
+
+@dataclass
+class ProtocolResults:
+    """What :func:`iter_protocols` computed.
+
+    ``scores`` maps each protocol run (``linear``, ``knn``, ``finetune``, in that order) to its
+    result; ``test_features`` are the frozen test-set ``(features, targets)`` when they were
+    computed (for a frozen protocol, or when asked for).
+    """
+
+    scores: dict[str, ClassificationResult]
+    test_features: tuple[Tensor, Tensor] | None = None
+
+
+def protocol_stages(
+    linear: Any = None, knn: Any = None, finetune: Any = None, *, test_features: bool = False
+) -> int:
+    """How many progress stages :func:`iter_protocols` runs with these settings (None: skipped)."""
+    runs = [p is not None for p in (linear, knn, finetune)]
+    frozen = runs[0] or runs[1]
+    return frozen + (frozen or test_features) + sum(runs)
+
+
+def iter_protocols(
+    backbone: nn.Module,
+    train: ImageDataset | None,
+    test: ImageDataset,
+    *,
+    linear: dict[str, Any] | None = None,
+    knn: dict[str, Any] | None = None,
+    finetune: dict[str, Any] | None = None,
+    test_features: bool = False,
+    batch_size: int = 256,
+    device: str | torch.device = "auto",
+    input_size: int | None = None,
+    amp: bool = True,
+    seed: int = 0,
+    stages: Stages | None = None,
+) -> ProgressGenerator[ProtocolResults]:
+    """The evaluation protocols of a backbone on a train/test pair, frozen features computed once.
+
+    Parameters
+    ----------
+    backbone, train, test
+        The model and the labelled data (``train`` may be None when only ``test_features``
+        are asked for).
+    linear, knn, finetune
+        Keyword arguments of :func:`linear_eval`, :func:`knn_eval` and :func:`finetune` (beyond
+        the data, ``device``, ``seed``, ``input_size`` and ``amp``); None skips the protocol,
+        ``{}`` runs it with its defaults.
+    test_features
+        Also compute the frozen test features when no frozen protocol needs them.
+    batch_size
+        Images per batch of the feature extraction.
+    device, input_size, amp, seed
+        As for each protocol.
+    stages
+        Progress stages to run in (the caller's, with :func:`protocol_stages` of them left);
+        None: a new count of just these.
+
+    Returns
+    -------
+    ProtocolResults
+    """
+    if stages is None:
+        stages = Stages(protocol_stages(linear, knn, finetune, test_features=test_features))
+    common = {"batch_size": batch_size, "device": device, "input_size": input_size, "amp": amp}
+    scores: dict[str, ClassificationResult] = {}
+    frozen = linear is not None or knn is not None
+    x_test = y_test = None
+    if frozen:
+        gen = iter_extract_features(backbone, train, **common)
+        x_train, y_train = yield from stages.run(gen, "train features")
+    if frozen or test_features:
+        x_test, y_test = yield from stages.run(
+            iter_extract_features(backbone, test, **common), "test features"
+        )
+    num_classes = len(test.classes)
+    if linear is not None:
+        gen = iter_linear_eval(
+            x_train, y_train, x_test, y_test,
+            num_classes=num_classes, seed=seed, device=device, **linear,
+        )  # fmt: skip
+        scores["linear"] = yield from stages.run(gen, "linear probe")
+    if knn is not None:
+        scores["knn"] = knn_eval(
+            x_train, y_train, x_test, y_test, num_classes=num_classes, device=device, **knn
+        )
+        yield stages.done("kNN")
+    if finetune is not None:
+        gen = iter_finetune(
+            backbone, train, test, seed=seed, device=device, input_size=input_size, amp=amp,
+            **finetune,
+        )  # fmt: skip
+        scores["finetune"] = yield from stages.run(gen, "fine-tuning")
+    features = None if x_test is None else (x_test, y_test)
+    return ProtocolResults(scores, features)
 
 
 # -- helpers -----------------------------------------------------------------------------------
