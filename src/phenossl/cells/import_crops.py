@@ -26,7 +26,6 @@ Where ``hi <= lo`` (a constant channel) pixels above ``lo`` become 255 and the o
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import zipfile
@@ -37,6 +36,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from phenossl._json import write_json
 from phenossl._progress import Progress, ProgressCallback, ProgressGenerator, drives
 from phenossl.cells.crops import CHANNELS, CropSet, CropSetWriter, to_uint8
 from phenossl.data.fields import _check_percentiles, channel_percentiles, normalize_percentiles
@@ -211,7 +211,7 @@ def iter_import_crops(
             reader, cells, order, normalize, (low, high), plate_column, plates, limits, renamed
         )
         summary["holdout"] = holdout
-        (out / "import.json").write_text(json.dumps(summary, indent=2))
+        write_json(out / "import.json", summary)
         writer.close()
     except BaseException:
         if created:

@@ -81,6 +81,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from phenossl._json import write_json
     from phenossl.data.benchmarks import build_dataset
     from phenossl.models.checkpoint import load_backbone
     from phenossl.training import evaluate as ev
@@ -142,16 +143,9 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
             "settings": {k: v for k, v in vars(args).items() if k not in ("handler", "out")},
             "protocols": {name: r.to_dict(train.classes) for name, r in results.items()},
         }
-        write_json(args.out, report)
+        write_json(args.out, report, parents=True)
         print(f"results -> {args.out}")
     return 0
-
-
-def write_json(path: Path, data: dict[str, Any]) -> None:
-    """Write ``data`` as JSON atomically (paths become strings)."""
-    from phenossl._json import write_json as write
-
-    write(path, data, parents=True)
 
 
 def _check_datasets(train: Any, test: Any, in_channels: int) -> None:
