@@ -100,6 +100,12 @@ class InputScaler:
 
     def __call__(self, x: Tensor, out: Tensor | None = None) -> Tensor:
         """The scaled float32 batch; written into ``out`` (same shape) when given."""
+        if self.device.type == "cuda":  # scaled in float32 whatever the caller's autocast
+            with torch.autocast("cuda", enabled=False):
+                return self._scale(x, out)
+        return self._scale(x, out)
+
+    def _scale(self, x: Tensor, out: Tensor | None) -> Tensor:
         x = x.to(self.device, non_blocking=True)
         if out is None:
             out = torch.empty(
