@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from phenossl._json import write_json
 from phenossl._progress import Progress, ProgressGenerator, Stages, run, stage
 from phenossl.training.sweep_config import (
     ClusterSettings,
@@ -95,7 +96,8 @@ def iter_execute(
         result, details = yield from _iter_train_and_evaluate(spec, out, device, info)
     result.info = info
     result.artifacts[EVALUATION_FILE.split(".")[0]] = EVALUATION_FILE
-    _write_json(out / EVALUATION_FILE, {"run_id": spec.run_id, **result.to_dict(), **details})
+    record = {"run_id": spec.run_id, **result.to_dict(), **details}
+    write_json(out / EVALUATION_FILE, record, strict=True)
     return result
 
 
@@ -492,9 +494,3 @@ class _DisplayImages:
         if batch.shape[1] == 1:
             return np.repeat(batch, 3, axis=1)
         return np.ascontiguousarray(batch[:, ::-1])
-
-
-def _write_json(path: Path, data: dict[str, Any]) -> None:
-    from phenossl._json import write_json
-
-    write_json(path, data, strict=True)
