@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from phenossl._json import to_json
+from phenossl._json import to_json, write_json
 
 
 def test_numpy_paths_missing_values_and_non_finite_floats_become_plain_json():
@@ -30,5 +30,13 @@ def test_the_reports_and_the_store_share_it():
     from phenossl.training import store
 
     assert export.to_json is to_json
-    assert cluster_report.to_json is to_json and profile_report.to_json is to_json
+    # the reports write their JSON through the one writer, which converts with to_json
+    assert export.write_json is write_json
+    assert cluster_report.write_json is write_json and profile_report.write_json is write_json
     assert store.json_safe({"x": np.nan}) == {"x": None}
+
+
+def test_write_json_converts_and_writes_atomically(tmp_path):
+    path = write_json(tmp_path / "a" / "r.json", {"x": np.float32(0.5), "y": np.nan}, parents=True)
+    assert path.read_text() == '{\n  "x": 0.5,\n  "y": null\n}\n'
+    assert [p.name for p in path.parent.iterdir()] == ["r.json"]  # no temporary left behind

@@ -52,3 +52,47 @@ def test_stage_maps_a_subtask_onto_its_slice_and_returns_its_result():
     assert dones == sorted(dones)
     assert dones[0] == 0 and dones[-1] == 20
     assert any(e.message.startswith("b: item") for e in events)
+
+
+def test_drives_derives_the_plain_function_with_the_full_signature():
+    import inspect
+    import typing
+
+    from phenossl._progress import ProgressCallback, drives
+
+    def iter_total(n: int, *, start: int = 0) -> typing.Generator[Progress, None, int]:
+        return (yield from _work(n)) + start
+
+    @drives(iter_total)
+    def total(*, progress: ProgressCallback | None = None) -> int:
+        """The total; see iter_total."""
+
+    events = []
+    assert total(4, start=1, progress=events.append) == 7
+    assert len(events) == 4
+    assert total(3) == 3
+    assert total.__name__ == "total" and total.__doc__ == "The total; see iter_total."
+    assert list(inspect.signature(total).parameters) == ["n", "start", "progress"]
+    assert typing.get_type_hints(total)["return"] is int
+    with pytest.raises(TypeError, match="exactly"):
+        drives(iter_total)(lambda x: x)
+
+
+def test_library_plain_functions_show_their_generators_parameters():
+    import inspect
+
+    from phenossl.embedding import embed, iter_embed
+
+    params = list(inspect.signature(embed).parameters)
+    assert params == [*inspect.signature(iter_embed).parameters, "progress"]
+
+
+def test_stages_count_sub_tasks_as_stage_does():
+    from phenossl._progress import Stages
+
+    stages = Stages(2)
+    events = []
+    assert run(stages.run(_work(2), "first"), events.append) == 1
+    assert events[0] == Progress(0, 2000, "first")
+    assert events[-1] == Progress(1000, 2000, "first")
+    assert stages.done("second") == Progress(2000, 2000, "second")

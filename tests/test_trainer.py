@@ -494,3 +494,37 @@ def test_model_init_starts_from_a_checkpoint_or_a_shipped_model(cifar_root, tmp_
         build_method_for(_config(cifar_root, "model.init=nope.pt"), dataset)
     with pytest.raises(ValueError, match=r"does not fit model\.backbone"):  # VGG13 into VGG11
         build_method_for(_config(cifar_root, "model.init=phenossl-cells"), dataset)
+
+
+def test_read_ahead_keeps_order_and_raises_where_the_item_is_reached():
+    from concurrent.futures import ThreadPoolExecutor
+
+    from phenossl.training.feeding import read_ahead
+
+    def load(x):
+        if x == 3:
+            raise KeyError(x)
+        return x * 10
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        assert list(read_ahead(load, [0, 1, 2], pool)) == [(0, 0), (10, 1), (20, 2)]
+        got = []
+
+        def drain():
+            for value, _ in read_ahead(load, [1, 2, 3, 4], pool, depth=3):
+                got.append(value)
+
+        with pytest.raises(KeyError):
+            drain()
+        assert got == [10, 20]
+
+
+def test_cropset_train_config_uses_the_cell_preset(tmp_path):
+    from phenossl.training.trainer import cropset_train_config
+
+    config = cropset_train_config(tmp_path, view_size=48, epochs=2, batch_size=16)
+    assert config.method.preset == "mocov2plus_cells"
+    assert config.data.dataset == "cropset" and config.data.split is None
+    other = cropset_train_config(tmp_path, method="simclr", split="train", log_every=5)
+    assert other.method.preset == "simclr" and other.data.split == "train"
+    assert other.run.log_every == 5

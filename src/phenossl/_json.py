@@ -8,10 +8,12 @@ and pandas' NA ``null`` (JSON has no NaN; ``json.dumps`` would write an invalid 
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import os
 import sys
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -51,6 +53,24 @@ def to_json(value: Any, *, strict: bool = False) -> Any:
     if strict:
         raise TypeError(f"not JSON serialisable: {type(value).__name__}")
     return str(value)
+
+
+def write_json(
+    path: str | os.PathLike, value: Any, *, strict: bool = False, parents: bool = False
+) -> Path:
+    """Write :func:`to_json` of ``value`` to ``path`` atomically, indented, with a final newline.
+
+    ``parents`` creates missing folders; ``strict`` as for :func:`to_json`.
+
+    Examples
+    --------
+    >>> write_json("report.json", {"ami": np.float64(0.5)})  # doctest: +SKIP
+    """
+    from phenossl._atomic import write_text
+
+    return write_text(
+        path, json.dumps(to_json(value, strict=strict), indent=2) + "\n", parents=parents
+    )
 
 
 def _is_missing(value: Any) -> bool:

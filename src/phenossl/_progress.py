@@ -6,14 +6,17 @@ Long work in phenossl is written as a generator that yields :class:`Progress` ev
 - the CLI drives it with :func:`run` and a tqdm callback;
 - the GUI hands the generator to napari's ``thread_worker``: each yield updates the progress bar
   and is a point where the run can be cancelled; the return value arrives on ``returned``;
-- library users call the plain function, which drives the generator with :func:`run`.
+- library users call the plain function, which drives the generator with :func:`run`; the
+  plain function is derived from the generator function by :func:`drives`.
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 T = TypeVar("T")
 
@@ -53,6 +56,58 @@ def run(gen: Generator[Progress, None, T], progress: ProgressCallback | None = N
             return stop.value
         if progress is not None:
             progress(event)
+
+
+def drives(
+    iter_fn: Callable[..., Generator[Progress, None, Any]],
+) -> Callable[[Callable[..., T]], Callable[..., T]]:
+    """Make the decorated stub the plain, blocking form of the generator function ``iter_fn``.
+
+    The stub declares only what it adds: a keyword-only ``progress`` callback, its return type
+    and its docstring. The result takes ``iter_fn``'s parameters plus ``progress``, runs
+    ``iter_fn`` to the end with :func:`run` and returns its result. ``help()`` and
+    :func:`inspect.signature` show the full signature, so the parameters are written (and
+    documented) once, on ``iter_fn``.
+
+    Examples
+    --------
+    >>> def iter_square(x: int) -> ProgressGenerator[int]:
+    ...     yield Progress(0, 1)
+    ...     return x * x
+    >>> @drives(iter_square)
+    ... def square(*, progress: ProgressCallback | None = None) -> int:
+    ...     "The square of ``x``; see ``iter_square``."
+    >>> square(3, progress=print)
+    Progress(done=0, total=1, message='')
+    9
+    >>> inspect.signature(square)
+    <Signature (x: 'int', *, progress: 'ProgressCallback | None' = None) -> 'int'>
+    """
+
+    def decorate(stub: Callable[..., T]) -> Callable[..., T]:
+        own = list(inspect.signature(stub).parameters.values())
+        if [(p.name, p.kind) for p in own] != [("progress", inspect.Parameter.KEYWORD_ONLY)]:
+            raise TypeError(f"{stub.__name__}: the stub takes exactly `*, progress=None`")
+
+        @functools.wraps(stub)
+        def plain(*args: Any, progress: ProgressCallback | None = None, **kwargs: Any) -> T:
+            return run(iter_fn(*args, **kwargs), progress)
+
+        params = list(inspect.signature(iter_fn).parameters.values())
+        at = next((i for i, p in enumerate(params) if p.kind is p.VAR_KEYWORD), len(params))
+        returns = inspect.signature(stub).return_annotation
+        # __signature__ stops inspect.signature at `plain`; __wrapped__ (the stub) still gives
+        # typing.get_type_hints the stub's module to resolve the annotations in
+        plain.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+            [*params[:at], *own, *params[at:]], return_annotation=returns
+        )
+        plain.__annotations__ = {
+            **{k: v for k, v in iter_fn.__annotations__.items() if k != "return"},
+            **stub.__annotations__,
+        }
+        return plain
+
+    return decorate
 
 
 def tqdm_callback(
@@ -99,3 +154,33 @@ def stage(
             return stop.value
         done = index * scale + int(event.fraction * scale) if event.total else index * scale
         yield Progress(done, total, f"{label}: {event.message}" if event.message else label)
+
+
+class Stages:
+    """Numbered stages of one task, counted as :func:`stage` counts them.
+
+    Examples
+    --------
+    >>> stages = Stages(2)
+    >>> def work():
+    ...     yield Progress(1, 2)
+    ...     return "done"
+    >>> run(stages.run(work(), "first"))
+    'done'
+    >>> stages.done("second")
+    Progress(done=2000, total=2000, message='second')
+    """
+
+    def __init__(self, total: int, scale: int = 1000) -> None:
+        self.total, self.scale, self.index = total, scale, 0
+
+    def run(self, gen: Generator[Progress, None, T], label: str) -> Generator[Progress, None, T]:
+        """Run a sub-generator as the next stage; returns its result."""
+        result = yield from stage(gen, self.index, self.total, label, self.scale)
+        self.index += 1
+        return result
+
+    def done(self, label: str) -> Progress:
+        """The progress event of a stage done without sub-progress."""
+        self.index += 1
+        return Progress(self.index * self.scale, self.total * self.scale, label)

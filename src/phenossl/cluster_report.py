@@ -7,7 +7,8 @@ same files:
     AMI, its randomised-label control (mean and std), K, label column, cell and cluster counts,
     the composition table and whatever the caller adds (model, seed, CropSet...).
 ``composition.csv``
-    cluster x label counts.
+    cluster x label counts (:func:`write_composition`, also the GUI export's
+    ``<name>_composition.csv``).
 ``clusters.csv``
     one row per cell: ``cell_id``, ``cluster`` and the label column.
 ``montage.png``
@@ -16,7 +17,6 @@ same files:
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from phenossl._atomic import write_text
-from phenossl._json import to_json
+from phenossl._json import write_json
 from phenossl.clustering import ClusterResult, cluster
 
 
@@ -103,18 +103,28 @@ def cluster_cropset(
 
 
 def report_dict(
-    result: ClusterResult, *, label_column: str | None, n_cells: int, extra: Mapping | None = None
+    result: ClusterResult,
+    *,
+    label_column: str | None,
+    n_cells: int | None = None,
+    extra: Mapping | None = None,
 ) -> dict[str, Any]:
-    """The JSON content of ``report.json``."""
-    return {
+    """The JSON description of one clustering: ``report.json``'s content, and each entry of
+    ``clusters`` in a sweep run's ``evaluation.json``.
+
+    The scores and ``label_column`` first, ``n_cells`` when given, then
+    :meth:`~phenossl.clustering.ClusterResult.to_dict` (without the per-cell arrays) and
+    ``extra``.
+    """
+    head: dict[str, Any] = {
         "ami": result.ami,
         "ami_control_mean": result.ami_control_mean,
         "ami_control_std": result.ami_control_std,
         "label_column": label_column,
-        "n_cells": n_cells,
-        **result.to_dict(arrays=False),
-        **dict(extra or {}),
     }
+    if n_cells is not None:
+        head["n_cells"] = n_cells
+    return {**head, **result.to_dict(arrays=False), **dict(extra or {})}
 
 
 def write_cluster_report(
@@ -171,12 +181,17 @@ def write_cluster_report(
     if label_column:
         clusters[label_column] = view.table[label_column].to_numpy()
     write_text(out / "clusters.csv", clusters.to_csv(index=False))
-    write_text(out / "composition.csv", result.composition.to_csv())
+    write_composition(out / "composition.csv", result)
     save_png(out / "montage.png", centroid_gallery(view, result.nearest))
     write_report_json(out / "report.json", report)
     return report
 
 
+def write_composition(path: str | Path, result: ClusterResult) -> Path:
+    """Write the cluster x label counts of ``result`` as CSV (atomically); returns the path."""
+    return write_text(path, result.composition.to_csv())
+
+
 def write_report_json(path: str | Path, report: Mapping[str, Any]) -> None:
     """Write a report dict as ``report.json`` does (atomically; numpy scalars, paths as values)."""
-    write_text(Path(path), json.dumps(to_json(report), indent=2) + "\n")
+    write_json(path, report)

@@ -21,12 +21,12 @@ from typing import Any
 from phenossl._progress import Progress, ProgressGenerator, stage
 
 DEMO_COMPOUND = "nocodazole"
-#: the paper's cell setting (preset ``mocov2plus_cells``: Adam 1e-3, wd 1e-4, queue 1024, T 0.07,
-#: projector 128) at demo scale. The preset's constant rate collapses the features in the first
-#: steps of such a short run (tests/test_trainer.py, real MNIST); a one-epoch warm-up then cosine
-#: decay avoids that.
+#: the paper's cell setting (MoCoV2+ with its preset ``mocov2plus_cells``: Adam 1e-3, wd 1e-4,
+#: queue 1024, T 0.07, projector 128) at demo scale. The preset's constant rate collapses the
+#: features in the first steps of such a short run (tests/test_trainer.py, real MNIST); a
+#: one-epoch warm-up then cosine decay avoids that.
 DEMO_TRAINING: dict[str, Any] = {
-    "method": {"name": "mocov2plus", "preset": "mocov2plus_cells"},
+    "method": "mocov2plus",
     "optim": {"scheduler": "warmup_cosine", "warmup_epochs": 1},
 }
 #: the shipped model the demo compares with random init and fine-tunes
@@ -46,17 +46,22 @@ def demo_train_config(
     augmentation: str = "cell_affine_crop",
 ):
     """The demo's MoCoV2+ config on ``crops``' training split (``init``: fine-tune from it)."""
-    from phenossl.training.config import TrainConfig
+    from phenossl.training.trainer import cropset_train_config
 
-    return TrainConfig.from_dict(
-        {
-            "data": {"dataset": "cropset", "root": str(crops), "split": "train"},
-            "model": {"backbone": model, "init": init},
-            "method": dict(DEMO_TRAINING["method"]),
-            "augmentation": [{"name": augmentation, "size": input_size}],
-            "optim": {**DEMO_TRAINING["optim"], "batch_size": batch_size, "epochs": epochs},
-            "run": {"seed": seed, "device": device, "log_every": 5},
-        }
+    return cropset_train_config(
+        crops,
+        method=DEMO_TRAINING["method"],
+        backbone=model,
+        augmentation=augmentation,
+        view_size=input_size,
+        epochs=epochs,
+        batch_size=batch_size,
+        seed=seed,
+        device=device,
+        split="train",
+        init=init,
+        optim=DEMO_TRAINING["optim"],
+        log_every=5,
     )
 
 

@@ -34,7 +34,8 @@ import torch
 from torch import Tensor, nn
 
 from phenossl._device import autocast, memory_format, resolve_device
-from phenossl._progress import Progress, ProgressCallback, ProgressGenerator, run
+from phenossl._progress import Progress, ProgressCallback, ProgressGenerator, drives
+from phenossl._scaling import InputScaler, per_channel
 from phenossl.models.backbones import RANDOM_INIT_MEAN, RANDOM_INIT_STD, available_backbones
 
 Batch = np.ndarray | Tensor
@@ -138,18 +139,8 @@ def iter_embed(
         net.train(was_training)
 
 
-def embed(
-    crops: Any,
-    model: str | os.PathLike | nn.Module = "vgg13_bn",
-    *,
-    weights: str | None = None,
-    device: str | torch.device = "auto",
-    batch_size: int = 64,
-    input_size: int | None = None,
-    amp: bool = True,
-    seed: int = 0,
-    progress: ProgressCallback | None = None,
-) -> np.ndarray:
+@drives(iter_embed)
+def embed(*, progress: ProgressCallback | None = None) -> np.ndarray:
     """Embed crops into float32 ``(N, D)`` features; see :func:`iter_embed`.
 
     ``progress`` is called with every :class:`~phenossl.Progress` event.
@@ -162,17 +153,6 @@ def embed(
     >>> x.shape, x.dtype
     ((2, 512), dtype('float32'))
     """
-    gen = iter_embed(
-        crops,
-        model,
-        weights=weights,
-        device=device,
-        batch_size=batch_size,
-        input_size=input_size,
-        amp=amp,
-        seed=seed,
-    )
-    return run(gen, progress)
 
 
 def load_model(
@@ -301,21 +281,14 @@ class _Runner:
         self.label = label
         self.device = device
         self.amp = amp and device.type == "cuda"
-        std_t = torch.tensor(std, dtype=torch.float32, device=device).view(1, -1, 1, 1)
-        mean_t = torch.tensor(mean, dtype=torch.float32, device=device).view(1, -1, 1, 1)
-        # (x / 255 - mean) / std as one fused x * scale + shift
-        self.scale = {torch.uint8: 1.0 / (255.0 * std_t), torch.float32: 1.0 / std_t}
-        self.shift = -mean_t / std_t
+        self.scale = InputScaler(
+            mean, std, device, input_size=input_size, memory_format=memory_format(device)
+        )
         self._buffer: Tensor | None = None
 
     def launch(self, host: Tensor) -> Tensor:
         with torch.inference_mode():
-            x = host.to(self.device, non_blocking=True)
-            x = torch.addcmul(self.shift, x, self.scale[host.dtype], out=self._input_buffer(x))
-            if self.input_size is not None and x.shape[-2:] != (self.input_size,) * 2:
-                x = torch.nn.functional.interpolate(
-                    x, size=(self.input_size,) * 2, mode="bilinear", antialias=True
-                ).contiguous(memory_format=memory_format(self.device))
+            x = self.scale(host, out=self._input_buffer(host))
             with autocast(self.device, enabled=self.amp):
                 out = self.net(x)
         if out.ndim != 2 or out.shape[0] != host.shape[0]:
@@ -510,21 +483,22 @@ def _resolve_model(
             f"model is a {type(model).__name__}; expected a backbone name, a checkpoint path "
             "or an nn.Module"
         )
-    mean = _per_channel(getattr(net, "input_mean", RANDOM_INIT_MEAN), channels, label, "mean")
-    std = _per_channel(getattr(net, "input_std", RANDOM_INIT_STD), channels, label, "std")
+    mean, std = (_input_stats(net, what, label, channels) for what in ("mean", "std"))
     return net, label, mean, std
 
 
-def _per_channel(value: Any, channels: int, label: str, what: str) -> tuple[float, ...]:
-    values = np.atleast_1d(np.asarray(value, dtype=np.float64)).tolist()
-    if len(values) == 1:
-        values *= channels
-    if len(values) != channels:
+def _input_stats(net: nn.Module, what: str, label: str, channels: int) -> tuple[float, ...]:
+    value = getattr(net, f"input_{what}", RANDOM_INIT_MEAN if what == "mean" else RANDOM_INIT_STD)
+    try:
+        return per_channel(value, channels, f"input {what}", positive=what == "std")
+    except ValueError as err:
+        n = np.size(value)
+        if n in (1, channels):  # not a channel mismatch: non-finite or non-positive values
+            raise ValueError(f"model {label!r}: {err}") from err
         raise ValueError(
-            f"model {label!r} expects {len(values)}-channel inputs (input {what}), "
+            f"model {label!r} expects {n}-channel inputs (input {what}), "
             f"but the crops have {channels} channels"
-        )
-    return tuple(values)
+        ) from err
 
 
 def _empty(net: nn.Module, label: str) -> np.ndarray:

@@ -14,7 +14,6 @@ final name):
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from collections.abc import Mapping
@@ -25,8 +24,8 @@ import numpy as np
 import pandas as pd
 
 from phenossl._atomic import atomic_open
-from phenossl._json import to_json
-from phenossl._progress import Progress, ProgressCallback, ProgressGenerator, run
+from phenossl._json import to_json, write_json  # noqa: F401 (to_json: public here too)
+from phenossl._progress import Progress, ProgressCallback, ProgressGenerator, drives
 
 EMBEDDING_PREFIX = "emb_"
 _CSV_CHUNK_ROWS = 5000
@@ -131,25 +130,12 @@ def iter_export_cells(
             table.to_parquet(handle, index=False)
         paths["parquet"] = folder / f"{name}.parquet"
         yield Progress(n_chunks + 1, total, f"{name}.parquet written")
-    with atomic_open(folder / f"{name}.json", "w") as handle:
-        json.dump(to_json(dict(params)), handle, indent=2)
-        handle.write("\n")
+    write_json(folder / f"{name}.json", dict(params))
     paths["json"] = folder / f"{name}.json"
     yield Progress(total, total, f"{len(table)} cells exported")
     return paths
 
 
-def export_cells(
-    out: str | os.PathLike,
-    cells: pd.DataFrame,
-    embeddings: np.ndarray | None,
-    params: Mapping[str, Any],
-    *,
-    name: str = "cells",
-    parquet: bool | None = None,
-    progress: ProgressCallback | None = None,
-) -> dict[str, Path]:
+@drives(iter_export_cells)
+def export_cells(*, progress: ProgressCallback | None = None) -> dict[str, Path]:
     """Blocking form of :func:`iter_export_cells`."""
-    return run(
-        iter_export_cells(out, cells, embeddings, params, name=name, parquet=parquet), progress
-    )

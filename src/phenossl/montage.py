@@ -12,6 +12,8 @@ from typing import Any
 
 import numpy as np
 
+from phenossl._atomic import atomic_open
+
 # RGB output channel <- crop channel (crops are DAPI, Tubulin, Actin)
 _RGB_FROM_CROP = (2, 1, 0)  # red = Actin, green = Tubulin, blue = DAPI
 
@@ -79,7 +81,7 @@ def centroid_gallery(
 
 
 def save_png(path: str | os.PathLike, rgb: np.ndarray) -> Path:
-    """Write an ``(H, W, 3)`` uint8 image as PNG (via Pillow); returns the path."""
+    """Write an ``(H, W, 3)`` uint8 image as PNG (via Pillow, atomically); returns the path."""
     from PIL import Image
 
     rgb = np.asarray(rgb)
@@ -88,7 +90,8 @@ def save_png(path: str | os.PathLike, rgb: np.ndarray) -> Path:
             f"rgb has shape {rgb.shape} and dtype {rgb.dtype}; expected (H, W, 3) uint8"
         )
     path = Path(path)
-    Image.fromarray(rgb).save(path, format="PNG")
+    with atomic_open(path, "wb") as handle:
+        Image.fromarray(rgb).save(handle, format="PNG")
     return path
 
 

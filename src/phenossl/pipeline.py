@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from phenossl._progress import Progress, ProgressCallback, ProgressGenerator, run
+from phenossl._progress import Progress, ProgressCallback, ProgressGenerator, drives
 
 #: the paper's crop side (appendix B.4), for models that do not say which crop they expect
 PAPER_CROP_SIZE = 196
@@ -514,13 +514,6 @@ def cluster_cells(cells: pd.DataFrame, embeddings: np.ndarray, opts: PipelineOpt
     )
 
 
-def run_pipeline(
-    fields: pd.DataFrame,
-    options: PipelineOptions | None = None,
-    *,
-    cropset: str | Path | None = None,
-    overwrite: bool = False,
-    progress: ProgressCallback | None = None,
-) -> PipelineResult:
+@drives(iter_pipeline)
+def run_pipeline(*, progress: ProgressCallback | None = None) -> PipelineResult:
     """Blocking form of :func:`iter_pipeline`; ``progress`` receives every event."""
-    return run(iter_pipeline(fields, options, cropset=cropset, overwrite=overwrite), progress)

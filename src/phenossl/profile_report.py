@@ -18,7 +18,6 @@ Used by ``phenossl profile`` and the napari export, so both write the same files
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -29,7 +28,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from phenossl._atomic import atomic_path, write_text
-from phenossl._json import to_json
+from phenossl._json import write_json
 from phenossl.profiles import CONTROL, ProfileScores, cosine_similarity
 
 FILES = ("profiles.csv", "scores.json", "similarity.png", "cells_pca.png", "summary.md")
@@ -225,7 +224,7 @@ def write_profile_report(
     out.mkdir(parents=True, exist_ok=True)
     content = {**scores.scores(), **dict(extra or {})}
     write_text(out / "profiles.csv", profiles_frame(scores).to_csv(index=False))
-    write_text(out / "scores.json", json.dumps(to_json(content), indent=2) + "\n")
+    write_json(out / "scores.json", content)
     save_figure(similarity_figure(scores), out / "similarity.png")
     save_figure(pca_figure(scores), out / "cells_pca.png")
     write_text(out / "summary.md", summary_markdown(scores, title))

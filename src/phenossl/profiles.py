@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from phenossl._progress import Progress, ProgressCallback, ProgressGenerator, run
+from phenossl._progress import Progress, ProgressCallback, ProgressGenerator, drives
 
 CONTROL = "DMSO"
 AGGREGATIONS = ("median", "mean")
@@ -444,20 +444,8 @@ def iter_compound_contrasts(
     return out
 
 
-def compound_contrasts(
-    features: np.ndarray,
-    table: pd.DataFrame,
-    *,
-    min_cells: int = 20,
-    max_cells: int | None = None,
-    seeds: Sequence[int] = (0, 1, 2),
-    n_permutations: int = 10,
-    n_init: int = 10,
-    probe: bool = False,
-    folds: int = 5,
-    control: str = CONTROL,
-    progress: ProgressCallback | None = None,
-) -> dict[str, dict[str, Any]]:
+@drives(iter_compound_contrasts)
+def compound_contrasts(*, progress: ProgressCallback | None = None) -> dict[str, dict[str, Any]]:
     """For each compound with ``min_cells`` cells: KMeans K=2 AMI of its cells against DMSO.
 
     Each seed draws ``n = min(cells of the compound, DMSO cells, max_cells)`` cells of each side
@@ -482,11 +470,6 @@ def compound_contrasts(
     >>> round(compound_contrasts(x, t, seeds=[0])["taxol"]["ami"], 2)
     1.0
     """
-    gen = iter_compound_contrasts(
-        features, table, min_cells=min_cells, max_cells=max_cells, seeds=seeds,
-        n_permutations=n_permutations, n_init=n_init, probe=probe, folds=folds, control=control,
-    )  # fmt: skip
-    return run(gen, progress)
 
 
 @dataclass(eq=False)
@@ -583,21 +566,8 @@ def iter_score_profiles(
     )  # fmt: skip
 
 
-def score_profiles(
-    features: np.ndarray,
-    table: pd.DataFrame,
-    *,
-    how: str = "mean",
-    normalization: str = "zscore",
-    min_controls: int = 10,
-    min_cells: int = 20,
-    max_cells: int | None = None,
-    seeds: Sequence[int] = (0, 1, 2),
-    n_permutations: int = 10,
-    probe: bool = False,
-    contrasts: bool = True,
-    progress: ProgressCallback | None = None,
-) -> ProfileScores:
+@drives(iter_score_profiles)
+def score_profiles(*, progress: ProgressCallback | None = None) -> ProfileScores:
     """Profiles and every score for cell embeddings and their per-cell table.
 
     Parameters
@@ -630,12 +600,6 @@ def score_profiles(
     >>> score_profiles(x, t, seeds=[0]).scores()["nsc"]
     1.0
     """
-    gen = iter_score_profiles(
-        features, table, how=how, normalization=normalization, min_controls=min_controls,
-        min_cells=min_cells, max_cells=max_cells, seeds=seeds,
-        n_permutations=n_permutations, probe=probe, contrasts=contrasts,
-    )  # fmt: skip
-    return run(gen, progress)
 
 
 def _features(features: Any, n: int) -> np.ndarray:

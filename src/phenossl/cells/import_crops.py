@@ -26,7 +26,6 @@ Where ``hi <= lo`` (a constant channel) pixels above ``lo`` become 255 and the o
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import zipfile
@@ -37,7 +36,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from phenossl._progress import Progress, ProgressCallback, ProgressGenerator, run
+from phenossl._json import write_json
+from phenossl._progress import Progress, ProgressCallback, ProgressGenerator, drives
 from phenossl.cells.crops import CHANNELS, CropSet, CropSetWriter, to_uint8
 from phenossl.data.fields import _check_percentiles, channel_percentiles, normalize_percentiles
 
@@ -211,7 +211,7 @@ def iter_import_crops(
             reader, cells, order, normalize, (low, high), plate_column, plates, limits, renamed
         )
         summary["holdout"] = holdout
-        (out / "import.json").write_text(json.dumps(summary, indent=2))
+        write_json(out / "import.json", summary)
         writer.close()
     except BaseException:
         if created:
@@ -220,14 +220,8 @@ def iter_import_crops(
     return CropSet(out)
 
 
-def import_crops(
-    source: str | os.PathLike | np.ndarray,
-    table: str | os.PathLike | pd.DataFrame,
-    out: str | os.PathLike,
-    *,
-    progress: ProgressCallback | None = None,
-    **options: Any,
-) -> CropSet:
+@drives(iter_import_crops)
+def import_crops(*, progress: ProgressCallback | None = None) -> CropSet:
     """Build a CropSet from crops made elsewhere; see :func:`iter_import_crops`.
 
     Examples
@@ -241,7 +235,6 @@ def import_crops(
     >>> cs.size, list(cs.table.columns)
     (68, ['cell_id', 'plate', 'compound', 'concentration', 'treatment', 'shard', 'index'])
     """
-    return run(iter_import_crops(source, table, out, **options), progress)
 
 
 def channel_order(channels: Sequence[str] | str) -> list[int | None]:

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from phenossl._progress import Progress, ProgressCallback, ProgressGenerator, run
+from phenossl._progress import Progress, ProgressCallback, ProgressGenerator, drives
 
 _CELL_COLUMNS = ("field_id", "centroid_y", "centroid_x")
 
@@ -89,18 +89,9 @@ def iter_recrop(
     return out
 
 
-def recrop(
-    fields: pd.DataFrame,
-    cells: pd.DataFrame,
-    rows: Sequence[int] | np.ndarray,
-    *,
-    crop_size: int = 196,
-    percentiles: Sequence[float] = (1.0, 99.8),
-    progress: ProgressCallback | None = None,
-) -> np.ndarray:
+@drives(iter_recrop)
+def recrop(*, progress: ProgressCallback | None = None) -> np.ndarray:
     """Blocking form of :func:`iter_recrop`."""
-    gen = iter_recrop(fields, cells, rows, crop_size=crop_size, percentiles=percentiles)
-    return run(gen, progress)
 
 
 def _row(lookup: pd.DataFrame, field_id: str) -> Mapping[str, Any]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -17,7 +16,7 @@ from phenossl.cli._common import (
 )
 
 if TYPE_CHECKING:
-    from phenossl._progress import ProgressGenerator
+    pass
 
 PROTOCOLS = ("linear", "knn", "finetune")
 # the names of phenossl.data.benchmarks.DATASETS, written out so `--help` needs no torch import
@@ -85,6 +84,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from phenossl._json import write_json
     from phenossl.data.benchmarks import build_dataset
     from phenossl.models.checkpoint import load_backbone
     from phenossl.training import evaluate as ev
@@ -111,54 +111,25 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     )
     _check_datasets(train, test, backbone.in_channels)
     protocols = PROTOCOLS if args.protocol == "all" else (args.protocol,)
-    common = {"device": args.device, "input_size": args.input_size}
-    results: dict[str, Any] = {}
-    if "linear" in protocols or "knn" in protocols:
-        features = {}
-        for name, data in (("train", train), ("test", test)):
-            gen: ProgressGenerator[Any] = ev.iter_extract_features(
-                backbone, data, batch_size=args.batch_size, **common
-            )
-            features[name] = run_with_progress(gen, args, f"features ({name})", "img")
-        (x_train, y_train), (x_test, y_test) = features["train"], features["test"]
-        num_classes = len(train.classes)
-        if "linear" in protocols:
-            linear = _given(epochs=args.epochs, lr=args.lr)
-            gen = ev.iter_linear_eval(
-                x_train,
-                y_train,
-                x_test,
-                y_test,
-                num_classes=num_classes,
-                batch_size=args.batch_size,
-                seed=args.seed,
-                device=args.device,
-                **linear,
-            )
-            results["linear"] = run_with_progress(gen, args, "linear probe", "epoch")
-        if "knn" in protocols:
-            results["knn"] = ev.knn_eval(
-                x_train,
-                y_train,
-                x_test,
-                y_test,
-                k=args.k,
-                temperature=args.temperature,
-                num_classes=num_classes,
-                device=args.device,
-            )
-    if "finetune" in protocols:
-        gen = ev.iter_finetune(
-            backbone,
-            train,
-            test,
-            batch_size=args.batch_size,
-            augmentation=args.augmentation,
-            seed=args.seed,
-            **common,
-            **_given(epochs=args.epochs, lr=args.lr),
-        )
-        results["finetune"] = run_with_progress(gen, args, "fine-tuning", "step")
+    given = _given(epochs=args.epochs, lr=args.lr)
+    settings: dict[str, dict[str, Any]] = {
+        "linear": {"batch_size": args.batch_size, **given},
+        "knn": {"k": args.k, "temperature": args.temperature},
+        "finetune": {"batch_size": args.batch_size, "augmentation": args.augmentation, **given},
+    }
+    gen = ev.iter_protocols(
+        backbone,
+        train,
+        test,
+        linear=settings["linear"] if "linear" in protocols else None,
+        knn=settings["knn"] if "knn" in protocols else None,
+        finetune=settings["finetune"] if "finetune" in protocols else None,
+        batch_size=args.batch_size,
+        device=args.device,
+        input_size=args.input_size,
+        seed=args.seed,
+    )
+    results = run_with_progress(gen, args, "evaluate", percent=True).scores
 
     for name, result in results.items():
         print(format_result(name, result, train.classes))
@@ -177,17 +148,9 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
             "settings": {k: v for k, v in vars(args).items() if k not in ("handler", "out")},
             "protocols": {name: r.to_dict(train.classes) for name, r in results.items()},
         }
-        write_json(args.out, report)
+        write_json(args.out, report, parents=True)
         print(f"results -> {args.out}")
     return 0
-
-
-def write_json(path: Path, data: dict[str, Any]) -> None:
-    """Write ``data`` as JSON atomically (paths become strings)."""
-    from phenossl._atomic import write_text
-    from phenossl._json import to_json
-
-    write_text(path, json.dumps(to_json(data), indent=2) + "\n", parents=True)
 
 
 def _check_datasets(train: Any, test: Any, in_channels: int) -> None:

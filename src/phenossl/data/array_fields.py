@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from phenossl._progress import Progress
+from phenossl._progress import Progress, ProgressCallback, drives
 from phenossl.data.fields import CHANNEL_KEYS, CHANNEL_NAMES
 from phenossl.data.plate_layout import METADATA_COLUMNS, complete_table
 
@@ -109,17 +109,9 @@ def iter_write_array_fields(
     return complete_table(table)
 
 
-def write_array_fields(
-    channels: Mapping[str, np.ndarray | None],
-    out: str | os.PathLike[str],
-    *,
-    plate: str = "layers",
-    labels: str | os.PathLike[str] | pd.DataFrame | None = None,
-) -> pd.DataFrame:
+@drives(iter_write_array_fields)
+def write_array_fields(*, progress: ProgressCallback | None = None) -> pd.DataFrame:
     """:func:`iter_write_array_fields` run to the end: the field table."""
-    from phenossl._progress import run
-
-    return run(iter_write_array_fields(channels, out, plate=plate, labels=labels))
 
 
 def _join_labels(

@@ -31,6 +31,8 @@ import pandas as pd
 import torch
 from torch import Tensor
 
+from phenossl._scaling import per_channel
+
 if TYPE_CHECKING:
     from phenossl.cells.crops import CropSet
 
@@ -189,8 +191,11 @@ class TensorImageDataset(ImageDataset):
         self._device_targets = self._targets.to(images.device)
         if (mean is None) != (std is None):
             raise ValueError(f"{name}: give both mean and std, or neither")
-        if mean is not None and std is not None:
-            self._stats = (_per_channel(mean, self.channels), _per_channel(std, self.channels))
+        if mean is not None:
+            self._stats = (
+                per_channel(mean, self.channels, f"{name}: mean"),
+                per_channel(std, self.channels, f"{name}: std"),
+            )
 
     def __len__(self) -> int:
         return len(self.images)
@@ -522,12 +527,3 @@ def _check_targets(targets: Tensor, n: int, num_classes: int, name: str) -> Tens
             f"{name}: targets outside -1..{num_classes - 1} (there are {num_classes} classes)"
         )
     return targets
-
-
-def _per_channel(values: Sequence[float], channels: int) -> Stats:
-    out = tuple(float(v) for v in np.atleast_1d(values))
-    if len(out) == 1:
-        out *= channels
-    if len(out) != channels:
-        raise ValueError(f"expected 1 or {channels} per-channel values, got {len(out)}")
-    return out

@@ -31,7 +31,7 @@ import json
 import math
 import shutil
 import uuid
-from collections.abc import Callable, Generator, Mapping, Sequence
+from collections.abc import Generator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from numbers import Real
 from pathlib import Path
@@ -41,7 +41,7 @@ from typing import Any
 import numpy as np
 import tifffile
 
-from phenossl._progress import Progress, run
+from phenossl._progress import Progress, ProgressCallback, drives
 from phenossl.data._render import Phenotype, RenderedField, render_cells
 
 __all__ = [
@@ -256,48 +256,6 @@ def ground_truth_paths(root: str | Path, field_id: str) -> dict[str, Path]:
     return {kind: folder / f"{well}_{site}_{kind}.tif" for kind in ("nuclei", "cells")}
 
 
-def write_synthetic_plate(
-    root: str | Path,
-    *,
-    seed: int = 0,
-    treatments: Sequence[Treatment] | None = None,
-    n_wells_per_treatment: int = 1,
-    n_control_wells: int | None = None,
-    sites: int = 2,
-    replicates: int = 1,
-    shape: tuple[int, int] = (1024, 1280),
-    ground_truth: bool = False,
-    overwrite: bool = False,
-    progress: Callable[[Progress], None] | None = None,
-) -> Path:
-    """Write a synthetic plate in the official BBBC021 layout; return ``root``.
-
-    See :func:`iter_write_synthetic_plate` for the parameters; ``progress`` receives one
-    :class:`~phenossl.Progress` event per field written.
-
-    Examples
-    --------
-    >>> root = write_synthetic_plate("plate", shape=(96, 128), sites=1)
-    >>> sorted(p.name for p in root.iterdir())  # the BBBC021 layout, and what made it
-    ['BBBC021_v1_image.csv', 'BBBC021_v1_moa.csv', 'Week1', 'synthetic_plate.json']
-    """
-    return run(
-        iter_write_synthetic_plate(
-            root,
-            seed=seed,
-            treatments=treatments,
-            n_wells_per_treatment=n_wells_per_treatment,
-            n_control_wells=n_control_wells,
-            sites=sites,
-            replicates=replicates,
-            shape=shape,
-            ground_truth=ground_truth,
-            overwrite=overwrite,
-        ),
-        progress,
-    )
-
-
 def iter_write_synthetic_plate(
     root: str | Path,
     *,
@@ -402,6 +360,21 @@ def iter_write_synthetic_plate(
                 yield Progress(len(rows), total, f"{plate}/{well}/s{site}")
     _write_csvs(root, rows, treatments)
     return root
+
+
+@drives(iter_write_synthetic_plate)
+def write_synthetic_plate(*, progress: ProgressCallback | None = None) -> Path:
+    """Write a synthetic plate in the official BBBC021 layout; return ``root``.
+
+    See :func:`iter_write_synthetic_plate` for the parameters; ``progress`` receives one
+    :class:`~phenossl.Progress` event per field written.
+
+    Examples
+    --------
+    >>> root = write_synthetic_plate("plate", shape=(96, 128), sites=1)
+    >>> sorted(p.name for p in root.iterdir())  # the BBBC021 layout, and what made it
+    ['BBBC021_v1_image.csv', 'BBBC021_v1_moa.csv', 'Week1', 'synthetic_plate.json']
+    """
 
 
 def _check_shape(shape: Sequence[int]) -> tuple[int, int]:

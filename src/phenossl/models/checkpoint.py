@@ -24,6 +24,7 @@ import torch
 from torch import Tensor, nn
 
 from phenossl._atomic import atomic_open
+from phenossl._scaling import per_channel
 from phenossl.models.backbones import Backbone, build_backbone
 
 FORMAT = "phenossl-checkpoint"
@@ -164,7 +165,8 @@ def load_backbone(
         ) from err
     for key in ("input_mean", "input_std"):
         if meta.get(key) is not None:
-            setattr(backbone, key, _per_channel(meta[key], backbone.in_channels, f"{path}: {key}"))
+            value = per_channel(meta[key], backbone.in_channels, f"{path}: {key}")
+            setattr(backbone, key, value)
     if isinstance(map_location, str | torch.device):
         backbone = backbone.to(map_location)
     return backbone.eval(), meta
@@ -223,13 +225,6 @@ def _merge_architecture(meta: dict[str, Any], backbone: nn.Module) -> None:
             f"backbone is a {type(backbone).__name__}, not a phenossl Backbone, so metadata must "
             f"give {missing} to rebuild it"
         )
-
-
-def _per_channel(value: Any, channels: int, where: str) -> tuple[float, ...]:
-    values = [float(value)] * channels if np.ndim(value) == 0 else [float(v) for v in value]
-    if len(values) != channels:
-        raise ValueError(f"{where} has {len(values)} values; expected 1 or {channels}")
-    return tuple(values)
 
 
 def _plain(obj: Any, where: str) -> Any:

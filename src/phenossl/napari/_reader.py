@@ -21,8 +21,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from phenossl._json import to_json
 from phenossl.data.bbbc021 import IMAGE_CSV
-from phenossl.export import to_json
 from phenossl.napari._layers import CHANNEL_KEYS, LayerData, channel_layer, display_limits
 
 TIFF_SUFFIXES = (".tif", ".tiff")

@@ -434,56 +434,56 @@ _ADAM_NOTE = (
     "lr is kept constant (our assumption)."
 )
 
+
+def _adam(source: str, **settings: Any) -> MethodPreset:
+    """The appendix's Adam runs (MNIST, cells): its lr used as is, kept constant, no warm-up."""
+    return MethodPreset(
+        optimizer="adam",
+        lr_scaling="none",
+        scheduler="constant",
+        warmup_epochs=0,
+        source=f"{source} {_ADAM_NOTE}",
+        **settings,
+    )
+
+
 _MOCO_SMALL = dict(
     _CIFAR["mocov2plus"].method_kwargs, proj_output_dim=128, queue_size=1024, temperature=0.07
 )
 
 _OTHER: dict[str, MethodPreset] = {
-    "mocov2plus_mnist": MethodPreset(
+    "mocov2plus_mnist": _adam(
         method="mocov2plus",
-        optimizer="adam",
         lr=1e-3,
-        lr_scaling="none",
         weight_decay=1e-4,
         batch_size=32,
         epochs=250,
-        scheduler="constant",
-        warmup_epochs=0,
         method_kwargs=_MOCO_SMALL,
         source="MNIST, appendix B.2: MoCoV2+ (VGG11), Adam lr 1e-3, weight decay 1e-4, queue "
         "1024, batch 32, temperature 0.07, projector output 128, 250 epochs. solo-learn "
-        "defaults: projector hidden 2048, tau 0.99 -> 0.999. " + _ADAM_NOTE,
+        "defaults: projector hidden 2048, tau 0.99 -> 0.999.",
     ),
-    "mocov2plus_cells": MethodPreset(
+    "mocov2plus_cells": _adam(
         method="mocov2plus",
-        optimizer="adam",
         lr=1e-3,
-        lr_scaling="none",
         weight_decay=1e-4,
         batch_size=128,
         epochs=400,
-        scheduler="constant",
-        warmup_epochs=0,
         method_kwargs=_MOCO_SMALL,
         source="BBBC021 cells, appendix B.4: MoCoV2+ (VGG13), Adam lr 1e-3, weight decay 1e-4, "
         "queue 1024, batch 128, temperature 0.07, 400 epochs. Projector output 128 as on MNIST "
-        "(B.4 does not give it); solo-learn defaults: projector hidden 2048, tau 0.99 -> 0.999. "
-        + _ADAM_NOTE,
+        "(B.4 does not give it); solo-learn defaults: projector hidden 2048, tau 0.99 -> 0.999.",
     ),
-    "byol_mnist": MethodPreset(
+    "byol_mnist": _adam(
         method="byol",
-        optimizer="adam",
         lr=0.01,
-        lr_scaling="none",
         weight_decay=1e-5,
         batch_size=32,
         epochs=250,
-        scheduler="constant",
-        warmup_epochs=0,
         method_kwargs=_CIFAR["byol"].method_kwargs,
         source="MNIST, appendix B.2: BYOL lr 0.01, weight decay 1e-5, projector output 256, "
         "'same parameters' as the MoCoV2+ MNIST run (Adam, batch 32, 250 epochs). solo-learn "
-        "defaults: projector and predictor hidden 4096, tau 0.99 -> 1.0. " + _ADAM_NOTE,
+        "defaults: projector and predictor hidden 4096, tau 0.99 -> 1.0.",
     ),
 }
 

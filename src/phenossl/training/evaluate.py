@@ -34,18 +34,18 @@ import copy
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
 from phenossl._device import amp_dtype, autocast, memory_format, resolve_device
-from phenossl._progress import Progress, ProgressCallback, ProgressGenerator, run
+from phenossl._progress import Progress, ProgressCallback, ProgressGenerator, Stages, drives
 from phenossl.data.image_dataset import ImageDataset
 from phenossl.training._inputs import (
     Normalize,
     Preprocess,
-    PrivateRNG,
     check_finite,
     check_positive,
     in_order,
@@ -59,11 +59,13 @@ from phenossl.training.metrics import (
     per_class_accuracy,
     score,
 )
+from phenossl.training.rng import RunRng
 
 __all__ = [
     "ClassificationResult",
     "FinetuneResult",
     "LinearEvalResult",
+    "ProtocolResults",
     "StandardizedLinear",
     "confusion_matrix",
     "extract_features",
@@ -71,10 +73,12 @@ __all__ = [
     "iter_extract_features",
     "iter_finetune",
     "iter_linear_eval",
+    "iter_protocols",
     "knn_accuracy",
     "knn_eval",
     "linear_eval",
     "per_class_accuracy",
+    "protocol_stages",
     "score",
 ]
 
@@ -184,28 +188,9 @@ def iter_extract_features(
     return features, dataset.targets.clone()
 
 
-def extract_features(
-    backbone: nn.Module,
-    dataset: ImageDataset,
-    *,
-    batch_size: int = 256,
-    device: str | torch.device = "auto",
-    normalize: Normalize | None = None,
-    input_size: int | None = None,
-    amp: bool = True,
-    progress: ProgressCallback | None = None,
-) -> tuple[Tensor, Tensor]:
+@drives(iter_extract_features)
+def extract_features(*, progress: ProgressCallback | None = None) -> tuple[Tensor, Tensor]:
     """Frozen-backbone features and targets of a dataset; see :func:`iter_extract_features`."""
-    gen = iter_extract_features(
-        backbone,
-        dataset,
-        batch_size=batch_size,
-        device=device,
-        normalize=normalize,
-        input_size=input_size,
-        amp=amp,
-    )
-    return run(gen, progress)
 
 
 # -- linear probe ------------------------------------------------------------------------------
@@ -307,38 +292,9 @@ def iter_linear_eval(
     return LinearEvalResult(**vars(result) | {"history": history}, classifier=state)
 
 
-def linear_eval(
-    train_feats: Tensor,
-    train_y: Labels,
-    test_feats: Tensor,
-    test_y: Labels,
-    *,
-    num_classes: int | None = None,
-    epochs: int = 100,
-    lr: float = 0.1,
-    momentum: float = 0.9,
-    weight_decay: float = 0.0,
-    batch_size: int = 256,
-    seed: int = 0,
-    device: str | torch.device = "auto",
-    progress: ProgressCallback | None = None,
-) -> LinearEvalResult:
+@drives(iter_linear_eval)
+def linear_eval(*, progress: ProgressCallback | None = None) -> LinearEvalResult:
     """Linear classifier on frozen features; see :func:`iter_linear_eval`."""
-    gen = iter_linear_eval(
-        train_feats,
-        train_y,
-        test_feats,
-        test_y,
-        num_classes=num_classes,
-        epochs=epochs,
-        lr=lr,
-        momentum=momentum,
-        weight_decay=weight_decay,
-        batch_size=batch_size,
-        seed=seed,
-        device=device,
-    )
-    return run(gen, progress)
 
 
 # -- kNN ---------------------------------------------------------------------------------------
@@ -499,10 +455,10 @@ def iter_finetune(
     augment = _augmentation(augmentation)
     if input_size is None:  # test images at the size the augmentation trains at
         input_size = getattr(augment, "size", None)
-    rng = PrivateRNG(seed, dev)
+    rng = RunRng(seed, dev)
     prepare = Preprocess(backbone, train_dataset, normalize, input_size, dev)
     model = copy.deepcopy(backbone).to(dev).to(memory_format=memory_format(dev))
-    with rng.active():
+    with rng:
         head = nn.Linear(_feature_dim(model, prepare, train_dataset), num_classes).to(dev)
     net = nn.Sequential(model, head)
     optimizer = torch.optim.SGD(
@@ -523,7 +479,7 @@ def iter_finetune(
             _set_lr(optimizer, _cosine(lr, epoch * steps + step, epochs * steps))
             x = images.to(dev, non_blocking=True).float() / 255.0
             if augment is not None:
-                with rng.active():
+                with rng:
                     x = augment(x)
             targets = targets.to(dev, non_blocking=True)
             with autocast(dev, enabled=amp):
@@ -559,42 +515,117 @@ def iter_finetune(
     )
 
 
-def finetune(
-    backbone: nn.Module,
-    train_dataset: ImageDataset,
-    test_dataset: ImageDataset,
-    *,
-    epochs: int = 30,
-    lr: float = 0.01,
-    momentum: float = 0.9,
-    weight_decay: float = 5e-4,
-    batch_size: int = 128,
-    augmentation: str | nn.Module | None = None,
-    normalize: Normalize | None = None,
-    input_size: int | None = None,
-    seed: int = 0,
-    device: str | torch.device = "auto",
-    amp: bool = True,
-    progress: ProgressCallback | None = None,
-) -> FinetuneResult:
+@drives(iter_finetune)
+def finetune(*, progress: ProgressCallback | None = None) -> FinetuneResult:
     """Fine-tune a copy of the backbone with a linear head; see :func:`iter_finetune`."""
-    gen = iter_finetune(
-        backbone,
-        train_dataset,
-        test_dataset,
-        epochs=epochs,
-        lr=lr,
-        momentum=momentum,
-        weight_decay=weight_decay,
-        batch_size=batch_size,
-        augmentation=augmentation,
-        normalize=normalize,
-        input_size=input_size,
-        seed=seed,
-        device=device,
-        amp=amp,
-    )
-    return run(gen, progress)
+
+
+# -- the protocols together ---------------------------------------------------------------------
+
+
+@dataclass
+class ProtocolResults:
+    """What :func:`iter_protocols` computed.
+
+    ``scores`` maps each protocol run (``linear``, ``knn``, ``finetune``, in that order) to its
+    result; ``test_features`` are the frozen test-set ``(features, targets)`` when they were
+    computed (for a frozen protocol, or when asked for).
+    """
+
+    scores: dict[str, ClassificationResult]
+    test_features: tuple[Tensor, Tensor] | None = None
+
+
+def protocol_stages(
+    linear: Any = None, knn: Any = None, finetune: Any = None, *, test_features: bool = False
+) -> int:
+    """How many progress stages :func:`iter_protocols` runs with these settings (None: skipped)."""
+    runs = [p is not None for p in (linear, knn, finetune)]
+    frozen = runs[0] or runs[1]
+    return frozen + (frozen or test_features) + sum(runs)
+
+
+def iter_protocols(
+    backbone: nn.Module,
+    train: ImageDataset | None,
+    test: ImageDataset,
+    *,
+    linear: dict[str, Any] | None = None,
+    knn: dict[str, Any] | None = None,
+    finetune: dict[str, Any] | None = None,
+    test_features: bool = False,
+    batch_size: int = 256,
+    device: str | torch.device = "auto",
+    input_size: int | None = None,
+    amp: bool = True,
+    seed: int = 0,
+    stages: Stages | None = None,
+) -> ProgressGenerator[ProtocolResults]:
+    """The evaluation protocols of a backbone on a train/test pair, frozen features computed once.
+
+    Parameters
+    ----------
+    backbone, train, test
+        The model and the labelled data (``train`` may be None when only ``test_features``
+        are asked for).
+    linear, knn, finetune
+        Keyword arguments of :func:`linear_eval`, :func:`knn_eval` and :func:`finetune` (beyond
+        the data, ``device``, ``seed``, ``input_size`` and ``amp``); None skips the protocol,
+        ``{}`` runs it with its defaults.
+    test_features
+        Also compute the frozen test features when no frozen protocol needs them.
+    batch_size
+        Images per batch of the feature extraction.
+    device, input_size, amp, seed
+        As for each protocol.
+    stages
+        Progress stages to run in (the caller's, with :func:`protocol_stages` of them left);
+        None: a new count of just these.
+
+    Returns
+    -------
+    ProtocolResults
+    """
+    if stages is None:
+        stages = Stages(protocol_stages(linear, knn, finetune, test_features=test_features))
+
+    def features(data: ImageDataset | None, name: str) -> ProgressGenerator[tuple[Tensor, Tensor]]:
+        if data is None:
+            raise ValueError(f"{name} features asked for without a {name} dataset")
+        gen = iter_extract_features(
+            backbone, data, batch_size=batch_size, device=device, input_size=input_size, amp=amp
+        )
+        return (yield from stages.run(gen, f"{name} features"))
+
+    scores: dict[str, ClassificationResult] = {}
+    frozen = linear is not None or knn is not None
+    test_xy = None
+    if frozen:
+        x_train, y_train = yield from features(train, "train")
+    if frozen or test_features:
+        test_xy = yield from features(test, "test")
+    num_classes = len(test.classes)
+    if linear is not None:
+        assert test_xy is not None
+        linear_gen = iter_linear_eval(
+            x_train, y_train, *test_xy, num_classes=num_classes, seed=seed, device=device, **linear
+        )
+        scores["linear"] = yield from stages.run(linear_gen, "linear probe")
+    if knn is not None:
+        assert test_xy is not None
+        scores["knn"] = knn_eval(
+            x_train, y_train, *test_xy, num_classes=num_classes, device=device, **knn
+        )
+        yield stages.done("kNN")
+    if finetune is not None:
+        if train is None:
+            raise ValueError("fine-tuning asked for without a train dataset")
+        finetune_gen = iter_finetune(
+            backbone, train, test, seed=seed, device=device, input_size=input_size, amp=amp,
+            **finetune,
+        )  # fmt: skip
+        scores["finetune"] = yield from stages.run(finetune_gen, "fine-tuning")
+    return ProtocolResults(scores, test_xy)
 
 
 # -- helpers -----------------------------------------------------------------------------------

@@ -29,7 +29,8 @@ from typing import Any
 
 import numpy as np
 
-from phenossl._progress import Progress, ProgressGenerator, run, stage
+from phenossl._json import write_json
+from phenossl._progress import Progress, ProgressGenerator, Stages, run, stage
 from phenossl.training.sweep_config import (
     ClusterSettings,
     EmbedStudyConfig,
@@ -95,7 +96,8 @@ def iter_execute(
         result, details = yield from _iter_train_and_evaluate(spec, out, device, info)
     result.info = info
     result.artifacts[EVALUATION_FILE.split(".")[0]] = EVALUATION_FILE
-    _write_json(out / EVALUATION_FILE, {"run_id": spec.run_id, **result.to_dict(), **details})
+    record = {"run_id": spec.run_id, **result.to_dict(), **details}
+    write_json(out / EVALUATION_FILE, record, strict=True)
     return result
 
 
@@ -175,12 +177,6 @@ def iter_evaluate(
     data = settings.data
     options = {**config.data.options, **data.options}
     size = _view_size(config)
-    common: dict[str, Any] = {
-        "batch_size": data.batch_size,
-        "device": settings.device,
-        "input_size": size,
-        "amp": settings.amp,
-    }
 
     def dataset(split: str | None, limit: int | None, **extra: Any):
         return _build(config.data, split, limit, seed, {**options, **extra})
@@ -190,61 +186,37 @@ def iter_evaluate(
     if settings.linear or settings.knn or settings.finetune:
         train = dataset(data.train_split, data.train_limit)
         _check_labelled(train, test)
-    frozen = settings.linear or settings.knn  # protocols on frozen training features
-    stages = _Stages(
-        bool(frozen) + bool(frozen or settings.cluster) + bool(settings.linear)
-        + bool(settings.knn) + bool(settings.finetune) + len(settings.cluster)
-    )  # fmt: skip
+    protocols = {
+        name: None if value is None else vars(value)
+        for name, value in (
+            ("linear", settings.linear),
+            ("knn", settings.knn),
+            ("finetune", settings.finetune),
+        )
+    }
+    clusters = bool(settings.cluster)
+    stages = Stages(ev.protocol_stages(**protocols, test_features=clusters) + len(settings.cluster))
     result = RunResult()
     details: dict[str, Any] = {"protocols": {}, "clusters": []}
     details.update(dataset=config.data.dataset, n_test=len(test), classes=list(test.classes))
-    if frozen:
-        gen: ProgressGenerator[Any] = ev.iter_extract_features(backbone, train, **common)
-        x_train, y_train = yield from stages.run(gen, "train features")
-    if frozen or settings.cluster:
-        gen = ev.iter_extract_features(backbone, test, **common)
-        x_test, y_test = yield from stages.run(gen, "test features")
-    num_classes = len(test.classes)
-    if settings.linear:
-        gen = ev.iter_linear_eval(
-            x_train,
-            y_train,
-            x_test,
-            y_test,
-            num_classes=num_classes,
-            seed=seed,
-            device=settings.device,
-            **vars(settings.linear),
-        )
-        scores = yield from stages.run(gen, "linear probe")
-        _record(result, details, "linear", "", scores, test)
-    if settings.knn:
-        scores = ev.knn_eval(
-            x_train,
-            y_train,
-            x_test,
-            y_test,
-            num_classes=num_classes,
-            device=settings.device,
-            **vars(settings.knn),
-        )
-        _record(result, details, "knn", "knn_", scores, test)
-        yield stages.done("kNN")
-    if settings.finetune:
-        gen = ev.iter_finetune(
-            backbone,
-            train,
-            test,
-            seed=seed,
-            device=settings.device,
-            input_size=size,
-            amp=settings.amp,
-            **vars(settings.finetune),
-        )
-        scores = yield from stages.run(gen, "fine-tuning")
-        _record(result, details, "finetune", "finetune_", scores, test)
+    done = yield from ev.iter_protocols(
+        backbone,
+        train,
+        test,
+        **protocols,
+        test_features=clusters,
+        batch_size=data.batch_size,
+        device=settings.device,
+        input_size=size,
+        amp=settings.amp,
+        seed=seed,
+        stages=stages,
+    )
+    for name, scores in done.scores.items():
+        _record(result, details, name, _METRIC_PREFIXES[name], scores, test)
     if settings.cluster:
-        embeddings = x_test.numpy()
+        assert done.test_features is not None  # asked for with test_features=clusters
+        embeddings = done.test_features[0].numpy()
         if any(c.save_embeddings for c in settings.cluster):
             path = out / "embeddings_test.npz"
             result.artifacts["embeddings"] = _save_embeddings(path, embeddings, test)
@@ -258,22 +230,8 @@ def iter_evaluate(
     return result, details
 
 
-class _Stages:
-    """Numbered stages of one task, as :func:`phenossl._progress.stage` counts them."""
-
-    def __init__(self, total: int, scale: int = 1000) -> None:
-        self.total, self.scale, self.index = total, scale, 0
-
-    def run(self, gen: ProgressGenerator[Any], label: str) -> ProgressGenerator[Any]:
-        """Run a sub-generator as the next stage; returns its result."""
-        result = yield from stage(gen, self.index, self.total, label, self.scale)
-        self.index += 1
-        return result
-
-    def done(self, label: str) -> Progress:
-        """The progress event of a stage done without sub-progress."""
-        self.index += 1
-        return Progress(self.index * self.scale, self.total * self.scale, label)
+#: metric names of each protocol's scores: ``top1`` (linear), ``knn_top1``, ``finetune_top1``
+_METRIC_PREFIXES = {"linear": "", "knn": "knn_", "finetune": "finetune_"}
 
 
 def _record(
@@ -315,6 +273,7 @@ def _cluster(
     out: Path,
     test: Any,
 ) -> dict[str, Any]:
+    from phenossl.cluster_report import report_dict
     from phenossl.clustering import cluster
 
     clustered = cluster(
@@ -333,12 +292,9 @@ def _cluster(
     if settings.montage and settings.n_nearest:
         name = f"montage{suffix}"
         result.artifacts[name] = _save_gallery(out / f"{name}.png", test, clustered.nearest)
-    return {
-        "k": settings.k,
-        "label_column": settings.label_column,
-        "metric_suffix": suffix,
-        **clustered.to_dict(arrays=False),
-    }
+    return report_dict(
+        clustered, label_column=settings.label_column, extra={"metric_suffix": suffix}
+    )
 
 
 # --- the backbone-size study --------------------------------------------------------------------
@@ -540,10 +496,3 @@ class _DisplayImages:
         if batch.shape[1] == 1:
             return np.repeat(batch, 3, axis=1)
         return np.ascontiguousarray(batch[:, ::-1])
-
-
-def _write_json(path: Path, data: dict[str, Any]) -> None:
-    from phenossl._atomic import write_text
-    from phenossl.training.store import json_safe
-
-    write_text(path, json.dumps(json_safe(data), indent=2) + "\n")

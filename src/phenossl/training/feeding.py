@@ -15,16 +15,20 @@ Two feeders with one interface, ``feeder.batches(order) -> iterator of (images, 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 from torch import Tensor
 
 from phenossl.data.image_dataset import ImageDataset
 
-__all__ = ["DeviceFeeder", "PrefetchFeeder", "make_feeder"]
+__all__ = ["DeviceFeeder", "PrefetchFeeder", "make_feeder", "read_ahead"]
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 #: ``preload="auto"`` holds datasets up to this many bytes on the device
 AUTO_PRELOAD_BYTES = 1 << 30
@@ -76,27 +80,45 @@ class PrefetchFeeder:
         return images.pin_memory() if self.pin else images
 
     def batches(self, order: Tensor) -> Iterator[tuple[Tensor, Tensor]]:
-        pending: list[tuple[Future, Tensor]] = []
-        steps = iter(order)
-        try:
-            for indices in steps:
-                pending.append((self._pool.submit(self._load, indices), indices))
-                if len(pending) < self.depth:
-                    continue
-                yield self._ready(*pending.pop(0))
-            while pending:
-                yield self._ready(*pending.pop(0))
-        finally:
-            for future, _ in pending:
-                future.cancel()
-
-    def _ready(self, future: Future, indices: Tensor) -> tuple[Tensor, Tensor]:
-        images = future.result().to(self.device, non_blocking=True)
-        return images, indices.to(self.device, non_blocking=True)
+        for images, indices in read_ahead(self._load, order, self._pool, self.depth):
+            yield (
+                images.to(self.device, non_blocking=True),
+                indices.to(self.device, non_blocking=True),
+            )
 
     def close(self) -> None:
         """Stop the background thread."""
         self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+def read_ahead(
+    load: Callable[[T], R], items: Iterable[T], pool: ThreadPoolExecutor, depth: int = 2
+) -> Iterator[tuple[R, T]]:
+    """``(load(item), item)`` for each item in order, ``load`` running in ``pool`` while the
+    consumer works on earlier items (up to ``depth`` loads submitted at once).
+
+    An exception of ``load`` is raised where its item is reached; closing the iterator early
+    cancels the loads not yet started.
+
+    Examples
+    --------
+    >>> with ThreadPoolExecutor(max_workers=1) as pool:
+    ...     list(read_ahead(lambda x: x * x, [1, 2, 3], pool))
+    [(1, 1), (4, 2), (9, 3)]
+    """
+    pending: deque[tuple[Future, T]] = deque()
+    try:
+        for item in items:
+            pending.append((pool.submit(load, item), item))
+            if len(pending) >= depth:
+                future, done = pending.popleft()
+                yield future.result(), done
+        while pending:
+            future, done = pending.popleft()
+            yield future.result(), done
+    finally:
+        for future, _ in pending:
+            future.cancel()
 
 
 def make_feeder(

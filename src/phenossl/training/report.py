@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from phenossl._progress import Progress, ProgressCallback, ProgressGenerator, run
+from phenossl._progress import Progress, ProgressCallback, ProgressGenerator, drives
 from phenossl.training import bias, figures, tables
 from phenossl.training._frame import (
     NO_METHOD,
@@ -482,15 +482,9 @@ def iter_write_report(
     return index
 
 
-def write_report(
-    frame: pd.DataFrame,
-    out_dir: str | Path,
-    *,
-    progress: ProgressCallback | None = None,
-    **options: Any,
-) -> ReportIndex:
+@drives(iter_write_report)
+def write_report(*, progress: ProgressCallback | None = None) -> ReportIndex:
     """:func:`iter_write_report` driven to the end (``progress`` gets its events)."""
-    return run(iter_write_report(frame, out_dir, **options), progress)
 
 
 #: why an artefact has no entry at all: none of its subjects exists in the store

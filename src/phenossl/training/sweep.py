@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from phenossl._progress import Progress, ProgressCallback, ProgressGenerator, run
+from phenossl._progress import Progress, ProgressCallback, ProgressGenerator, drives
 from phenossl.training.config import Overrides
 from phenossl.training.executors import LocalExecutor, PoolExecutor, make_executor
 from phenossl.training.experiment import RunResult, iter_execute
@@ -146,15 +146,9 @@ def iter_sweep(
             results.close()
 
 
-def sweep(
-    config: SweepConfig | str | os.PathLike,
-    store: str | os.PathLike | ResultStore | None = None,
-    *,
-    progress: ProgressCallback | None = None,
-    **options: Any,
-) -> SweepSummary:
+@drives(iter_sweep)
+def sweep(*, progress: ProgressCallback | None = None) -> SweepSummary:
     """Run a sweep to the end; see :func:`iter_sweep` for the parameters."""
-    return run(iter_sweep(config, store, **options), progress)
 
 
 # --- the two loops ------------------------------------------------------------------------------

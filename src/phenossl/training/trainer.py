@@ -49,7 +49,8 @@ from torch.optim import Optimizer
 
 from phenossl._device import amp_dtype, autocast, resolve_device
 from phenossl._lock import folder_lock
-from phenossl._progress import Progress, ProgressCallback, ProgressGenerator, run
+from phenossl._progress import Progress, ProgressCallback, ProgressGenerator, drives
+from phenossl._scaling import InputScaler, per_channel
 from phenossl.augment import Augmentation, weak_view
 from phenossl.data.image_dataset import ImageDataset
 from phenossl.training.config import TrainConfig, load_config
@@ -67,7 +68,14 @@ if TYPE_CHECKING:
     from phenossl.models.backbones import Backbone
     from phenossl.ssl.base import Method
 
-__all__ = ["TrainStep", "build_method_for", "iter_train", "run_seeds", "train"]
+__all__ = [
+    "TrainStep",
+    "build_method_for",
+    "cropset_train_config",
+    "iter_train",
+    "run_seeds",
+    "train",
+]
 
 CONFIG_FILE = "config.yaml"
 METRICS_FILE = "metrics.jsonl"
@@ -131,9 +139,7 @@ class TrainStep:
         self.memory_format = (
             torch.channels_last if cuda and config.run.channels_last else torch.contiguous_format
         )
-        std_t = torch.tensor(std, dtype=torch.float32, device=device).view(1, -1, 1, 1)
-        self.mean = torch.tensor(mean, dtype=torch.float32, device=device).view(1, -1, 1, 1)
-        self.inv_std = 1.0 / std_t
+        self.scale = InputScaler(mean, std, device, memory_format=self.memory_format)
         fp16 = self.amp and amp_dtype(device) == torch.float16
         self.scaler = torch.amp.GradScaler(device.type) if fp16 else None
 
@@ -149,10 +155,7 @@ class TrainStep:
             for augs in self.view_augmentations:
                 pair = []
                 for aug in augs:
-                    view = aug(x)
-                    normalised = torch.empty_like(view, memory_format=self.memory_format)
-                    torch.sub(view, self.mean, out=normalised)
-                    pair.append(normalised.mul_(self.inv_std))
+                    pair.append(self.scale(aug(x)))
                 out.append(pair)
         return out
 
@@ -204,7 +207,8 @@ def build_method_for(
             f"model.in_channels={config.model.in_channels} but the dataset "
             f"{config.data.dataset!r} has {channels} channels"
         )
-    mean, std = _statistics(dataset, channels)
+    mean = per_channel(dataset.mean, channels, "dataset mean")
+    std = per_channel(dataset.std, channels, "dataset std", positive=True)
     if rng is None:
         rng = RunRng(run_seeds(config.run.seed)[0], torch.device("cpu"))
     hparams = dict(config.method.hparams)
@@ -284,15 +288,67 @@ def iter_train(
         torch.set_num_threads(threads)
 
 
-def train(
-    config: TrainConfig | str | os.PathLike,
-    out_dir: str | os.PathLike,
-    *,
-    resume: bool = True,
-    progress: ProgressCallback | None = None,
-) -> Path:
+@drives(iter_train)
+def train(*, progress: ProgressCallback | None = None) -> Path:
     """Train an SSL method and return the path of ``final.pt``; see :func:`iter_train`."""
-    return run(iter_train(config, out_dir, resume=resume), progress)
+
+
+#: the cellular preset of a method, where the paper has one (others use their CIFAR preset)
+CELL_PRESETS = {"mocov2plus": "mocov2plus_cells"}
+
+
+def cropset_train_config(
+    cropset: str | os.PathLike,
+    *,
+    method: str = "mocov2plus",
+    backbone: str = "vgg13_bn",
+    augmentation: str = "cell_affine_crop",
+    view_size: int = 196,
+    epochs: int = 100,
+    batch_size: int = 256,
+    seed: int = 0,
+    device: str = "auto",
+    split: str | None = None,
+    init: str | None = None,
+    optim: dict[str, Any] | None = None,
+    log_every: int = 1,
+) -> TrainConfig:
+    """The :class:`~phenossl.training.config.TrainConfig` of a run on a CropSet's crops.
+
+    Used by the napari Train widget and the demo. The method runs with its cellular preset
+    (:data:`CELL_PRESETS`) where there is one, else with its own; one augmentation composition
+    at ``view_size`` px.
+
+    Parameters
+    ----------
+    cropset
+        The CropSet folder.
+    split
+        The CropSet split to train on; None trains on every crop.
+    init
+        A shipped model or checkpoint to start from (fine-tuning); None: random init.
+    optim
+        Further ``optim`` settings (scheduler, warm-up...), on top of ``epochs`` and
+        ``batch_size``.
+    log_every
+        Steps between two logged losses.
+
+    Examples
+    --------
+    >>> config = cropset_train_config("crops/", epochs=2, batch_size=32)  # doctest: +SKIP
+    >>> config.method.preset, config.data.dataset  # doctest: +SKIP
+    ('mocov2plus_cells', 'cropset')
+    """
+    return TrainConfig.from_dict(
+        {
+            "data": {"dataset": "cropset", "root": str(cropset), "split": split},
+            "model": {"backbone": backbone, "init": init},
+            "method": {"name": method, "preset": CELL_PRESETS.get(method, method)},
+            "augmentation": [{"name": augmentation, "size": view_size}],
+            "optim": {**(optim or {}), "epochs": epochs, "batch_size": batch_size},
+            "run": {"seed": seed, "device": device, "log_every": log_every},
+        }
+    )
 
 
 # --- the loop -----------------------------------------------------------------------------------
@@ -427,22 +483,6 @@ def run_seeds(seed: int) -> tuple[int, int]:
     """Independent seeds of a run's model/augmentation stream and of its data order."""
     model, order = np.random.SeedSequence(seed).generate_state(2, dtype=np.uint64)
     return int(model), int(order)
-
-
-def _statistics(dataset: ImageDataset, channels: int) -> tuple[list[float], list[float]]:
-    stats = []
-    for name in ("mean", "std"):
-        values = [float(v) for v in torch.as_tensor(getattr(dataset, name)).flatten()]
-        if len(values) == 1:
-            values *= channels
-        if len(values) != channels or not all(math.isfinite(v) for v in values):
-            raise ValueError(
-                f"dataset {name} {values} does not give one finite value per channel ({channels})"
-            )
-        stats.append(values)
-    if min(stats[1]) <= 0:
-        raise ValueError(f"dataset std {stats[1]} must be positive")
-    return stats[0], stats[1]
 
 
 def _unique_names(names: list[str]) -> list[str]:

@@ -82,7 +82,9 @@ class ExportWidget(Container):
 
     def run(self, *_: Any) -> Any:
         """Write the files in a worker; returns the worker (None when there is nothing)."""
-        from phenossl.export import iter_export_cells, to_json
+        from phenossl._json import to_json
+        from phenossl.cluster_report import write_composition
+        from phenossl.export import iter_export_cells
         from phenossl.montage import save_png
 
         run = self.session.run
@@ -111,8 +113,7 @@ class ExportWidget(Container):
                 "cells",
             )
             composition = folder / f"{name}_composition.csv"
-            run.result.clustering.composition.to_csv(composition)
-            paths["composition"] = composition
+            paths["composition"] = write_composition(composition, run.result.clustering)
             if run.gallery is not None:
                 paths["gallery"] = save_png(folder / f"{name}_gallery.png", run.gallery)
             try:  # well and treatment profiles, DMSO-normalised (phenossl.profile_report)

@@ -25,36 +25,7 @@ from phenossl.napari._widgets._runner import RunPanel
 
 PAPER_METHOD, PAPER_BACKBONE, PAPER_AUGMENTATION = "mocov2plus", "vgg13_bn", "cell_affine_crop"
 PAPER_CROP = 196
-# the paper's cellular preset; other methods use their own (CIFAR) presets
-_CELL_PRESETS = {"mocov2plus": "mocov2plus_cells"}
 _CELL_COMPOSITIONS = ("cell_affine_crop", "cell_affine_rot360", "cell_fig6_left", "cell_fig6_right")
-
-
-def training_config(
-    cropset: Path,
-    *,
-    method: str,
-    backbone: str,
-    augmentation: str,
-    view_size: int,
-    epochs: int,
-    batch_size: int,
-    device: str,
-    seed: int,
-) -> Any:
-    """The :class:`~phenossl.training.config.TrainConfig` of a run on a CropSet's crops."""
-    from phenossl.training.config import TrainConfig
-
-    return TrainConfig.from_dict(
-        {
-            "data": {"dataset": "cropset", "root": str(cropset), "split": None},
-            "model": {"backbone": backbone},
-            "method": {"name": method, "preset": _CELL_PRESETS.get(method, method)},
-            "augmentation": [{"name": augmentation, "size": view_size}],
-            "optim": {"epochs": epochs, "batch_size": batch_size},
-            "run": {"seed": seed, "device": device, "log_every": 1},
-        }
-    )
 
 
 class TrainWidget(Container):
@@ -148,7 +119,7 @@ class TrainWidget(Container):
     def run(self, *_: Any) -> Any:
         """Crop the loaded fields and train in a worker; returns the worker (None if not)."""
         from phenossl.pipeline import iter_make_cropset
-        from phenossl.training.trainer import iter_train
+        from phenossl.training.trainer import cropset_train_config, iter_train
 
         fields = self.session.fields
         if fields is None or fields.empty:
@@ -186,7 +157,7 @@ class TrainWidget(Container):
                     f"the loaded fields hold {summary['cells']} cells, fewer than the batch size "
                     f"({settings['batch_size']}); lower it or load more fields"
                 )
-            config = training_config(out / "crops", **settings)
+            config = cropset_train_config(out / "crops", **settings)
             yield Progress(0, 1, f"training on {summary['cells']:,} cells")
             final = yield from _with_loss(iter_train(config, out / "run"), self.loss)
             return final
