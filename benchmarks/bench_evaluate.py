@@ -30,9 +30,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from phenossl.data.benchmarks import build_dataset
+from phenossl.data.datasets import build_dataset
 from phenossl.models.backbones import build_backbone
-from phenossl.training.evaluate import extract_features, knn_eval, linear_eval
+from phenossl.training.evaluate.protocols import extract_features, knn_eval, linear_eval
 
 RESULTS = Path(__file__).resolve().parent / "results" / "evaluate.json"
 MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"

@@ -44,7 +44,7 @@ SHARED_CROPS = ROOT.parent / "shared" / "data" / "bbbc021_crops"
 
 def load_crops(args: argparse.Namespace, tmp: Path) -> tuple[np.ndarray, str]:
     """uint8 (N, 3, S, S) crops and where they came from."""
-    from phenossl.cells.crops import CropSet
+    from phenossl.data.cropset import CropSet
 
     if args.cropset is not None:
         cs = CropSet(args.cropset)

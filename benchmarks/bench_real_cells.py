@@ -198,7 +198,7 @@ def _mean(values: list[float]) -> str:
 
 def open_cropset(args: argparse.Namespace):
     """The CropSet to evaluate: ``--cropset``, or ``--data`` imported once into the cache."""
-    from phenossl.cells.crops import CropSet
+    from phenossl.data.cropset import CropSet
 
     if args.cropset is not None:
         return CropSet(args.cropset), 0.0

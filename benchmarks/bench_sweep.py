@@ -4,7 +4,7 @@ Three measurements:
 
 1. **In a real sweep**: Table 2's smoke grid (SimCLR, BYOL x hue probability 0, 1) with
    ``--seeds`` on a small CIFAR-10-like set (``write_cifar_like``), run by :func:`sweep` with the
-   local executor. Each run's own work, :func:`phenossl.training.experiment.iter_execute`
+   local executor. Each run's own work, :func:`phenossl.training.sweep.experiment.iter_execute`
    (training + evaluation in its folder), is timed from inside; everything else in the
    :func:`sweep` call is the machinery: loading and expanding the config, registering the runs,
    claiming, recording results, the heartbeat thread, progress. Overhead per run =
@@ -39,11 +39,11 @@ from pathlib import Path
 import torch
 
 from phenossl.data.cifar import write_cifar_like
-from phenossl.training import experiment
-from phenossl.training import sweep as sweep_module
-from phenossl.training.store import ResultStore
-from phenossl.training.sweep import sweep
-from phenossl.training.sweep_config import EvaluateConfig, load_sweep
+from phenossl.training.sweep import experiment
+from phenossl.training.sweep import runner as sweep_module
+from phenossl.training.sweep.config import EvaluateConfig, load_sweep
+from phenossl.training.sweep.runner import sweep
+from phenossl.training.sweep.store import ResultStore
 
 RESULTS = Path(__file__).resolve().parent / "results" / "sweep.json"
 TABLE2 = Path(__file__).resolve().parents[1] / "training" / "table2_hue_probability.yaml"
@@ -90,7 +90,7 @@ def timed_sweep(config, store: Path) -> tuple[float, list[float]]:
 def bare_run(spec, out: Path) -> float:
     """``train`` + ``iter_evaluate`` of one run, without the sweep's wrapper."""
     from phenossl._progress import run
-    from phenossl.training.trainer import train
+    from phenossl.training.train.trainer import train
 
     config = spec.train_config()
     started = time.perf_counter()

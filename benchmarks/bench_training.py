@@ -2,7 +2,7 @@
 
 Three paths per case, each timed over the same number of optimiser steps of the same size:
 
-- ``trainer``: the real ``phenossl.training.trainer.iter_train`` run (data on the device,
+- ``trainer``: the real ``phenossl.training.train.trainer.iter_train`` run (data on the device,
   augmentation on the device, normalisation, forward, loss, backward, optimiser step at the
   scheduled rate, momentum update, private RNG, metrics, progress events). Its rate is that of
   the second epoch as logged in ``metrics.jsonl`` (the first one warms up oneDNN/cuDNN).
@@ -44,11 +44,11 @@ import torch
 
 from phenossl._device import autocast, resolve_device
 from phenossl.augment import build_augmentation
-from phenossl.cells.crops import CropSetWriter
-from phenossl.data.benchmarks import build_dataset, write_cifar_like
-from phenossl.training.config import TrainConfig
-from phenossl.training.optim import build_optimizer
-from phenossl.training.trainer import TrainStep, build_method_for, iter_train
+from phenossl.data.cropset import CropSetWriter
+from phenossl.data.datasets import build_dataset, write_cifar_like
+from phenossl.training.train.config import TrainConfig
+from phenossl.training.train.optim import build_optimizer
+from phenossl.training.train.trainer import TrainStep, build_method_for, iter_train
 
 RESULTS = Path(__file__).resolve().parent / "results" / "training.json"
 

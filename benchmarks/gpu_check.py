@@ -12,7 +12,7 @@ On one CUDA GPU (at most 8 minutes on an H100 or H200), with AMP and channels_la
    learning rate, batch, heads) on synthetic CIFAR-format data (``write_cifar_like``: coloured
    stripes), one warm-up epoch so the last two run at the preset's peak rate. Checked: every
    logged loss is finite, and the test-set features of the final backbone do not collapse
-   (``phenossl.training.collapse.collapse_stats``: effective rank, per-dimension std).
+   (``phenossl.training.evaluate.collapse.collapse_stats``: effective rank, per-dimension std).
 
 Writes ``benchmarks/results/gpu_check.json``, prints one line per measurement, and exits 0 when
 every loss is finite and no method collapses, 1 otherwise (the throughput targets are reported,
@@ -45,12 +45,12 @@ import bench_embedding
 import bench_training
 
 import phenossl
-from phenossl.data.benchmarks import build_dataset, write_cifar_like
+from phenossl.data.datasets import build_dataset, write_cifar_like
 from phenossl.ssl.methods import METHODS
-from phenossl.training.collapse import collapse_stats
-from phenossl.training.config import TrainConfig
-from phenossl.training.optim import optimizer_summary
-from phenossl.training.trainer import train
+from phenossl.training.evaluate.collapse import collapse_stats
+from phenossl.training.train.config import TrainConfig
+from phenossl.training.train.optim import optimizer_summary
+from phenossl.training.train.trainer import train
 
 RESULTS = Path(__file__).resolve().parent / "results" / "gpu_check.json"
 PARTS = ("embedding", "training", "methods")

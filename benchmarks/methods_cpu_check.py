@@ -6,7 +6,7 @@ embeds the first ``--bank`` training and ``--queries`` test images of the run's 
 augmentation) twice: with the trained backbone (``final.pt``) and with the backbone the run
 started from (``build_method_for`` of its config: the same seed, hence the same weights). Both
 are scored with the same weighted kNN (k 20, T 0.07) and
-:func:`~phenossl.training.collapse.collapse_stats`. The sweep's own linear and kNN scores
+:func:`~phenossl.training.evaluate.collapse.collapse_stats`. The sweep's own linear and kNN scores
 (``evaluation.json``) are copied alongside.
 
     python benchmarks/methods_cpu_check.py /tmp/smoke13 --out benchmarks/results/methods_cpu_check.json
@@ -25,10 +25,10 @@ import pandas as pd
 import torch
 
 import phenossl
-from phenossl.training.collapse import collapse_stats
-from phenossl.training.config import TrainConfig
-from phenossl.training.evaluate import knn_accuracy
-from phenossl.training.trainer import _dataset, build_method_for
+from phenossl.training.evaluate.collapse import collapse_stats
+from phenossl.training.evaluate.protocols import knn_accuracy
+from phenossl.training.train.config import TrainConfig
+from phenossl.training.train.trainer import _dataset, build_method_for
 
 RESULTS = Path(__file__).resolve().parent / "results" / "methods_cpu_check.json"
 

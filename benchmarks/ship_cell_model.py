@@ -22,7 +22,7 @@ BASELINES = ("paper_e0", "random-init VGG13-BN", "hand-crafted features")
 
 
 def main(argv: list[str] | None = None) -> Path:
-    from phenossl.cells.crops import CropSet
+    from phenossl.data.cropset import CropSet
     from phenossl.models.checkpoint import load_checkpoint
     from phenossl.models.pretrained import export_pretrained
 

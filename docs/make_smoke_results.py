@@ -86,7 +86,7 @@ def main() -> int:
     parser.add_argument("--only", nargs="+", default=None, help="config names (no .yaml)")
     args = parser.parse_args()
 
-    from phenossl.training.sweep_config import is_sweep_config
+    from phenossl.training.sweep.config import is_sweep_config
 
     work = args.work or Path(tempfile.mkdtemp(prefix="phenossl-smoke-"))
     data = work / "data"

@@ -11,10 +11,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from phenossl.cells.crops import CropSetWriter
 from phenossl.data.cifar import write_cifar_like
-from phenossl.training.sweep import sweep
-from phenossl.training.sweep_config import sweep_from_dict
+from phenossl.data.cropset import CropSetWriter
+from phenossl.training.sweep.config import sweep_from_dict
+from phenossl.training.sweep.runner import sweep
 
 TRAINING = Path(__file__).resolve().parents[1] / "training"
 

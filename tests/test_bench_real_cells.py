@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from phenossl.cells.crops import CropSetWriter
+from phenossl.data.cropset import CropSetWriter
 
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_real_cells.py"
 

@@ -6,8 +6,8 @@ import pytest
 from _results import CIFAR10, sweep_frame
 from scipy import stats
 
-from phenossl.training import bias, tables
-from phenossl.training._frame import infer_dataset, numeric_values
+from phenossl.training.analysis import bias, tables
+from phenossl.training.analysis._results_frame import infer_dataset, numeric_values
 
 VALUES = tuple(np.linspace(0.0, 0.5, 6))
 

@@ -128,7 +128,7 @@ def test_unknown_backbone_is_named(plate, tmp_path, capsys):
 
 
 def test_nan_embeddings_are_refused(plate, tmp_path, capsys):
-    from phenossl.cells.crops import CropSet
+    from phenossl.data.cropset import CropSet
     from phenossl.embedding import save_embeddings
 
     crops = tmp_path / "crops"

@@ -9,7 +9,7 @@ import torch
 
 from phenossl.cli import main
 from phenossl.cli.evaluation import parse_options
-from phenossl.data.benchmarks import write_cifar_like
+from phenossl.data.datasets import write_cifar_like
 from phenossl.models.backbones import build_backbone
 from phenossl.models.checkpoint import save_checkpoint
 

@@ -11,7 +11,7 @@ from _results import backbone_frame, sweep_frame
 from PIL import Image
 
 from phenossl.cli import main
-from phenossl.training.report import ARTEFACTS
+from phenossl.training.analysis.report import ARTEFACTS
 
 TRAINING = Path(__file__).resolve().parents[1] / "training"
 
@@ -27,7 +27,7 @@ def _present(row: pd.Series, prefix: str) -> dict:
 
 def fill_store(path: Path, frame: pd.DataFrame) -> Path:
     """Record every run of a store-shaped frame as done in a real result store."""
-    from phenossl.training.store import ResultStore
+    from phenossl.training.sweep.store import ResultStore
 
     with ResultStore(path) as store:
         store.add_runs(
@@ -129,7 +129,7 @@ def _tiny_settings(cifar_root: Path) -> dict:
 
 
 def _tiny_cropset(path: Path) -> Path:
-    from phenossl.cells.crops import CropSetWriter
+    from phenossl.data.cropset import CropSetWriter
 
     rng = np.random.default_rng(0)
     rows = [("nocodazole", c) for c in (1.0, 3.0) for _ in range(6)] + [("DMSO", 0.0)] * 14
@@ -149,8 +149,8 @@ def smoke_store(tmp_path_factory) -> Path:
     import torch
 
     from phenossl.data.cifar import write_cifar_like
-    from phenossl.training.sweep import sweep
-    from phenossl.training.sweep_config import load_sweep, sweep_from_dict
+    from phenossl.training.sweep.config import load_sweep, sweep_from_dict
+    from phenossl.training.sweep.runner import sweep
 
     root = tmp_path_factory.mktemp("smoke")
     cifar = root / "cifar"

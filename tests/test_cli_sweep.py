@@ -15,10 +15,10 @@ import torch
 
 from phenossl.cli import main
 from phenossl.data.cifar import write_cifar_like
-from phenossl.training.config import parse_overrides
-from phenossl.training.experiment import execute
-from phenossl.training.store import ResultStore
-from phenossl.training.sweep_config import load_sweep
+from phenossl.training.sweep.config import load_sweep
+from phenossl.training.sweep.experiment import execute
+from phenossl.training.sweep.store import ResultStore
+from phenossl.training.train.config import parse_overrides
 
 TRAINING = Path(__file__).resolve().parents[1] / "training"
 SRC = Path(__file__).resolve().parents[1] / "src"

@@ -9,7 +9,7 @@ import torch
 import yaml
 
 from phenossl.cli import main
-from phenossl.data.benchmarks import write_cifar_like
+from phenossl.data.datasets import write_cifar_like
 from phenossl.models.checkpoint import load_checkpoint
 
 

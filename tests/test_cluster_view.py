@@ -63,9 +63,9 @@ def test_field_clusters_keep_one_fields_cells_in_table_order():
 def test_cluster_gallery_is_the_pipeline_crops_with_a_labelled_panel(tmp_path):
     from _plates import TINY_CROP, write_tiny_plate
 
-    from phenossl.cells.crops import CropSet
     from phenossl.cluster_view import GALLERY_PAD, GALLERY_PAD_VALUE, segment_again
     from phenossl.data.bbbc021 import load_image_table
+    from phenossl.data.cropset import CropSet
     from phenossl.montage import centroid_gallery
     from phenossl.pipeline import PipelineOptions, run_pipeline
 

@@ -1,4 +1,4 @@
-"""training.collapse: effective rank and per-dimension spread flag collapsed features."""
+"""training.evaluate.collapse: effective rank and per-dimension spread flag collapsed features."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from phenossl.training.collapse import collapse_stats, effective_rank
+from phenossl.training.evaluate.collapse import collapse_stats, effective_rank
 
 
 def test_effective_rank_of_known_spectra():

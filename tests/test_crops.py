@@ -8,8 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from phenossl.cells.crops import CropSet, CropSetWriter, crop_cells, to_uint8
+from phenossl.cells.crops import crop_cells, to_uint8
 from phenossl.cells.segment import TABLE_COLUMNS, Segmentation, segment
+from phenossl.data.cropset import CropSet, CropSetWriter
 from phenossl.data.fields import read_field
 
 

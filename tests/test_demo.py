@@ -11,7 +11,7 @@ from phenossl.demo import iter_demo
 def test_demo_reports_random_init_the_shipped_model_and_its_fine_tune(tmp_path):
     """A fast variant (random-init ResNet18 at 32 px, a one-epoch fine-tune): every stage, all
     three reports, on the test split, with crops cut at the shipped model's 68 px."""
-    from phenossl.cells.crops import CropSet
+    from phenossl.data.cropset import CropSet
     from phenossl.models.checkpoint import load_checkpoint
 
     events = []

@@ -10,11 +10,16 @@ import pytest
 import torch
 from _sweeps import TRAINING, tiny_sweep
 
-from phenossl.training import executors
-from phenossl.training.executors import DaskExecutor, GpuExecutor, LocalExecutor, make_executor
-from phenossl.training.store import ResultStore
-from phenossl.training.sweep import sweep
-from phenossl.training.sweep_config import load_sweep, sweep_from_dict
+from phenossl.training.sweep import executors
+from phenossl.training.sweep.config import load_sweep, sweep_from_dict
+from phenossl.training.sweep.executors import (
+    DaskExecutor,
+    GpuExecutor,
+    LocalExecutor,
+    make_executor,
+)
+from phenossl.training.sweep.runner import sweep
+from phenossl.training.sweep.store import ResultStore
 
 
 @pytest.fixture(autouse=True)

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from phenossl.training.config import load_config
-from phenossl.training.sweep_config import is_sweep_config, load_sweep
+from phenossl.training.sweep.config import is_sweep_config, load_sweep
+from phenossl.training.train.config import load_config
 
 TRAINING = Path(__file__).resolve().parents[1] / "training"
 CONFIGS = sorted(TRAINING.glob("*.yaml"))

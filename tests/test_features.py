@@ -9,7 +9,6 @@ from skimage.draw import disk, ellipse
 from skimage.feature import graycomatrix, graycoprops
 from skimage.measure import regionprops
 
-from phenossl.cells.crops import CropSetWriter
 from phenossl.cells.features import (
     FEATURE_NAMES,
     _haralick,
@@ -19,6 +18,7 @@ from phenossl.cells.features import (
     standardize,
 )
 from phenossl.cli import main
+from phenossl.data.cropset import CropSetWriter
 
 SIZE = 48
 
@@ -182,7 +182,7 @@ def _cropset(path, n=8):
 
 def test_embed_api_and_cli(tmp_path):
     import phenossl
-    from phenossl.cells.crops import CropSet
+    from phenossl.data.cropset import CropSet
     from phenossl.embedding import load_embeddings
 
     crops = _cropset(tmp_path / "cs")

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import torch
 
-from phenossl.cells.crops import CropSet, CropSetWriter
+from phenossl.data.cropset import CropSet, CropSetWriter
 from phenossl.data.image_dataset import (
     FINGERPRINT_IMAGES,
     CropSetDataset,

@@ -9,9 +9,10 @@ import pandas as pd
 import pytest
 import tifffile
 
-from phenossl.cells.crops import CropSet, to_uint8
+from phenossl.cells.crops import to_uint8
 from phenossl.cells.import_crops import channel_order, import_crops
 from phenossl.cli import main
+from phenossl.data.cropset import CropSet
 from phenossl.data.fields import channel_percentiles, normalize_percentiles
 
 SIZE = 20
@@ -276,7 +277,7 @@ def test_holdout_splits_whole_plates(tmp_path):
 
 
 def test_holdout_feeds_the_trainers_cropset_dataset(tmp_path):
-    from phenossl.data.benchmarks import build_dataset
+    from phenossl.data.datasets import build_dataset
 
     import_crops(_crops(), _table(), tmp_path / "cs", holdout="replicate != 1")
     train = build_dataset("cropset", tmp_path / "cs", split="train", label_column="treatment")

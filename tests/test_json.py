@@ -26,13 +26,13 @@ def test_strict_refuses_what_would_become_a_repr():
 
 
 def test_the_reports_and_the_store_share_it():
-    from phenossl import cluster_report, export, profile_report
-    from phenossl.training import store
+    from phenossl import clustering_report, export, profile_report
+    from phenossl.training.sweep import store
 
     assert export.to_json is to_json
     # the reports write their JSON through the one writer, which converts with to_json
     assert export.write_json is write_json
-    assert cluster_report.write_json is write_json and profile_report.write_json is write_json
+    assert clustering_report.write_json is write_json and profile_report.write_json is write_json
     assert store.json_safe({"x": np.nan}) == {"x": None}
 
 

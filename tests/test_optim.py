@@ -8,8 +8,8 @@ import math
 import pytest
 import torch
 
-from phenossl.training.config import TrainConfig
-from phenossl.training.optim import (
+from phenossl.training.train.config import TrainConfig
+from phenossl.training.train.optim import (
     LARS,
     build_optimizer,
     describe_optimizer,

@@ -10,13 +10,13 @@ import pytest
 import torch
 
 from phenossl.augment import build_augmentation, weak_view
-from phenossl.data.benchmarks import build_dataset, write_cifar_like
+from phenossl.data.datasets import build_dataset, write_cifar_like
 from phenossl.models.backbones import build_backbone, zero_init_residual_
 from phenossl.ssl.methods import METHODS
 from phenossl.ssl.presets import PRESETS
-from phenossl.training.config import TrainConfig
-from phenossl.training.optim import LARS, build_optimizer
-from phenossl.training.trainer import TrainStep, build_method_for, train
+from phenossl.training.train.config import TrainConfig
+from phenossl.training.train.optim import LARS, build_optimizer
+from phenossl.training.train.trainer import TrainStep, build_method_for, train
 
 # solo-learn's CIFAR scripts, scripts/pretrain/cifar/<method>.sh (argparse era, the line the
 # appendix's values come from): optimizer, lr per 256 images, weight decay, batch, LARS eta,

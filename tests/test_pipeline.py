@@ -8,8 +8,8 @@ import tifffile
 from _plates import TINY_CROP, write_tiny_plate
 
 from phenossl._progress import run
-from phenossl.cells.crops import CropSet
 from phenossl.data.bbbc021 import load_image_table
+from phenossl.data.cropset import CropSet
 from phenossl.pipeline import (
     PipelineOptions,
     iter_make_cropset,

@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from phenossl.cells.crops import CropSetWriter
 from phenossl.cli import main
+from phenossl.data.cropset import CropSetWriter
 from phenossl.embedding import save_embeddings
 from phenossl.profile_report import FILES, write_profiles_csv
 from phenossl.profiles import (

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 from _plates import TINY_CROP, write_tiny_plate
 
-from phenossl.cells.crops import CropSet
 from phenossl.cells.recrop import recrop
 from phenossl.data.bbbc021 import load_image_table
+from phenossl.data.cropset import CropSet
 from phenossl.pipeline import PipelineOptions, run_pipeline
 
 

@@ -9,8 +9,13 @@ from _results import CIFAR10, backbone_frame, mnist_frame, sweep_frame, write_mo
 from PIL import Image
 
 from phenossl._progress import Progress
-from phenossl.training import report as rp
-from phenossl.training.report import ARTEFACTS, find_sweeps, iter_write_report, write_report
+from phenossl.training.analysis import report as rp
+from phenossl.training.analysis.report import (
+    ARTEFACTS,
+    find_sweeps,
+    iter_write_report,
+    write_report,
+)
 
 FAKE_CIFAR100 = [f"class_{i:02d}" for i in range(10)]
 
@@ -204,7 +209,7 @@ def test_per_class_curves_without_a_significant_class_show_the_strongest(tmp_pat
 
 
 def test_backbones_sort_in_the_papers_order():
-    from phenossl.training.tables import backbone_sort_key
+    from phenossl.training.analysis.tables import backbone_sort_key
 
     names = ["resnet101", "convnext_tiny", "vgg16", "resnet18", "vit_b16", "vgg11_bn", "resnet50"]
     assert sorted(names, key=backbone_sort_key) == [

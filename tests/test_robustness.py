@@ -38,7 +38,7 @@ def _one_thread():
 
 
 def _cropset(path: Path, n: int = 24, seed: int = 0, size: int = 32) -> Path:
-    from phenossl.cells.crops import CropSetWriter
+    from phenossl.data.cropset import CropSetWriter
 
     rng = np.random.default_rng(seed)
     compound = np.where(np.arange(n) % 2 == 0, "DMSO", "nocodazole")
@@ -68,7 +68,7 @@ def _train_config(root: Path, data: Path) -> Path:
 @pytest.fixture(scope="module")
 def world(tmp_path_factory) -> dict[str, Path]:
     """Good inputs the bad ones are made from: a plate, two CropSets, embeddings, a run."""
-    from phenossl.data.benchmarks import write_cifar_like
+    from phenossl.data.datasets import write_cifar_like
 
     root = tmp_path_factory.mktemp("robust")
     w = {"root": root}
@@ -115,7 +115,7 @@ def test_cluster_refuses_embeddings_of_another_cropset(world, tmp_path, capsys):
 
 
 def test_a_negative_crop_index_is_refused(world, tmp_path):
-    from phenossl.cells.crops import CropSet
+    from phenossl.data.cropset import CropSet
 
     bad = shutil.copytree(world["crops_a"], tmp_path / "bad")
     table = pd.read_csv(bad / "cells.csv")
@@ -165,7 +165,7 @@ def test_embed_refuses_float_crops_in_0_255():
 
 
 def test_evaluate_library_refuses_a_nan_learning_rate():
-    from phenossl.training.evaluate import linear_eval
+    from phenossl.training.evaluate.protocols import linear_eval
 
     x, y = torch.randn(8, 4), torch.arange(8) % 2
     with pytest.raises(ValueError, match="lr=nan"):
@@ -173,7 +173,7 @@ def test_evaluate_library_refuses_a_nan_learning_rate():
 
 
 def test_crops_overwrite_keeps_the_old_set_until_the_new_one_exists(world, tmp_path, capsys):
-    from phenossl.cells.crops import CropSet
+    from phenossl.data.cropset import CropSet
 
     out = tmp_path / "set"
     base = ["-q", "crops", str(world["plate"]), "--out", str(out), "--size", "64", "--limit", "1"]
@@ -205,7 +205,7 @@ def test_a_second_train_on_the_same_folder_names_the_holder(world, tmp_path, cap
 
 
 def test_report_artifacts_of_a_relative_store_are_found(tmp_path, monkeypatch):
-    from phenossl.training.store import ResultStore
+    from phenossl.training.sweep.store import ResultStore
 
     monkeypatch.chdir(tmp_path)
     with ResultStore("st") as store:
@@ -220,7 +220,7 @@ def test_report_artifacts_of_a_relative_store_are_found(tmp_path, monkeypatch):
 
 
 def test_a_moved_data_folder_keeps_the_runs_of_a_store(tmp_path):
-    from phenossl.training.store import ResultStore, SpecMismatchError
+    from phenossl.training.sweep.store import ResultStore, SpecMismatchError
 
     spec = {"config": {"data": {"dataset": "cifar10", "root": "/old/place", "limit": 10}}}
     with ResultStore(tmp_path / "st") as store:
@@ -321,7 +321,7 @@ def _store(t, data: bytes | None) -> Path:
 
 
 def _truncated_store(w, t) -> list[str]:
-    from phenossl.training.store import ResultStore
+    from phenossl.training.sweep.store import ResultStore
 
     with ResultStore(t / "st") as store:
         store.add_runs([(f"e/r{i}", "e", {"config": {"x": "y" * 500}}) for i in range(200)])
@@ -360,14 +360,14 @@ def _empty_yaml(w, t) -> list[str]:
 
 
 def _report(w, t, out: Path) -> list[str]:
-    from phenossl.training.store import ResultStore
+    from phenossl.training.sweep.store import ResultStore
 
     ResultStore(t / "st").close()
     return ["report", str(t / "st"), "--out", str(out)]
 
 
 def _old_set_intact(w, t) -> bool:
-    from phenossl.cells.crops import CropSet
+    from phenossl.data.cropset import CropSet
 
     return len(CropSet(t / "crops_a")) == 24
 

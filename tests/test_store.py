@@ -9,7 +9,7 @@ import threading
 import numpy as np
 import pytest
 
-from phenossl.training.store import ResultStore, SpecMismatchError, worker_name
+from phenossl.training.sweep.store import ResultStore, SpecMismatchError, worker_name
 
 
 def _add(store: ResultStore, n: int, experiment: str = "e") -> list[str]:

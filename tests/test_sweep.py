@@ -12,10 +12,10 @@ import torch
 from _sweeps import TRAINING, tiny_sweep
 from PIL import Image
 
-from phenossl.training.config import parse_overrides
-from phenossl.training.store import ResultStore
-from phenossl.training.sweep import sweep
-from phenossl.training.sweep_config import load_sweep, sweep_from_dict
+from phenossl.training.sweep.config import load_sweep, sweep_from_dict
+from phenossl.training.sweep.runner import sweep
+from phenossl.training.sweep.store import ResultStore
+from phenossl.training.train.config import parse_overrides
 
 
 @pytest.fixture(autouse=True)

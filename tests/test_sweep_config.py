@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from phenossl.training.config import ConfigError
-from phenossl.training.sweep_config import sweep_from_dict
+from phenossl.training.sweep.config import sweep_from_dict
+from phenossl.training.train.config import ConfigError
 
 TRAINING = Path(__file__).resolve().parents[1] / "training"
 

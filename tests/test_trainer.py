@@ -12,12 +12,12 @@ import torch
 
 import phenossl
 from phenossl.augment import build_augmentation
-from phenossl.data.benchmarks import build_dataset, write_cifar_like
+from phenossl.data.datasets import build_dataset, write_cifar_like
 from phenossl.models.checkpoint import METADATA_KEYS, load_backbone, load_checkpoint
 from phenossl.ssl.methods import METHODS
-from phenossl.training.config import TrainConfig, parse_overrides
-from phenossl.training.optim import build_optimizer, scheduled_lr
-from phenossl.training.trainer import TrainStep, build_method_for, iter_train, train
+from phenossl.training.train.config import TrainConfig, parse_overrides
+from phenossl.training.train.optim import build_optimizer, scheduled_lr
+from phenossl.training.train.trainer import TrainStep, build_method_for, iter_train, train
 
 CPU = torch.device("cpu")
 TIME_KEYS = ("time_s", "images_per_s", "views_per_s", "knn_time_s")
@@ -425,7 +425,7 @@ def test_bad_data_is_reported(tmp_path, cifar_root):
 def _inverted_knn(backbone, bank, queries) -> float:
     """kNN accuracy of colour-inverted held-out digits against a bank of normal ones."""
     from phenossl.data.image_dataset import TensorImageDataset
-    from phenossl.training.evaluate import extract_features, knn_accuracy
+    from phenossl.training.evaluate.protocols import extract_features, knn_accuracy
 
     inverted = TensorImageDataset(
         255 - queries.images,
@@ -499,7 +499,7 @@ def test_model_init_starts_from_a_checkpoint_or_a_shipped_model(cifar_root, tmp_
 def test_read_ahead_keeps_order_and_raises_where_the_item_is_reached():
     from concurrent.futures import ThreadPoolExecutor
 
-    from phenossl.training.feeding import read_ahead
+    from phenossl.training.train.batches import read_ahead
 
     def load(x):
         if x == 3:
@@ -520,7 +520,7 @@ def test_read_ahead_keeps_order_and_raises_where_the_item_is_reached():
 
 
 def test_cropset_train_config_uses_the_cell_preset(tmp_path):
-    from phenossl.training.trainer import cropset_train_config
+    from phenossl.training.train.trainer import cropset_train_config
 
     config = cropset_train_config(tmp_path, view_size=48, epochs=2, batch_size=16)
     assert config.method.preset == "mocov2plus_cells"

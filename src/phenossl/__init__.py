@@ -36,7 +36,7 @@ _LAZY: dict[str, str] = {
     "write_synthetic_plate": "phenossl.data.synthetic",
     "segment": "phenossl.cells.segment",
     "crop_cells": "phenossl.cells.crops",
-    "CropSet": "phenossl.cells.crops",
+    "CropSet": "phenossl.data.cropset",
     "import_crops": "phenossl.cells.import_crops",
     "cell_features": "phenossl.cells.features",
     "embed": "phenossl.embedding",
@@ -79,12 +79,13 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from phenossl._progress import Progress
-    from phenossl.cells.crops import CropSet, crop_cells
+    from phenossl.cells.crops import crop_cells
     from phenossl.cells.features import cell_features
     from phenossl.cells.import_crops import import_crops
     from phenossl.cells.segment import segment
     from phenossl.clustering import cluster
     from phenossl.data.bbbc021 import load_image_table
+    from phenossl.data.cropset import CropSet
     from phenossl.data.fields import read_field
     from phenossl.data.synthetic import write_synthetic_plate
     from phenossl.embedding import embed

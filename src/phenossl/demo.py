@@ -46,7 +46,7 @@ def demo_train_config(
     augmentation: str = "cell_affine_crop",
 ):
     """The demo's MoCoV2+ config on ``crops``' training split (``init``: fine-tune from it)."""
-    from phenossl.training.trainer import cropset_train_config
+    from phenossl.training.train.trainer import cropset_train_config
 
     return cropset_train_config(
         crops,
@@ -88,8 +88,8 @@ def iter_demo(
     """
     import time
 
-    from phenossl.cells.crops import CropSet
     from phenossl.data.bbbc021 import load_image_table, select_fields
+    from phenossl.data.cropset import CropSet
     from phenossl.data.synthetic import iter_write_synthetic_plate
     from phenossl.pipeline import iter_make_cropset
 
@@ -187,7 +187,7 @@ def iter_demo(
         )
         results[name] = _summary(report, label)
     if train_epochs:
-        from phenossl.training.trainer import iter_train
+        from phenossl.training.train.trainer import iter_train
 
         config = demo_train_config(
             out / "crops",
@@ -235,7 +235,7 @@ def iter_demo(
     report["models"] = results
     if "random" in results and len(results) > 1:
         report["random_init"] = results["random"]
-    from phenossl.cluster_report import write_report_json
+    from phenossl.clustering_report import write_report_json
 
     write_report_json(Path(report["report"]), report)
     yield Progress(n * 1000, n * 1000, "done")
@@ -264,7 +264,7 @@ def _embed_and_report(
     """Embed every crop, save the embeddings, cluster the test split and write its report."""
     import time
 
-    from phenossl.cluster_report import write_cluster_report, write_report_json
+    from phenossl.clustering_report import write_cluster_report, write_report_json
     from phenossl.embedding import iter_embed, save_embeddings
 
     t0 = time.perf_counter()

@@ -241,8 +241,8 @@ def iter_make_cropset(
     dict
         The run summary (:meth:`PipelineResult.summary` keys, with ``cropset``).
     """
-    from phenossl.cells.crops import CropSetWriter
     from phenossl.data import bbbc021
+    from phenossl.data.cropset import CropSetWriter
 
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
         raise ValueError(f"workers={workers!r}; expected an integer >= 0 (0: in-process)")
@@ -415,7 +415,7 @@ def iter_pipeline(
         Per-cell table, embeddings, clustering (when ``options.k`` is set and there are enough
         cells) and the list of failed / missing / empty fields.
     """
-    from phenossl.cells.crops import CropSetWriter
+    from phenossl.data.cropset import CropSetWriter
     from phenossl.embedding import Embedder
 
     opts = options or PipelineOptions()

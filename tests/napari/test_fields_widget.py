@@ -129,15 +129,15 @@ def test_reloading_fields_in_a_shown_viewer_repeatedly(make_napari_viewer, qtbot
 def test_select_fields_starts_importing_torch_off_the_gui_thread(make_napari_viewer, tiny_plate):
     import sys
 
-    from phenossl.napari import _native
+    from phenossl.napari import _preload
 
     viewer = make_napari_viewer()
     open_fields(viewer, tiny_plate, load=False)
-    thread = _native.preload_in_background()  # the one the widget started: once per process
+    thread = _preload.preload_in_background()  # the one the widget started: once per process
     assert thread.name == "phenossl-preload" and thread.daemon
-    assert _native.preload_in_background() is thread
+    assert _preload.preload_in_background() is thread
     thread.join(timeout=300)
     assert not thread.is_alive()
-    assert {"torchvision.models", "phenossl.embedding", "phenossl.training.trainer"} <= set(
+    assert {"torchvision.models", "phenossl.embedding", "phenossl.training.train.trainer"} <= set(
         sys.modules
     )

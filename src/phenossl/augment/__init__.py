@@ -11,12 +11,12 @@ Every sample gets its own random parameters, drawn from torch's RNG on the batch
 GPU batch is augmented on the GPU and a seeded run is reproducible. Normalisation is not part of a
 composition: the trainer applies it. Modules: :mod:`~phenossl.augment.geometry` (per-sample affine
 maps fused into one resampling), :mod:`~phenossl.augment.intensity` (colour jitter, grayscale,
-solarisation, inversion, erasing), :mod:`~phenossl.augment.pipeline` (the module, views) and
+solarisation, inversion, erasing), :mod:`~phenossl.augment.views` (the module, views) and
 :mod:`~phenossl.augment.compositions` (the named compositions).
 """
 
 from phenossl.augment.compositions import COMPOSITIONS, build_augmentation, check_param, describe
-from phenossl.augment.pipeline import Augmentation, make_views, weak_view
+from phenossl.augment.views import Augmentation, make_views, weak_view
 
 __all__ = [
     "COMPOSITIONS",

@@ -2,7 +2,7 @@
 
 Each composition is a factory with keyword-only parameters (the paper's values as defaults)
 registered in :data:`COMPOSITIONS`; :func:`build_augmentation` checks the name and the parameters
-and returns an :class:`~phenossl.augment.pipeline.Augmentation`. Sources: appendix B.1 (CIFAR),
+and returns an :class:`~phenossl.augment.views.Augmentation`. Sources: appendix B.1 (CIFAR),
 B.2 (MNIST), B.4 and the Table 3 / Figure 6 text (cells); where the appendix is silent the values
 are torchvision's or solo-learn's defaults, named in each docstring.
 
@@ -41,7 +41,7 @@ from phenossl.augment.intensity import (
     Invert,
     Solarize,
 )
-from phenossl.augment.pipeline import Augmentation
+from phenossl.augment.views import Augmentation
 
 Factory = Callable[..., Augmentation]
 

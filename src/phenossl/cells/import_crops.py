@@ -38,7 +38,8 @@ import pandas as pd
 
 from phenossl._json import write_json
 from phenossl._progress import Progress, ProgressCallback, ProgressGenerator, drives
-from phenossl.cells.crops import CHANNELS, CropSet, CropSetWriter, to_uint8
+from phenossl.cells.crops import to_uint8
+from phenossl.data.cropset import CHANNELS, CropSet, CropSetWriter
 from phenossl.data.fields import _check_percentiles, channel_percentiles, normalize_percentiles
 
 __all__ = [

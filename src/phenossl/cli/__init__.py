@@ -13,11 +13,20 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 from phenossl import __version__
-from phenossl.cli import analysis, cells, demo, evaluation, profiles, reporting, sweep, training
+from phenossl.cli import (
+    cells,
+    demo,
+    embed_cluster,
+    evaluation,
+    profiles,
+    reporting,
+    sweep,
+    training,
+)
 from phenossl.cli._common import error_line, is_user_error
 
 #: modules whose ``add_parsers(subparsers)`` registers subcommands, in --help order
-COMMAND_MODULES = (cells, analysis, profiles, training, sweep, evaluation, reporting, demo)
+COMMAND_MODULES = (cells, embed_cluster, profiles, training, sweep, evaluation, reporting, demo)
 
 
 class _Parser(argparse.ArgumentParser):

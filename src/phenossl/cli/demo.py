@@ -11,7 +11,7 @@ from phenossl.cli._common import (
     run_with_progress,
     writable_folder,
 )
-from phenossl.cli.analysis import format_ami
+from phenossl.cli.embed_cluster import format_ami
 
 
 def _add_demo(sub: argparse._SubParsersAction) -> None:

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     pass
 
 PROTOCOLS = ("linear", "knn", "finetune")
-# the names of phenossl.data.benchmarks.DATASETS, written out so `--help` needs no torch import
+# the names of phenossl.data.datasets.DATASETS, written out so `--help` needs no torch import
 _DATASET_HELP = "cifar10, cifar100, mnist, imagenet100 or cropset"
 
 
@@ -85,9 +85,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from phenossl._json import write_json
-    from phenossl.data.benchmarks import build_dataset
+    from phenossl.data.datasets import build_dataset
     from phenossl.models.checkpoint import load_backbone
-    from phenossl.training import evaluate as ev
+    from phenossl.training.evaluate import protocols as ev
 
     if args.out is not None:
         writable_file(args.out, "--out")

@@ -51,8 +51,8 @@ def _add_profile(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_profile(args: argparse.Namespace) -> int:
-    from phenossl.cells.crops import CropSet
-    from phenossl.cluster_report import align_to_cells
+    from phenossl.clustering_report import align_to_cells
+    from phenossl.data.cropset import CropSet
     from phenossl.embedding import load_embeddings
     from phenossl.profile_report import write_profile_report
     from phenossl.profiles import iter_score_profiles

@@ -64,8 +64,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    from phenossl.training.report import iter_write_report
-    from phenossl.training.sweep import ResultStore
+    from phenossl.training.analysis.report import iter_write_report
+    from phenossl.training.sweep.runner import ResultStore
 
     if not args.store.is_dir():
         raise CLIError(f"{args.store}: no such result store folder")

@@ -82,10 +82,10 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
-    from phenossl.training.config import parse_overrides
-    from phenossl.training.executors import make_executor
-    from phenossl.training.sweep import default_store, iter_sweep
-    from phenossl.training.sweep_config import load_sweep
+    from phenossl.training.sweep.config import load_sweep
+    from phenossl.training.sweep.executors import make_executor
+    from phenossl.training.sweep.runner import default_store, iter_sweep
+    from phenossl.training.train.config import parse_overrides
 
     config = load_sweep(
         args.config,
@@ -133,7 +133,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def _list(config, store: Path) -> int:
-    from phenossl.training.store import ResultStore
+    from phenossl.training.sweep.store import ResultStore
 
     status = {}
     if (store / "results.sqlite").is_file():

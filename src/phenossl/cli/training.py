@@ -50,9 +50,9 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from phenossl.training.config import load_config, parse_overrides
-    from phenossl.training.optim import describe_optimizer
-    from phenossl.training.trainer import iter_train
+    from phenossl.training.train.config import load_config, parse_overrides
+    from phenossl.training.train.optim import describe_optimizer
+    from phenossl.training.train.trainer import iter_train
 
     overrides = parse_overrides(args.overrides)
     if args.device is not None:

@@ -14,7 +14,7 @@ Why not ``torchvision.datasets.CIFAR10``: it refuses any folder whose files do n
 official md5 sums, so the small data that tests and smoke runs write in the official layout
 (:func:`write_cifar_like`) would be rejected. :func:`read_cifar` reads the same files with an
 unpickler that only rebuilds numpy arrays, lists, dicts and strings, so a file a user hands us
-cannot run code. torchvision is still what ``download=True`` uses (see ``data.benchmarks``).
+cannot run code. torchvision is still what ``download=True`` uses (see ``data.datasets``).
 """
 
 from __future__ import annotations

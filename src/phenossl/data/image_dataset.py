@@ -34,7 +34,7 @@ from torch import Tensor
 from phenossl._scaling import per_channel
 
 if TYPE_CHECKING:
-    from phenossl.cells.crops import CropSet
+    from phenossl.data.cropset import CropSet
 
 Indices = Tensor | np.ndarray | Sequence[int]
 Stats = tuple[float, ...]
@@ -342,7 +342,7 @@ class CropSetDataset(ImageDataset):
     Parameters
     ----------
     cropset
-        An open :class:`~phenossl.cells.crops.CropSet`.
+        An open :class:`~phenossl.data.cropset.CropSet`.
     label_column
         Column of ``cells.csv`` whose values are the classes (e.g. ``treatment``, ``compound``,
         ``moa``); None leaves the crops unlabelled (``classes`` empty, targets -1). Classes are

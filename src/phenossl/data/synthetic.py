@@ -42,7 +42,7 @@ import numpy as np
 import tifffile
 
 from phenossl._progress import Progress, ProgressCallback, drives
-from phenossl.data._render import Phenotype, RenderedField, render_cells
+from phenossl.data._synthetic_render import Phenotype, RenderedField, render_cells
 
 __all__ = [
     "CONTROL",

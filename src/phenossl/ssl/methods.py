@@ -8,7 +8,7 @@ name               class                                                 module
 =================  ====================================================  =========================
 ``barlow_twins``   :class:`~phenossl.ssl.redundancy.BarlowTwins`          ``ssl.redundancy``
 ``byol``           :class:`~phenossl.ssl.distillation.BYOL`               ``ssl.distillation``
-``deepclusterv2``  :class:`~phenossl.ssl.clustering.DeepClusterV2`        ``ssl.clustering``
+``deepclusterv2``  :class:`~phenossl.ssl.prototypes.DeepClusterV2`        ``ssl.prototypes``
 ``dino``           :class:`~phenossl.ssl.distillation.DINO`               ``ssl.distillation``
 ``mocov2plus``     :class:`~phenossl.ssl.contrastive.MoCoV2Plus`          ``ssl.contrastive``
 ``nnbyol``         :class:`~phenossl.ssl.distillation.NNBYOL`             ``ssl.distillation``
@@ -16,7 +16,7 @@ name               class                                                 module
 ``ressl``          :class:`~phenossl.ssl.contrastive.ReSSL`               ``ssl.contrastive``
 ``simclr``         :class:`~phenossl.ssl.contrastive.SimCLR`              ``ssl.contrastive``
 ``simsiam``        :class:`~phenossl.ssl.distillation.SimSiam`            ``ssl.distillation``
-``swav``           :class:`~phenossl.ssl.clustering.SwAV`                 ``ssl.clustering``
+``swav``           :class:`~phenossl.ssl.prototypes.SwAV`                 ``ssl.prototypes``
 ``vibcreg``        :class:`~phenossl.ssl.redundancy.VIbCReg`              ``ssl.redundancy``
 ``vicreg``         :class:`~phenossl.ssl.redundancy.VICReg`               ``ssl.redundancy``
 =================  ====================================================  =========================
@@ -30,9 +30,9 @@ from typing import Any
 from torch import nn
 
 from phenossl.ssl.base import METHODS, Method, MomentumMethod, register
-from phenossl.ssl.clustering import DeepClusterV2, SwAV
 from phenossl.ssl.contrastive import NNCLR, MoCoV2Plus, ReSSL, SimCLR
 from phenossl.ssl.distillation import BYOL, DINO, NNBYOL, SimSiam
+from phenossl.ssl.prototypes import DeepClusterV2, SwAV
 from phenossl.ssl.redundancy import BarlowTwins, VIbCReg, VICReg
 
 __all__ = [

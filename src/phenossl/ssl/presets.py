@@ -99,7 +99,7 @@ class MethodPreset:
     lars_eta, lars_clip_lr, lars_exclude_bias_n_norm
         LARS trust coefficient, clipping of the adaptive rate to the global one, and whether
         1-D parameters (biases, normalisation weights) skip adaptation and weight decay
-        (``phenossl.training.optim.LARS``; ignored by SGD and Adam).
+        (``phenossl.training.train.optim.LARS``; ignored by SGD and Adam).
     zero_init_residual
         Zero-initialise the last BatchNorm of every residual block of a ResNet backbone
         (torchvision's ``zero_init_residual``; other backbones have no such block).

@@ -45,7 +45,7 @@ from phenossl.napari._layers import (
     cluster_labels_layer,
     gallery_layer,
 )
-from phenossl.napari._native import preload_in_background, preload_torch
+from phenossl.napari._preload import preload_in_background, preload_torch
 from phenossl.napari._session import EmbedRun, same_fields, session_for
 from phenossl.napari._widgets._common import (
     channel_layers,

@@ -83,7 +83,7 @@ class ExportWidget(Container):
     def run(self, *_: Any) -> Any:
         """Write the files in a worker; returns the worker (None when there is nothing)."""
         from phenossl._json import to_json
-        from phenossl.cluster_report import write_composition
+        from phenossl.clustering_report import write_composition
         from phenossl.export import iter_export_cells
         from phenossl.montage import save_png
 

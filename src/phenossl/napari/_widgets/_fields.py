@@ -14,7 +14,7 @@ from napari.utils.notifications import show_error, show_info
 from qtpy.QtCore import QTimer
 
 from phenossl.napari._layers import FIELD_AXIS, LayerData, stack_layers
-from phenossl.napari._native import preload_in_background
+from phenossl.napari._preload import preload_in_background
 from phenossl.napari._session import session_for
 from phenossl.napari._widgets._common import (
     field_on_screen,

@@ -15,7 +15,7 @@ from magicgui.widgets import ComboBox, Container, FloatSpinBox, SpinBox, create_
 
 from phenossl._progress import Progress
 from phenossl.napari._layers import CHANNELS, segmentation_layers
-from phenossl.napari._native import preload_in_background
+from phenossl.napari._preload import preload_in_background
 from phenossl.napari._session import session_for
 from phenossl.napari._widgets._common import (
     channel_layers,

@@ -2,7 +2,7 @@
 
 Two library steps in one worker: :func:`phenossl.pipeline.iter_make_cropset` writes the crops of
 the loaded fields (segmented with the Segment widget's settings) as a CropSet, then
-:func:`phenossl.training.trainer.iter_train` trains on it with a named augmentation composition,
+:func:`phenossl.training.train.trainer.iter_train` trains on it with a named augmentation composition,
 yielding progress per optimiser step. The final checkpoint is selected in "Embed and cluster"
 right away (with the crop and input sizes it was trained at).
 """
@@ -18,7 +18,7 @@ from magicgui.widgets import ComboBox, Container, FileEdit, SpinBox
 from napari.utils.notifications import show_error, show_info
 
 from phenossl._progress import Progress
-from phenossl.napari._native import preload_training
+from phenossl.napari._preload import preload_training
 from phenossl.napari._session import session_for
 from phenossl.napari._widgets._panels import collapsible, form, hint, pack_top
 from phenossl.napari._widgets._runner import RunPanel
@@ -119,7 +119,7 @@ class TrainWidget(Container):
     def run(self, *_: Any) -> Any:
         """Crop the loaded fields and train in a worker; returns the worker (None if not)."""
         from phenossl.pipeline import iter_make_cropset
-        from phenossl.training.trainer import cropset_train_config, iter_train
+        from phenossl.training.train.trainer import cropset_train_config, iter_train
 
         fields = self.session.fields
         if fields is None or fields.empty:

@@ -43,7 +43,7 @@ def preload_training() -> None:
     """:func:`preload_torch`, plus the trainer and its augmentations (kornia)."""
     preload_torch()
     import phenossl.augment
-    import phenossl.training.trainer  # noqa: F401
+    import phenossl.training.train.trainer  # noqa: F401
 
 
 def compile_label_colours() -> None:

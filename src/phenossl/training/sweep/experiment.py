@@ -1,10 +1,10 @@
 """One run of a sweep: train and evaluate (or embed with a pretrained backbone) in a folder.
 
-:func:`iter_execute` does all the work of one :class:`~phenossl.training.sweep_config.RunSpec`
+:func:`iter_execute` does all the work of one :class:`~phenossl.training.sweep.config.RunSpec`
 inside its run folder and returns a :class:`RunResult`; it never touches the result store, so
 it runs the same in the sweep's own process, a GPU worker process or a dask worker.
 
-``kind="train"``: :func:`~phenossl.training.trainer.iter_train` (which resumes from
+``kind="train"``: :func:`~phenossl.training.train.trainer.iter_train` (which resumes from
 ``checkpoints/last.pt`` and returns at once when ``final.pt`` exists), then
 :func:`iter_evaluate` of ``final.pt``: frozen features of the evaluation splits (computed once),
 linear probe, kNN, fine-tuning and KMeans clusterings as the run's ``evaluate`` settings ask.
@@ -31,7 +31,7 @@ import numpy as np
 
 from phenossl._json import write_json
 from phenossl._progress import Progress, ProgressGenerator, Stages, run, stage
-from phenossl.training.sweep_config import (
+from phenossl.training.sweep.config import (
     ClusterSettings,
     EmbedStudyConfig,
     EvaluateConfig,
@@ -113,7 +113,7 @@ def execute(spec: RunSpec | dict, run_dir: str | os.PathLike, device: str | None
 def _iter_train_and_evaluate(
     spec: RunSpec, out: Path, device: str | None, info: dict[str, Any]
 ) -> ProgressGenerator[tuple[RunResult, dict]]:
-    from phenossl.training.trainer import FINAL_CHECKPOINT, LAST_CHECKPOINT, iter_train
+    from phenossl.training.train.trainer import FINAL_CHECKPOINT, LAST_CHECKPOINT, iter_train
 
     config = spec.train_config(device)
     settings = EvaluateConfig.from_dict(spec.evaluate)
@@ -152,7 +152,7 @@ def iter_evaluate(
     checkpoint
         The run's ``final.pt``.
     config
-        The run's :class:`~phenossl.training.config.TrainConfig` (its dataset, root, options
+        The run's :class:`~phenossl.training.train.config.TrainConfig` (its dataset, root, options
         and the view size of its first composition, at which the images are evaluated).
     settings
         Protocols and data of the evaluation.
@@ -165,11 +165,11 @@ def iter_evaluate(
     -------
     (RunResult, dict)
         The scores and the details written to ``evaluation.json`` (per protocol: the
-        :meth:`~phenossl.training.metrics.ClassificationResult.to_dict`; per clustering: the
+        :meth:`~phenossl.training.evaluate.metrics.ClassificationResult.to_dict`; per clustering: the
         :meth:`~phenossl.clustering.ClusterResult.to_dict` without assignments).
     """
     from phenossl.models.checkpoint import load_backbone
-    from phenossl.training import evaluate as ev
+    from phenossl.training.evaluate import protocols as ev
 
     out = Path(out)
     started = time.perf_counter()
@@ -273,8 +273,8 @@ def _cluster(
     out: Path,
     test: Any,
 ) -> dict[str, Any]:
-    from phenossl.cluster_report import report_dict
     from phenossl.clustering import cluster
+    from phenossl.clustering_report import report_dict
 
     clustered = cluster(
         x,
@@ -305,7 +305,7 @@ def iter_embed_study(
 ) -> ProgressGenerator[tuple[RunResult, dict[str, Any]]]:
     """Embed treated and control cells with a pretrained backbone, cluster, score with AMI.
 
-    See :class:`~phenossl.training.sweep_config.EmbedStudyConfig`. Returns the
+    See :class:`~phenossl.training.sweep.config.EmbedStudyConfig`. Returns the
     :class:`RunResult` (metrics ``ami``, ``ami_control_mean``, ``ami_control_std``,
     ``n_cells``, ``embed_seconds``) and the details for ``evaluation.json``.
 
@@ -315,8 +315,8 @@ def iter_embed_study(
         The CropSet lacks ``compound``/``concentration``, or has no cells of the compound at
         that concentration or of the control (the message lists what it has).
     """
-    from phenossl.cells.crops import CropSet
     from phenossl.clustering import cluster
+    from phenossl.data.cropset import CropSet
     from phenossl.embedding import iter_embed
 
     out = Path(out)
@@ -411,7 +411,7 @@ def _torch_threads(n: int | None) -> Iterator[None]:
 
 
 def _build(data: Any, split: str | None, limit: int | None, seed: int, options: dict) -> Any:
-    from phenossl.data.benchmarks import build_dataset
+    from phenossl.data.datasets import build_dataset
 
     if limit is not None:
         options = {**options, "limit": limit, "limit_seed": seed}

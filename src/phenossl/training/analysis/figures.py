@@ -15,9 +15,9 @@ import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from phenossl.training import bias
-from phenossl.training._frame import NO_METHOD, hashable, numeric_values, short
-from phenossl.training.tables import (
+from phenossl.training.analysis import bias
+from phenossl.training.analysis._results_frame import NO_METHOD, hashable, numeric_values, short
+from phenossl.training.analysis.tables import (
     backbone_column,
     backbone_sort_key,
     distinct_backbones,

@@ -3,7 +3,7 @@
 Each function returns a ``pandas.DataFrame``; accuracies and AMI percentages are in percent
 (the store holds fractions in [0, 1]). Paper columns (``paper_*``) appear when the sweep is on
 the paper's axis and the dataset is the paper's one (or cannot be told from the frame); their
-numbers come from :mod:`phenossl.training.paper_numbers`.
+numbers come from :mod:`phenossl.training.analysis.paper_numbers`.
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
-from phenossl.training import bias
-from phenossl.training import paper_numbers as paper
-from phenossl.training._frame import (
+from phenossl.training.analysis import bias
+from phenossl.training.analysis import paper_numbers as paper
+from phenossl.training.analysis._results_frame import (
     PARAM,
     distinct,
     hashable,

@@ -2,15 +2,15 @@
 
 ::
 
-    from phenossl.training.config import load_config
-    from phenossl.training.trainer import train
+    from phenossl.training.train.config import load_config
+    from phenossl.training.train.trainer import train
 
     final = train(load_config("training/cifar10_simclr.yaml", smoke=True), "runs/simclr")
     features = phenossl.embed(images, model=final)
 
 A run folder holds ``config.yaml`` (the resolved config), ``metrics.jsonl`` (one JSON object
 per line: ``{"kind": "start", ...}`` first, with the optimiser and its effective learning
-rate (:func:`~phenossl.training.optim.optimizer_summary`); ``{"kind": "step", ...}`` every ``run.log_every`` steps with the mean loss since the
+rate (:func:`~phenossl.training.train.optim.optimizer_summary`); ``{"kind": "step", ...}`` every ``run.log_every`` steps with the mean loss since the
 previous one and the learning rate; ``{"kind": "epoch", ...}`` with the epoch's mean loss, time,
 images/s, views/s and the optional kNN accuracy), ``checkpoints/last.pt`` (written atomically
 after every ``run.checkpoint_every`` epochs and the last one) and ``final.pt``.
@@ -25,7 +25,7 @@ with channels_last inputs. The last partial batch of every epoch is dropped.
 
 Exact resume: ``last.pt`` holds the backbone, the method's complete state (heads, momentum
 networks, queues), the optimiser, the AMP scaler, the epoch and step counters (the schedule is
-a function of the step) and the random states of the run (:class:`~phenossl.training.rng.RunRng`
+a function of the step) and the random states of the run (:class:`~phenossl.training.train.rng.RunRng`
 and the data-order generator). A run interrupted at any point and started again with the same
 config and folder continues from its last checkpoint and ends with the same weights, bit for
 bit on the CPU, as an uninterrupted run; ``metrics.jsonl`` is cut back to the checkpoint.
@@ -53,16 +53,16 @@ from phenossl._progress import Progress, ProgressCallback, ProgressGenerator, dr
 from phenossl._scaling import InputScaler, per_channel
 from phenossl.augment import Augmentation, weak_view
 from phenossl.data.image_dataset import ImageDataset
-from phenossl.training.config import TrainConfig, load_config
-from phenossl.training.feeding import make_feeder
-from phenossl.training.monitor import KnnMonitor
-from phenossl.training.optim import (
+from phenossl.training.train.batches import make_feeder
+from phenossl.training.train.config import TrainConfig, load_config
+from phenossl.training.train.monitor import KnnMonitor
+from phenossl.training.train.optim import (
     build_optimizer,
     optimizer_summary,
     scheduled_lr,
     set_learning_rates,
 )
-from phenossl.training.rng import RunRng
+from phenossl.training.train.rng import RunRng
 
 if TYPE_CHECKING:
     from phenossl.models.backbones import Backbone
@@ -95,7 +95,7 @@ class TrainStep:
     method
         The SSL method (on ``device``).
     optimizer
-        Over ``method.parameter_groups()`` (:func:`~phenossl.training.optim.build_optimizer`).
+        Over ``method.parameter_groups()`` (:func:`~phenossl.training.train.optim.build_optimizer`).
     augmentations
         ``(composition, weight)`` pairs; each composition makes two views per step (the
         views in ``method.weak_views`` with :func:`~phenossl.augment.weak_view` of it).
@@ -260,7 +260,7 @@ def iter_train(
     Parameters
     ----------
     config
-        A :class:`~phenossl.training.config.TrainConfig` or a YAML file to load.
+        A :class:`~phenossl.training.train.config.TrainConfig` or a YAML file to load.
     out_dir
         The run folder (created). See the module docstring for its contents.
     resume
@@ -313,7 +313,7 @@ def cropset_train_config(
     optim: dict[str, Any] | None = None,
     log_every: int = 1,
 ) -> TrainConfig:
-    """The :class:`~phenossl.training.config.TrainConfig` of a run on a CropSet's crops.
+    """The :class:`~phenossl.training.train.config.TrainConfig` of a run on a CropSet's crops.
 
     Used by the napari Train widget and the demo. The method runs with its cellular preset
     (:data:`CELL_PRESETS`) where there is one, else with its own; one augmentation composition
@@ -468,7 +468,7 @@ _TRAIN_SPLIT = object()
 
 def _dataset(config: TrainConfig, split: Any = _TRAIN_SPLIT, limit: int | None = None):
     """``data``'s training dataset, or its ``split`` (first ``limit`` images)."""
-    from phenossl.data.benchmarks import build_dataset
+    from phenossl.data.datasets import build_dataset
 
     data = config.data
     options = dict(data.options)
@@ -686,7 +686,7 @@ def _knn_monitor(
     settings = config.run.eval
     if not settings.knn:
         return None
-    from phenossl.data.benchmarks import limit_dataset
+    from phenossl.data.datasets import limit_dataset
 
     bank = dataset if settings.bank_limit is None else limit_dataset(dataset, settings.bank_limit)
     queries = _dataset(config, split=settings.split, limit=settings.limit)

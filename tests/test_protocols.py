@@ -8,9 +8,9 @@ import torch
 from torch import nn
 
 from phenossl._progress import Progress
-from phenossl.data.benchmarks import build_dataset, write_cifar_like
+from phenossl.data.datasets import build_dataset, write_cifar_like
 from phenossl.data.image_dataset import TensorImageDataset
-from phenossl.training.evaluate import (
+from phenossl.training.evaluate.protocols import (
     StandardizedLinear,
     confusion_matrix,
     extract_features,

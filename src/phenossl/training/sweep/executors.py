@@ -10,7 +10,7 @@
 Pooled executors only compute: the sweep's process claims each run in the result store before
 submitting it and records its outcome, so the SQLite store has a single writer even when the
 workers run on other hosts (they write only their run folders, which must be on a shared
-filesystem). Each task calls :func:`phenossl.training.experiment.execute`.
+filesystem). Each task calls :func:`phenossl.training.sweep.experiment.execute`.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ class LocalExecutor:
 
 
 class PoolExecutor(ABC):
-    """An executor that runs :func:`~phenossl.training.experiment.execute` as remote tasks.
+    """An executor that runs :func:`~phenossl.training.sweep.experiment.execute` as remote tasks.
 
     Use as a context manager; :meth:`submit` returns a future whose ``result()`` is the run's
     ``RunResult.to_dict()`` (or raises the run's exception).
@@ -124,7 +124,7 @@ class GpuExecutor(PoolExecutor):
         return len(self.gpus)
 
     def submit(self, spec: dict[str, Any], run_dir: str, device: str | None) -> cf.Future:
-        from phenossl.training.experiment import execute
+        from phenossl.training.sweep.experiment import execute
 
         if self._pool is None:
             raise RuntimeError("GpuExecutor.submit before open()")
@@ -208,7 +208,7 @@ class DaskExecutor(PoolExecutor):
         return max(1, sum(self.client.nthreads().values()))
 
     def submit(self, spec: dict[str, Any], run_dir: str, device: str | None) -> Any:
-        from phenossl.training.experiment import execute
+        from phenossl.training.sweep.experiment import execute
 
         key = f"phenossl-run-{spec['run_id']}-{uuid.uuid4().hex[:8]}"  # unique per attempt
         return self.client.submit(execute, spec, run_dir, device, pure=False, key=key)

@@ -2,8 +2,8 @@
 
 At the end of an epoch the frozen backbone (eval mode, no augmentation) embeds a bank of
 training images and the queries of a held-out split
-(:func:`~phenossl.training.evaluate.extract_features`); each query takes the weighted vote of
-its ``k`` nearest bank features (:func:`~phenossl.training.evaluate.knn_accuracy`, solo-learn's
+(:func:`~phenossl.training.evaluate.protocols.extract_features`); each query takes the weighted vote of
+its ``k`` nearest bank features (:func:`~phenossl.training.evaluate.protocols.knn_accuracy`, solo-learn's
 online kNN). Images are resized to the training views' size when the augmentations have one and
 normalised with the backbone's ``input_mean``/``input_std`` (the dataset's statistics).
 """
@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from phenossl.data.image_dataset import ImageDataset
-from phenossl.training.config import KnnMonitorConfig
+from phenossl.training.train.config import KnnMonitorConfig
 
 __all__ = ["KnnMonitor"]
 
@@ -68,7 +68,7 @@ class KnnMonitor:
         self.input_size = input_size
 
     def __call__(self, backbone: nn.Module) -> dict[str, Any]:
-        from phenossl.training.evaluate import extract_features, knn_accuracy
+        from phenossl.training.evaluate.protocols import extract_features, knn_accuracy
 
         started = time.perf_counter()
         options: dict[str, Any] = {

@@ -13,7 +13,7 @@ montage files its runs list as artifacts) and writes into one folder:
   ``fig_ami_backbone__<experiment>.png``, ``fig_exemplars__<experiment>.png``;
 - ``index.md``: what was made and what was skipped, and why.
 
-A *sweep* (:func:`~phenossl.training._frame.find_sweeps`) is one experiment's runs along one
+A *sweep* (:func:`~phenossl.training.analysis._results_frame.find_sweeps`) is one experiment's runs along one
 numeric parameter with every other swept parameter fixed (all methods and seeds together). Each output is made only when the store holds
 what it needs; otherwise ``index.md`` says what was missing.
 """
@@ -31,8 +31,8 @@ import numpy as np
 import pandas as pd
 
 from phenossl._progress import Progress, ProgressCallback, ProgressGenerator, drives
-from phenossl.training import bias, figures, tables
-from phenossl.training._frame import (
+from phenossl.training.analysis import bias, figures, tables
+from phenossl.training.analysis._results_frame import (
     NO_METHOD,
     PARAM,
     Sweep,
@@ -446,7 +446,7 @@ def iter_write_report(
         The store folder, to resolve artifact paths (cluster montages); without it the
         exemplar figures are skipped.
     alpha, correction, test
-        Significance of the per-class correlations (see :mod:`phenossl.training.bias`).
+        Significance of the per-class correlations (see :mod:`phenossl.training.analysis.bias`).
     top_classes
         Classes per method in the per-class curves and the "most biased" lists.
 

@@ -36,9 +36,9 @@ A **run id** joins the experiment, the method, ``axis=value`` per axis and ``see
 significant digits (at least 3) that keep an axis's values apart.
 
 With ``smoke=True`` the ``smoke`` mapping is deep-merged over the file
-(:func:`~phenossl.training.config.merge`: mappings key by key, except ``methods`` and an axis's
+(:func:`~phenossl.training.train.config.merge`: mappings key by key, except ``methods`` and an axis's
 ``levels``, which are replaced like lists and values), and every trainer config is loaded with
-its own smoke section. Unknown keys anywhere are a :class:`~phenossl.training.config.ConfigError` naming the
+its own smoke section. Unknown keys anywhere are a :class:`~phenossl.training.train.config.ConfigError` naming the
 dotted key; a bad key in the ``smoke`` section is reported as ``smoke.<key>`` in both scales.
 """
 
@@ -65,7 +65,7 @@ from pydantic import (
     model_validator,
 )
 
-from phenossl.training.config import (
+from phenossl.training.train.config import (
     Backbone,
     Bool,
     ConfigError,
@@ -116,7 +116,7 @@ _AXIS = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 class LinearSettings(Section):
-    """Linear probe on frozen features (:func:`phenossl.training.evaluate.linear_eval`)."""
+    """Linear probe on frozen features (:func:`phenossl.training.evaluate.protocols.linear_eval`)."""
 
     epochs: Positive = 100
     lr: PositiveFloat = 0.1
@@ -125,7 +125,7 @@ class LinearSettings(Section):
 
 
 class FinetuneSettings(Section):
-    """Fine-tuning of the whole backbone (:func:`phenossl.training.evaluate.finetune`)."""
+    """Fine-tuning of the whole backbone (:func:`phenossl.training.evaluate.protocols.finetune`)."""
 
     epochs: Positive = 30
     lr: PositiveFloat = 0.01

@@ -2,7 +2,7 @@
 
 ::
 
-    data:                      # what to train on (phenossl.data.benchmarks.build_dataset)
+    data:                      # what to train on (phenossl.data.datasets.build_dataset)
       dataset: cifar10         # cifar10 | cifar100 | mnist | imagenet100 | cropset
       root: data/cifar10       # relative paths are relative to the working directory
       split: train
@@ -422,7 +422,7 @@ class OptimConfig(Section):
 
 
 class KnnSettings(Section):
-    """Weighted kNN on frozen features (:func:`phenossl.training.evaluate.knn_eval`)."""
+    """Weighted kNN on frozen features (:func:`phenossl.training.evaluate.protocols.knn_eval`)."""
 
     k: Positive = 20
     temperature: PositiveFloat = 0.07

@@ -58,7 +58,7 @@ def _add_embed(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_embed(args: argparse.Namespace) -> int:
-    from phenossl.cells.crops import CropSet
+    from phenossl.data.cropset import CropSet
     from phenossl.embedding import iter_embed, save_embeddings
 
     crops = CropSet(args.cropset)
@@ -162,8 +162,8 @@ def _add_cluster(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_cluster(args: argparse.Namespace) -> int:
-    from phenossl.cells.crops import CropSet
-    from phenossl.cluster_report import write_cluster_report
+    from phenossl.clustering_report import write_cluster_report
+    from phenossl.data.cropset import CropSet
     from phenossl.embedding import load_embeddings
 
     if args.nearest > MAX_NEAREST:  # the montage is nearest x crop size pixels wide

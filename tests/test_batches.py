@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from phenossl.data.benchmarks import build_dataset, write_cifar_like
+from phenossl.data.datasets import build_dataset, write_cifar_like
 from phenossl.data.image_dataset import TensorImageDataset
-from phenossl.training import feeding
-from phenossl.training.feeding import DeviceFeeder, PrefetchFeeder, make_feeder
+from phenossl.training.train import batches as feeding
+from phenossl.training.train.batches import DeviceFeeder, PrefetchFeeder, make_feeder
 
 CPU = torch.device("cpu")
 

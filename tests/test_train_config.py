@@ -9,7 +9,8 @@ import yaml
 
 from phenossl.ssl.methods import METHODS
 from phenossl.ssl.presets import PRESETS
-from phenossl.training.config import (
+from phenossl.training.sweep.config import is_sweep_config
+from phenossl.training.train.config import (
     ConfigError,
     TrainConfig,
     apply_overrides,
@@ -19,7 +20,6 @@ from phenossl.training.config import (
     parse_override,
     parse_overrides,
 )
-from phenossl.training.sweep_config import is_sweep_config
 
 TRAINING = Path(__file__).resolve().parents[1] / "training"
 # single-run configs; the sweep configs (an `experiment:` key) are tested in test_experiment_configs
@@ -242,12 +242,12 @@ def test_load_config_errors_name_the_file(tmp_path):
 
 
 def test_loading_checks_composition_parameters_without_building_them(monkeypatch):
-    from phenossl.augment import pipeline
+    from phenossl.augment import views
 
     def no_build(*args, **kwargs):
         raise AssertionError("a config load built an augmentation")
 
-    monkeypatch.setattr(pipeline.Augmentation, "__init__", no_build)
+    monkeypatch.setattr(views.Augmentation, "__init__", no_build)
     config = TrainConfig.from_dict({"augmentation": [{"name": "cifar", "hue": 0.3, "size": 16}]})
     assert config.augmentation[0].params == {"hue": 0.3, "size": 16}
     with pytest.raises(ConfigError) as info:

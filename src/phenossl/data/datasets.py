@@ -220,7 +220,7 @@ def _cropset(
     label_column: str | None = None,
     stats_samples: int = 2048,
 ) -> ImageDataset:
-    from phenossl.cells.crops import CropSet
+    from phenossl.data.cropset import CropSet
 
     if download:
         raise ValueError("a CropSet cannot be downloaded; make one with `phenossl crops`")

@@ -13,7 +13,7 @@ from torch import Tensor, nn
 from phenossl._device import memory_format
 from phenossl._scaling import InputScaler, per_channel
 from phenossl.data.image_dataset import ImageDataset
-from phenossl.training.feeding import read_ahead
+from phenossl.training.train.batches import read_ahead
 
 if TYPE_CHECKING:
     from phenossl.models.backbones import Backbone

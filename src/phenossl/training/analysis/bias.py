@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from phenossl.training._frame import (
+from phenossl.training.analysis._results_frame import (
     metric_column,
     numeric_values,
     param_column,

@@ -21,7 +21,7 @@ import torch
 from torch import Tensor
 from torch.optim import Optimizer
 
-from phenossl.training.config import OptimConfig
+from phenossl.training.train.config import OptimConfig
 
 __all__ = [
     "LARS",
@@ -150,7 +150,7 @@ def optimizer_summary(optim: OptimConfig) -> dict[str, Any]:
 
     Examples
     --------
-    >>> from phenossl.training.config import TrainConfig
+    >>> from phenossl.training.train.config import TrainConfig
     >>> optim = TrainConfig.from_dict({"method": {"name": "byol"}}).optim
     >>> optimizer_summary(optim)["effective_lr"]  # 1.0 per 256 images, batch 512
     2.0
@@ -180,7 +180,7 @@ def describe_optimizer(optim: OptimConfig) -> str:
 
     Examples
     --------
-    >>> from phenossl.training.config import TrainConfig
+    >>> from phenossl.training.train.config import TrainConfig
     >>> optim = TrainConfig.from_dict({"method": {"name": "ressl"}}).optim
     >>> print(describe_optimizer(optim))  # doctest: +NORMALIZE_WHITESPACE
     optimizer SGD, momentum 0.9, weight decay 0.0001;

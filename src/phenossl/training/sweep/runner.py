@@ -2,15 +2,15 @@
 
 ::
 
-    from phenossl.training.sweep import ResultStore, sweep
+    from phenossl.training.sweep.runner import ResultStore, sweep
 
     summary = sweep("training/table2_hue_probability.yaml", "results/table2", smoke=True)
     frame = ResultStore("results/table2").frame()      # one row per finished run
 
-:func:`iter_sweep` loads the sweep config (:mod:`phenossl.training.sweep_config`), resolves
-every run, registers them in the :class:`~phenossl.training.store.ResultStore` and executes the
-ones not yet done (:mod:`phenossl.training.executors`), each with
-:func:`phenossl.training.experiment.iter_execute` in ``<store>/runs/<run_id>/``.
+:func:`iter_sweep` loads the sweep config (:mod:`phenossl.training.sweep.config`), resolves
+every run, registers them in the :class:`~phenossl.training.sweep.store.ResultStore` and executes the
+ones not yet done (:mod:`phenossl.training.sweep.executors`), each with
+:func:`phenossl.training.sweep.experiment.iter_execute` in ``<store>/runs/<run_id>/``.
 
 Resuming: running the same sweep on the same store again skips the finished runs, retries the
 failed ones (unless ``retry_failed=False``) and takes over the runs whose worker died; the
@@ -28,17 +28,17 @@ from pathlib import Path
 from typing import Any
 
 from phenossl._progress import Progress, ProgressCallback, ProgressGenerator, drives
-from phenossl.training.config import Overrides
-from phenossl.training.executors import LocalExecutor, PoolExecutor, make_executor
-from phenossl.training.experiment import RunResult, iter_execute
-from phenossl.training.store import (
+from phenossl.training.sweep.config import RunSpec, SweepConfig, load_sweep
+from phenossl.training.sweep.executors import LocalExecutor, PoolExecutor, make_executor
+from phenossl.training.sweep.experiment import RunResult, iter_execute
+from phenossl.training.sweep.store import (
     DEFAULT_LEASE_S,
     Heartbeat,
     ResultStore,
     RunRecord,
     worker_name,
 )
-from phenossl.training.sweep_config import RunSpec, SweepConfig, load_sweep
+from phenossl.training.train.config import Overrides
 
 __all__ = ["ResultStore", "SweepSummary", "default_store", "iter_sweep", "sweep"]
 
@@ -96,7 +96,7 @@ def iter_sweep(
     ----------
     config
         A :class:`SweepConfig` or a sweep YAML file (then ``smoke``, ``overrides``, ``methods``
-        and ``seeds`` are passed to :func:`~phenossl.training.sweep_config.load_sweep`).
+        and ``seeds`` are passed to :func:`~phenossl.training.sweep.config.load_sweep`).
     store
         The store folder (default :func:`default_store`) or an open store.
     executor

@@ -11,9 +11,9 @@ import pandas as pd
 import pytest
 import torch
 
-from phenossl.cells.crops import CropSetWriter
-from phenossl.data.benchmarks import DATASETS, build_dataset, limit_dataset, write_cifar_like
 from phenossl.data.cifar import read_cifar
+from phenossl.data.cropset import CropSetWriter
+from phenossl.data.datasets import DATASETS, build_dataset, limit_dataset, write_cifar_like
 from phenossl.data.idx import read_idx, write_idx
 from phenossl.data.image_dataset import (
     IMAGENET_MEAN,
@@ -193,7 +193,7 @@ def one_thread():
 
 @pytest.mark.usefixtures("one_thread")
 def test_cifar_like_classes_are_learnable_from_pixels(tmp_path):
-    from phenossl.training.evaluate import linear_eval
+    from phenossl.training.evaluate.protocols import linear_eval
 
     write_cifar_like(tmp_path, n_train=300, n_test=100, seed=0)
     train = build_dataset("cifar10", tmp_path)

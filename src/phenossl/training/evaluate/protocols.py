@@ -43,7 +43,7 @@ from torch.nn import functional as F
 from phenossl._device import amp_dtype, autocast, memory_format, resolve_device
 from phenossl._progress import Progress, ProgressCallback, ProgressGenerator, Stages, drives
 from phenossl.data.image_dataset import ImageDataset
-from phenossl.training._inputs import (
+from phenossl.training.evaluate._preprocess import (
     Normalize,
     Preprocess,
     check_finite,
@@ -51,7 +51,7 @@ from phenossl.training._inputs import (
     in_order,
     prefetch,
 )
-from phenossl.training.metrics import (
+from phenossl.training.evaluate.metrics import (
     ClassificationResult,
     Labels,
     as_labels,
@@ -59,7 +59,7 @@ from phenossl.training.metrics import (
     per_class_accuracy,
     score,
 )
-from phenossl.training.rng import RunRng
+from phenossl.training.train.rng import RunRng
 
 __all__ = [
     "ClassificationResult",

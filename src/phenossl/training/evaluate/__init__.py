@@ -1,0 +1,1 @@
+"""Evaluating a backbone: linear probe, kNN, fine-tuning, metrics, collapse check."""

@@ -1,0 +1,1 @@
+"""Training one SSL method: config, loop, batches, optimiser, RNG."""
