@@ -14,12 +14,22 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "phenossl"
 GUI = ("napari", "qtpy", "PyQt5", "PyQt6", "PySide2", "PySide6", "magicgui", "vispy", "superqt")
 
-# (modules under this prefix, may not import these prefixes)
+TRAIN = "phenossl.training.train"
+EVALUATE = "phenossl.training.evaluate"
+SWEEP = "phenossl.training.sweep"
+ANALYSIS = "phenossl.training.analysis"
+
+# (modules under this prefix, may not import these prefixes); every arrow points down a floor
 RULES = [
     ("phenossl", ("phenossl.napari", *GUI)),  # the library: no GUI (phenossl.napari excepted)
     ("phenossl", ("phenossl.cli",)),  # nor the command line (phenossl.cli excepted)
     ("phenossl.ssl", ("phenossl.training",)),  # methods and losses know no trainer
     ("phenossl.models", ("phenossl.ssl", "phenossl.training")),  # backbones know no method
+    ("phenossl.data", ("phenossl.cells", "phenossl.training")),  # pixels know no cell nor trainer
+    # the researcher's flow: train -> evaluate; sweep uses both; analysis reads a frame only
+    (EVALUATE, (TRAIN, SWEEP, ANALYSIS)),
+    (TRAIN, (SWEEP, ANALYSIS)),
+    (ANALYSIS, (TRAIN, EVALUATE, SWEEP)),
 ]
 EXEMPT = {"phenossl.napari", "phenossl.cli", "phenossl.__main__"}
 
@@ -46,7 +56,9 @@ def _within(name: str, prefix: str) -> bool:
 MODULES = {_module(p): _imports(p) for p in sorted(PACKAGE.rglob("*.py"))}
 
 
-@pytest.mark.parametrize(("scope", "forbidden"), RULES, ids=[r[0] for r in RULES])
+@pytest.mark.parametrize(
+    ("scope", "forbidden"), RULES, ids=[f"{r[0]}-not-{r[1][0]}" for r in RULES]
+)
 def test_the_import_contract_holds(scope, forbidden):
     broken = [
         f"{module} imports {name}"
@@ -62,3 +74,22 @@ def test_the_contract_sees_lazy_imports():
     # phenossl.napari imports napari inside functions too; the scan must see both kinds
     assert any(_within(n, "napari") for n in MODULES["phenossl.napari._widgets._segment"])
     assert len(MODULES) > 80
+
+
+def test_the_training_sub_packages_exist():
+    # the contract names them: a rename must update the rules, not silently empty them
+    for package in (TRAIN, EVALUATE, SWEEP, ANALYSIS):
+        assert package in MODULES
+        assert any(_within(m, package) and m != package for m in MODULES)
+
+
+def test_the_training_package_is_only_its_stages():
+    # new training code goes into one of the four stages, never flat beside them
+    flat = [
+        m
+        for m in MODULES
+        if _within(m, "phenossl.training")
+        and m.count(".") == 2
+        and m not in (TRAIN, EVALUATE, SWEEP, ANALYSIS)
+    ]
+    assert flat == []
