@@ -355,3 +355,13 @@ def test_markdown_table_formats_numbers_and_missing_values():
         "| a\\|b | 1.2 | 3 |",
         "| c | — | — |",
     ]
+
+
+def test_figures_save_png_takes_the_path_first_like_montage(tmp_path):
+    from matplotlib.figure import Figure
+
+    from phenossl.training.analysis import figures
+
+    path = figures.save_png(tmp_path / "sub" / "f.png", Figure(figsize=(1, 1)))
+    assert path == tmp_path / "sub" / "f.png"
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

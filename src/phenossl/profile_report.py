@@ -148,8 +148,8 @@ def pca_figure(scores: ProfileScores, max_cells: int = 5000, seed: int = 0) -> F
     return fig
 
 
-def save_figure(fig: Figure, path: str | Path, dpi: int = 120) -> None:
-    """Write a Figure as PNG with the Agg canvas (no pyplot state)."""
+def save_figure(path: str | Path, fig: Figure, dpi: int = 120) -> None:
+    """Write a Figure to ``path`` as PNG with the Agg canvas (no pyplot state); path first."""
     FigureCanvasAgg(fig)
     with atomic_path(path, suffix=".png") as tmp:
         fig.savefig(tmp, dpi=dpi)
@@ -225,7 +225,7 @@ def write_profile_report(
     content = {**scores.scores(), **dict(extra or {})}
     write_text(out / "profiles.csv", profiles_frame(scores).to_csv(index=False))
     write_json(out / "scores.json", content)
-    save_figure(similarity_figure(scores), out / "similarity.png")
-    save_figure(pca_figure(scores), out / "cells_pca.png")
+    save_figure(out / "similarity.png", similarity_figure(scores))
+    save_figure(out / "cells_pca.png", pca_figure(scores))
     write_text(out / "summary.md", summary_markdown(scores, title))
     return content

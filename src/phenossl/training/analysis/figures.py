@@ -7,6 +7,7 @@ Agg canvas. Nothing here opens a window or touches matplotlib's global backend.
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -28,8 +29,11 @@ from phenossl.training.analysis.tables import (
 ACCURACY_METRICS = {"top1": "linear top-1", "finetune_top1": "fine-tuning top-1", "knn_top1": "kNN"}
 
 
-def save_png(figure: Figure, path: Path, dpi: int = 120) -> Path:
-    """Write ``figure`` as a PNG with the Agg canvas and return the path."""
+def save_png(path: str | os.PathLike, figure: Figure, dpi: int = 120) -> Path:
+    """Write ``figure`` to ``path`` as a PNG with the Agg canvas and return the path.
+
+    Path first, as :func:`phenossl.montage.save_png` and the package's other writers.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     FigureCanvasAgg(figure)  # attach an Agg canvas: no pyplot, no global backend

@@ -160,7 +160,7 @@ class _Writer:
         return [md, f"{stem}.csv"]
 
     def figure(self, stem: str, figure) -> list[str]:
-        figures.save_png(figure, self.out / f"{stem}.png")
+        figures.save_png(self.out / f"{stem}.png", figure)
         return [f"{stem}.png"]
 
     # ---------------------------------------------------------------- bias
