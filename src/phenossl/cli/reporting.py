@@ -65,7 +65,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 
 def _cmd_report(args: argparse.Namespace) -> int:
     from phenossl.training.analysis.report import iter_write_report
-    from phenossl.training.sweep.runner import ResultStore
+    from phenossl.training.sweep.store import ResultStore
 
     if not args.store.is_dir():
         raise CLIError(f"{args.store}: no such result store folder")

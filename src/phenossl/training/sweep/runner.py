@@ -2,7 +2,8 @@
 
 ::
 
-    from phenossl.training.sweep.runner import ResultStore, sweep
+    from phenossl.training.sweep.runner import sweep
+    from phenossl.training.sweep.store import ResultStore
 
     summary = sweep("training/table2_hue_probability.yaml", "results/table2", smoke=True)
     frame = ResultStore("results/table2").frame()      # one row per finished run
