@@ -38,6 +38,11 @@ MODULES = [
     "phenossl._json",
     "phenossl._lock",
     "phenossl._memory",
+    "phenossl._prefetch",
+    "phenossl._progress",
+    "phenossl._scaling",
+    "phenossl.data.cropset",
+    "phenossl.cluster_view",
 ]
 FLAGS = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
 

@@ -499,7 +499,7 @@ def test_model_init_starts_from_a_checkpoint_or_a_shipped_model(cifar_root, tmp_
 def test_read_ahead_keeps_order_and_raises_where_the_item_is_reached():
     from concurrent.futures import ThreadPoolExecutor
 
-    from phenossl.training.train.batches import read_ahead
+    from phenossl._prefetch import read_ahead
 
     def load(x):
         if x == 3:

@@ -77,7 +77,8 @@ class InputScaler:
     Examples
     --------
     >>> scaler = InputScaler([0.5], [0.25], torch.device("cpu"))
-    >>> scaler(torch.full((1, 1, 2, 2), 255, dtype=torch.uint8))[0, 0, 0, 0].item()
+    >>> x = scaler(torch.full((1, 1, 2, 2), 255, dtype=torch.uint8))  # (1 - 0.5) / 0.25
+    >>> round(x[0, 0, 0, 0].item(), 5)
     2.0
     """
 

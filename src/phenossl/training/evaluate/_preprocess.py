@@ -11,9 +11,9 @@ import torch
 from torch import Tensor, nn
 
 from phenossl._device import memory_format
+from phenossl._prefetch import read_ahead
 from phenossl._scaling import InputScaler, per_channel
 from phenossl.data.image_dataset import ImageDataset
-from phenossl.training.train.batches import read_ahead
 
 if TYPE_CHECKING:
     from phenossl.models.backbones import Backbone

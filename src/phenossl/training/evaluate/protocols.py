@@ -42,6 +42,7 @@ from torch.nn import functional as F
 
 from phenossl._device import amp_dtype, autocast, memory_format, resolve_device
 from phenossl._progress import Progress, ProgressCallback, ProgressGenerator, Stages, drives
+from phenossl._rng import RunRng
 from phenossl.data.image_dataset import ImageDataset
 from phenossl.training.evaluate._preprocess import (
     Normalize,
@@ -59,7 +60,6 @@ from phenossl.training.evaluate.metrics import (
     per_class_accuracy,
     score,
 )
-from phenossl.training.train.rng import RunRng
 
 __all__ = [
     "ClassificationResult",

@@ -25,7 +25,7 @@ with channels_last inputs. The last partial batch of every epoch is dropped.
 
 Exact resume: ``last.pt`` holds the backbone, the method's complete state (heads, momentum
 networks, queues), the optimiser, the AMP scaler, the epoch and step counters (the schedule is
-a function of the step) and the random states of the run (:class:`~phenossl.training.train.rng.RunRng`
+a function of the step) and the random states of the run (:class:`~phenossl._rng.RunRng`
 and the data-order generator). A run interrupted at any point and started again with the same
 config and folder continues from its last checkpoint and ends with the same weights, bit for
 bit on the CPU, as an uninterrupted run; ``metrics.jsonl`` is cut back to the checkpoint.
@@ -50,6 +50,7 @@ from torch.optim import Optimizer
 from phenossl._device import amp_dtype, autocast, resolve_device
 from phenossl._lock import folder_lock
 from phenossl._progress import Progress, ProgressCallback, ProgressGenerator, drives
+from phenossl._rng import RunRng
 from phenossl._scaling import InputScaler, per_channel
 from phenossl.augment import Augmentation, weak_view
 from phenossl.data.image_dataset import ImageDataset
@@ -62,7 +63,6 @@ from phenossl.training.train.optim import (
     scheduled_lr,
     set_learning_rates,
 )
-from phenossl.training.train.rng import RunRng
 
 if TYPE_CHECKING:
     from phenossl.models.backbones import Backbone
