@@ -18,7 +18,6 @@ Prints a table and writes ``benchmarks/results/augment.json``.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import platform
@@ -30,6 +29,7 @@ import kornia
 import kornia.augmentation as K
 import torch
 import torchvision.transforms.v2.functional as TF
+from _common import write_json
 from torch import nn
 
 from phenossl.augment import build_augmentation
@@ -215,8 +215,7 @@ def main() -> None:
         "compositions": bench_compositions(args.seconds, device),
         "hue": bench_hue(args.seconds, device),
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    write_json(args.out, result)
     print(f"wrote {args.out}")
 
 

@@ -19,13 +19,12 @@ Writes ``benchmarks/results/embedding.json`` (``--out``) and prints a table.
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from _common import torch_machine, write_json
 
 import phenossl
 from phenossl._device import autocast, memory_format, resolve_device
@@ -125,19 +124,14 @@ def main(argv: list[str] | None = None) -> dict:
 
     report = {
         "benchmark": "embedding throughput: phenossl.embed vs bare model(x)",
-        "device": str(device),
-        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
-        "cpu": platform.processor() or platform.machine(),
-        "torch_threads": torch.get_num_threads(),
-        "torch": torch.__version__,
+        **torch_machine(device),
         "size": args.size,
         "batch_size": args.batch_size,
         "batches": args.batches,
         "repeats": args.repeats,
         "results": [bench_model(name, args, device) for name in args.models],
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    write_json(args.out, report)
 
     print(f"{device} ({report['torch_threads']} threads), {args.size} px, batch {args.batch_size}")
     for row in report["results"]:

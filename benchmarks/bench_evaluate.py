@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from _common import write_json
 
 from phenossl.data.datasets import build_dataset
 from phenossl.models.backbones import build_backbone
@@ -106,8 +107,7 @@ def main() -> None:
         "dim": int(features.shape[1]),
     }
 
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2) + "\n")
+    write_json(args.out, results)
     print(json.dumps(results, indent=2))
 
 

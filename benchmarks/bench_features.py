@@ -19,7 +19,6 @@ Writes ``benchmarks/results/features.json`` (``--out``) and prints a table.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import tempfile
@@ -27,6 +26,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _common import write_json
 
 from phenossl._progress import run
 from phenossl.cells.features import (
@@ -121,8 +121,7 @@ def main(argv=None) -> dict:
         "results": results,
         "note": "wall-clock on a shared machine; process_cpu_seconds excludes worker processes",
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    write_json(args.out, report)
     print(
         f"{n} crops of {crops.shape[-1]} px from {source}, {len(FEATURE_NAMES)} features, "
         f"{os.cpu_count()} CPUs"

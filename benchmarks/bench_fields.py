@@ -10,7 +10,6 @@ percentile computations (np.percentile vs the exact histogram) on the real 1024 
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import statistics
 import time
@@ -18,6 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+from _common import write_json
 
 from phenossl.data.bbbc021 import load_image_table
 from phenossl.data.fields import channel_percentiles, read_channel, read_field
@@ -93,8 +93,7 @@ def main() -> None:
         },
         "results": results,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(payload, indent=2) + "\n")
+    write_json(args.out, payload)
     print(f"wrote {args.out}")
 
 

@@ -30,13 +30,14 @@ napari needs a display: on a machine without one, run it under ``xvfb-run``. Wri
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import tempfile
 import time
 from itertools import pairwise
 from pathlib import Path
+
+from _common import write_json
 
 RESULTS = Path(__file__).resolve().parent / "results" / "gui.json"
 HEARTBEAT_MS = 10
@@ -178,8 +179,7 @@ def main() -> None:
         "versions": {"phenossl": phenossl.__version__, "napari": napari.__version__},
         "results": results,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(payload, indent=2) + "\n")
+    write_json(args.out, payload)
     print(f"wrote {args.out}")
 
 

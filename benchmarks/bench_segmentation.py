@@ -21,7 +21,6 @@ for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUME
     os.environ[_var] = "1"  # before numpy / scipy are imported
 
 import argparse  # noqa: E402
-import json  # noqa: E402
 import platform  # noqa: E402
 import statistics  # noqa: E402
 import tempfile  # noqa: E402
@@ -33,6 +32,7 @@ import numpy as np  # noqa: E402
 import scipy  # noqa: E402
 import skimage  # noqa: E402
 import tifffile  # noqa: E402
+from _common import write_json  # noqa: E402
 from scipy import ndimage as ndi  # noqa: E402
 
 from phenossl.cells.crops import crop_cells  # noqa: E402
@@ -178,8 +178,7 @@ def main() -> None:
             "scikit-image": skimage.__version__,
         },
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(payload, indent=2) + "\n")
+    write_json(args.out, payload)
     print(f"wrote {args.out}")
 
 

@@ -28,7 +28,6 @@ Writes ``benchmarks/results/sweep.json`` (``--out``) and prints a summary.
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import shutil
 import statistics
@@ -37,6 +36,7 @@ import time
 from pathlib import Path
 
 import torch
+from _common import write_json
 
 from phenossl.data.cifar import write_cifar_like
 from phenossl.training.sweep import experiment
@@ -171,8 +171,7 @@ def main() -> None:
         "wrapped_run_seconds": wrapped,
         "store_at_table2_scale": scale,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2) + "\n")
+    write_json(args.out, results)
     print(f"{n} runs of {mean_run:.1f} s on average; sweep total {total:.1f} s")
     print(
         f"machinery overhead: {1000 * overhead:.0f} ms per run = "

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import tempfile
 import time
 from dataclasses import dataclass
@@ -41,6 +40,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+from _common import torch_machine, write_json
 
 from phenossl._device import autocast, resolve_device
 from phenossl.augment import build_augmentation
@@ -305,18 +305,13 @@ def main(argv: list[str] | None = None) -> dict:
 
     report = {
         "benchmark": "training throughput: trainer vs bare backbone / method loops",
-        "device": str(device),
-        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
-        "cpu": platform.processor() or platform.machine(),
-        "torch_threads": torch.get_num_threads(),
-        "torch": torch.__version__,
+        **torch_machine(device),
         "full": args.full,
         "repeats": args.repeats,
         "target_ratio_cpu": 0.85,
         "results": [bench_case(case, args, device) for case in cases],
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    write_json(args.out, report)
 
     print(f"{device} ({report['torch_threads']} threads)")
     for r in report["results"]:

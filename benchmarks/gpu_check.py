@@ -43,6 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import bench_embedding
 import bench_training
+from _common import write_json
 
 import phenossl
 from phenossl.data.datasets import build_dataset, write_cifar_like
@@ -261,8 +262,7 @@ def main(argv: list[str] | None = None) -> int:
         failed_methods=failed,
         ok=not failed,
     )
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    write_json(args.out, report)
     verdict = "ok" if not failed else f"FAILED: {', '.join(failed)} (NaN loss or collapse)"
     print(f"gpu_check {verdict} in {total:.0f} s -> {args.out}")
     return 0 if not failed else 1

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+from _common import write_json
 
 import phenossl
 from phenossl.training.evaluate.collapse import collapse_stats
@@ -114,10 +115,7 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
         raise FileNotFoundError(f"no evaluated runs under {args.store / 'runs'}")
     rows = [run_row(run, args.bank, args.queries) for run in runs]
     table = summary(rows)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(
-        json.dumps({"runs": rows, "bank": args.bank, "queries": args.queries}, indent=2) + "\n"
-    )
+    write_json(args.out, {"runs": rows, "bank": args.bank, "queries": args.queries})
     print(to_markdown(table))
     print(f"wrote {args.out}")
     return table

@@ -48,12 +48,7 @@ def error_line(err: BaseException) -> str:
 
 def writable_folder(path: Path, flag: str) -> Path:
     """Create ``path`` and check a file can be written in it, before any work is done."""
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=path):
-            pass
-    except OSError as err:
-        raise CLIError(f"{flag} {path}: cannot write there ({err.strerror or err})") from None
+    _probe_write(path, path, flag)
     return path
 
 
@@ -61,13 +56,34 @@ def writable_file(path: Path, flag: str) -> Path:
     """Check that the file ``path`` can be written (its folder is created), before the work."""
     if path.is_dir():
         raise CLIError(f"{flag} {path} is a folder; expected a file name")
-    parent = path.parent if str(path.parent) else Path(".")
+    _probe_write(path.parent if str(path.parent) else Path("."), path, flag)
+    return path
+
+
+def _probe_write(folder: Path, path: Path, flag: str) -> None:
+    """Create ``folder`` and write a temporary file in it; a failure names ``flag path``."""
     try:
-        parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=parent):
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
             pass
     except OSError as err:
         raise CLIError(f"{flag} {path}: cannot write there ({err.strerror or err})") from None
+
+
+def add_embeddings_input(p: argparse.ArgumentParser) -> None:
+    """Declare the embeddings file, the report folder ``--out`` and ``--cropset``."""
+    p.add_argument("embeddings", type=Path, help="embeddings file from `phenossl embed`")
+    p.add_argument("--out", required=True, type=Path, help="report folder")
+    p.add_argument(
+        "--cropset", type=Path, default=None, help="CropSet (default: the one recorded in the file)"
+    )
+
+
+def embeddings_cropset(args: argparse.Namespace, meta: dict) -> Path:
+    """The CropSet of ``args.embeddings``: ``--cropset``, else the one its ``meta`` records."""
+    path = args.cropset or (Path(meta["cropset"]) if meta.get("cropset") else None)
+    if path is None:
+        raise CLIError(f"{args.embeddings} records no CropSet; pass --cropset")
     return path
 
 

@@ -8,6 +8,8 @@ from typing import Any
 
 from phenossl.cli._common import (
     CLIError,
+    add_embeddings_input,
+    embeddings_cropset,
     nonnegative_int,
     positive_int,
     run_with_progress,
@@ -134,11 +136,7 @@ def _add_cluster(sub: argparse._SubParsersAction) -> None:
         "column with the adjusted mutual information; writes report.json, composition.csv, "
         "clusters.csv and montage.png into --out.",
     )
-    p.add_argument("embeddings", type=Path, help="embeddings file from `phenossl embed`")
-    p.add_argument("--out", required=True, type=Path, help="report folder")
-    p.add_argument(
-        "--cropset", type=Path, default=None, help="CropSet (default: the one recorded in the file)"
-    )
+    add_embeddings_input(p)
     p.add_argument("-k", "--k", type=positive_int, default=2, help="number of clusters (default 2)")
     p.add_argument(
         "--label",
@@ -169,9 +167,7 @@ def _cmd_cluster(args: argparse.Namespace) -> int:
     if args.nearest > MAX_NEAREST:  # the montage is nearest x crop size pixels wide
         raise CLIError(f"--nearest {args.nearest}: at most {MAX_NEAREST} cells per cluster")
     features, cell_ids, meta = load_embeddings(args.embeddings)
-    cropset_path = args.cropset or (Path(meta["cropset"]) if meta.get("cropset") else None)
-    if cropset_path is None:
-        raise CLIError(f"{args.embeddings} records no CropSet; pass --cropset")
+    cropset_path = embeddings_cropset(args, meta)
     crops = CropSet(cropset_path)
     _check_same_cropset(args.embeddings, meta, cell_ids, crops)
     writable_folder(args.out, "--out")

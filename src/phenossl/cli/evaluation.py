@@ -93,21 +93,11 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         writable_file(args.out, "--out")
     backbone, meta = load_backbone(args.checkpoint)
     options = parse_options(args.data_option)
-    train = build_dataset(
-        args.dataset,
-        args.data_root,
-        split=args.train_split,
-        limit=args.limit,
-        limit_seed=args.seed,
-        **options,
-    )
-    test = build_dataset(
-        args.dataset,
-        args.data_root,
-        split=args.test_split,
-        limit=args.test_limit,
-        limit_seed=args.seed,
-        **options,
+    train, test = (
+        build_dataset(
+            args.dataset, args.data_root, split=split, limit=limit, limit_seed=args.seed, **options
+        )
+        for split, limit in ((args.train_split, args.limit), (args.test_split, args.test_limit))
     )
     _check_datasets(train, test, backbone.in_channels)
     protocols = PROTOCOLS if args.protocol == "all" else (args.protocol,)

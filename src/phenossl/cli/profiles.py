@@ -5,7 +5,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from phenossl.cli._common import CLIError, run_with_progress
+from phenossl.cli._common import (
+    CLIError,
+    add_embeddings_input,
+    embeddings_cropset,
+    run_with_progress,
+)
 
 
 def _add_profile(sub: argparse._SubParsersAction) -> None:
@@ -17,11 +22,7 @@ def _add_profile(sub: argparse._SubParsersAction) -> None:
         "of each compound against DMSO; writes profiles.csv, scores.json, similarity.png, "
         "cells_pca.png and summary.md into --out.",
     )
-    p.add_argument("embeddings", type=Path, help="embeddings file from `phenossl embed`")
-    p.add_argument("--out", required=True, type=Path, help="report folder")
-    p.add_argument(
-        "--cropset", type=Path, default=None, help="CropSet (default: the one recorded in the file)"
-    )
+    add_embeddings_input(p)
     p.add_argument("--split", default=None, help="only cells of this split (e.g. test)")
     p.add_argument(
         "--aggregate",
@@ -60,9 +61,7 @@ def _cmd_profile(args: argparse.Namespace) -> int:
     if args.seeds < 1:
         raise CLIError(f"--seeds {args.seeds}; expected at least 1")
     features, cell_ids, meta = load_embeddings(args.embeddings)
-    cropset_path = args.cropset or (Path(meta["cropset"]) if meta.get("cropset") else None)
-    if cropset_path is None:
-        raise CLIError(f"{args.embeddings} records no CropSet; pass --cropset")
+    cropset_path = embeddings_cropset(args, meta)
     if not (Path(cropset_path) / "cells.csv").is_file():
         raise CLIError(f"{cropset_path} is not a CropSet (no cells.csv); pass --cropset")
     table = CropSet(cropset_path).table
