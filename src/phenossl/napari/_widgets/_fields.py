@@ -39,7 +39,7 @@ class FieldsWidget(Container):
     """Browse a BBBC021 field table and load a selection of fields."""
 
     def __init__(self, napari_viewer: Any) -> None:
-        preload_in_background()  # torch, for Embed and Train later (see _native)
+        preload_in_background()  # torch, for Embed and Train later (see _preload)
         self.viewer = napari_viewer
         self.session = session_for(napari_viewer)
         self._updating = False

@@ -109,7 +109,7 @@ class SegmentWidget(Container):
     def __init__(self, napari_viewer: Any) -> None:
         import napari
 
-        preload_in_background()  # torch, for Embed and Train later (see _native)
+        preload_in_background()  # torch, for Embed and Train later (see _preload)
         self.viewer = napari_viewer
         self.session = session_for(napari_viewer)
         self.layer_pickers = {
