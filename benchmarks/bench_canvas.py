@@ -1,0 +1,92 @@
+"""What napari itself costs on the GUI thread under this display: canvas paints and a points layer.
+
+``bench_gui.py`` measures the plugin's longest GUI-thread stall during an *Embed and cluster* run.
+This script measures, without the plugin, the floor under that figure on the same display:
+a bare repaint of three 8 x 768 x 1024 image layers (the sample plate's size), the first
+``add_points`` of 520 points in a process (napari builds its points visual, controls and shaders
+the first time), a repaint with the points shown, and a refill of the points' data (what the
+widget does on a second run). Under Xvfb these paints run in Mesa's software OpenGL.
+
+    xvfb-run -a python benchmarks/bench_canvas.py
+
+Writes ``benchmarks/results/canvas.json`` (``--out``) and prints the figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+from _common import write_json
+
+RESULTS = Path(__file__).parent / "results" / "canvas.json"
+
+
+def _ms(step: Callable[[], object], app) -> float:
+    start = time.perf_counter()
+    step()
+    app.processEvents()
+    return round((time.perf_counter() - start) * 1e3, 1)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--points", type=int, default=520)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args(argv)
+
+    import napari
+    from qtpy.QtWidgets import QApplication
+
+    viewer = napari.Viewer(show=True)
+    app = QApplication.instance()
+    rng = np.random.default_rng(0)
+    shape = (8, 768, 1024)
+    for name in ("DAPI", "Tubulin", "Actin"):
+        viewer.add_image(rng.random(shape, dtype=np.float32), name=name, blending="additive")
+    for _ in range(20):
+        app.processEvents()
+    native = viewer.window._qt_viewer.canvas.native  # the Qt widget vispy paints into
+
+    def points() -> np.ndarray:
+        return rng.random((args.points, 3)) * np.array(shape)
+
+    bare = [_ms(native.repaint, app) for _ in range(args.repeats)]
+    first_add = _ms(lambda: viewer.add_points(points(), size=12, face_color="red"), app)
+    layer = viewer.layers[-1]
+    with_points = [_ms(native.repaint, app) for _ in range(args.repeats)]
+    refill = [_ms(lambda: setattr(layer, "data", points()), app) for _ in range(args.repeats)]
+    viewer.close()
+
+    report = {
+        "benchmark": "napari canvas on this display: repaints, first points layer, refills",
+        "images": [3, *shape],
+        "points": args.points,
+        "repaint_ms": bare,
+        "first_add_points_ms": first_add,
+        "repaint_with_points_ms": with_points,
+        "refill_points_ms": refill,
+        "machine": {
+            "platform": platform.platform(),
+            "display": os.environ.get("DISPLAY"),
+            "load_average": list(os.getloadavg()),
+        },
+        "versions": {"napari": napari.__version__},
+    }
+    print(f"repaint (3 images)      {bare} ms")
+    print(f"first add_points        {first_add} ms")
+    print(f"repaint with points     {with_points} ms")
+    print(f"refill points data      {refill} ms")
+    write_json(args.out, report)
+    print(f"wrote {args.out}")
+    return report
+
+
+if __name__ == "__main__":
+    main()
