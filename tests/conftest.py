@@ -21,6 +21,18 @@ def _shared_data_dir() -> Path:
 SHARED_DATA = _shared_data_dir()
 
 
+@pytest.fixture
+def one_torch_thread():
+    """Torch on one thread for a test: tiny tensors only gain synchronisation from intra-op
+    threads on a busy 2-core CI machine, and the numbers are the same."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     """Root of the real data (BBBC021 CSVs + one field, MNIST); skip when absent."""

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import pytest
-import torch
 
 from phenossl.cli import main
 from phenossl.cli.evaluation import parse_options
@@ -13,14 +12,7 @@ from phenossl.data.datasets import write_cifar_like
 from phenossl.models.backbones import build_backbone
 from phenossl.models.checkpoint import save_checkpoint
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: intra-op threads only add synchronisation (costly on a busy 2-core CI)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

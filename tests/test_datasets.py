@@ -182,16 +182,7 @@ def test_cifar100_fine_and_coarse_labels(tmp_path):
     assert len(build_dataset("cifar100", tmp_path, split="test")) == 40
 
 
-@pytest.fixture
-def one_thread():
-    """Tiny tensors: intra-op threads only add synchronisation (costly on a busy 2-core CI)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.mark.usefixtures("one_thread")
+@pytest.mark.usefixtures("one_torch_thread")
 def test_cifar_like_classes_are_learnable_from_pixels(tmp_path):
     from phenossl.training.evaluate.protocols import linear_eval
 

@@ -7,7 +7,6 @@ import os
 
 import numpy as np
 import pytest
-import torch
 from _sweeps import TRAINING, tiny_sweep
 
 from phenossl.training.sweep import executors
@@ -21,14 +20,7 @@ from phenossl.training.sweep.executors import (
 from phenossl.training.sweep.runner import sweep
 from phenossl.training.sweep.store import ResultStore
 
-
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """One thread: faster than two on a busy 2-core CI machine, and the same numbers."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_dask_executor_gives_the_local_results(local_store, tiny_cifar, tmp_path):

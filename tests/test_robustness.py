@@ -29,12 +29,7 @@ REPO = Path(__file__).resolve().parents[1]
 FAST = ["--model", "resnet18", "--input-size", "32", "--batch-size", "16", "--device", "cpu"]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _cropset(path: Path, n: int = 24, seed: int = 0, size: int = 32) -> Path:

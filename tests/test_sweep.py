@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from _sweeps import TRAINING, tiny_sweep
 from PIL import Image
 
@@ -17,14 +16,7 @@ from phenossl.training.sweep.runner import sweep
 from phenossl.training.sweep.store import ResultStore
 from phenossl.training.train.config import parse_overrides
 
-
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """One thread: faster than two on a busy 2-core CI machine, and the same numbers."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 # --- running a sweep ----------------------------------------------------------------------------
