@@ -45,7 +45,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal, TypeVar, cast
+from typing import Annotated, Any, ClassVar, Literal, TypeVar, cast
 
 import yaml
 from pydantic import (
@@ -131,14 +131,29 @@ class Section(BaseModel):
     """A config section: unknown keys named with the valid ones, assignments validated.
 
     Fields with ``exclude=True`` are not part of the YAML: they are neither read nor written.
+    A section whose ``_flattened`` names a mapping field reads and writes that mapping's keys
+    next to its other fields (``method.temperature`` is ``method.hparams["temperature"]``).
     """
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    _flattened: ClassVar[str | None] = None
 
     @classmethod
     def _from_yaml(cls, data: dict[str, Any]) -> dict[str, Any]:
-        """The YAML layout -> the fields (sections that flatten their parameters override it)."""
-        return data
+        """The YAML layout -> the fields."""
+        bag = cls._flattened
+        if bag is None:
+            return data
+        fixed = {k: data.pop(k) for k in cls.model_fields if k != bag and k in data}
+        return {**fixed, bag: data}
+
+    @model_serializer(mode="wrap")
+    def _to_yaml(self, handler: Any) -> dict[str, Any]:
+        out = handler(self)
+        bag = self._flattened
+        if bag is None:
+            return out
+        return {**{k: v for k, v in out.items() if k != bag}, **out[bag]}
 
     @model_validator(mode="before")
     @classmethod
@@ -300,16 +315,7 @@ class MethodConfig(Section):
     name: Annotated[Str, AfterValidator(_known_method)] = "simclr"
     preset: Str | None = None
     hparams: Dict = {}
-
-    @classmethod
-    def _from_yaml(cls, data: dict[str, Any]) -> dict[str, Any]:
-        fixed: dict[str, Any] = {k: data.pop(k) for k in ("name", "preset") if k in data}
-        return {**fixed, "hparams": data}
-
-    @model_serializer(mode="wrap")
-    def _to_yaml(self, handler: Any) -> dict[str, Any]:
-        out = handler(self)
-        return {"name": out["name"], "preset": out["preset"], **out["hparams"]}
+    _flattened = "hparams"
 
     @model_validator(mode="after")
     def _fits_the_method(self) -> MethodConfig:
@@ -352,16 +358,7 @@ class AugmentationConfig(Section):
     name: Annotated[Str, AfterValidator(_known_composition)] = "cifar"
     weight: Annotated[Float, Field(gt=0, allow_inf_nan=False)] = 1.0
     params: Dict = {}
-
-    @classmethod
-    def _from_yaml(cls, data: dict[str, Any]) -> dict[str, Any]:
-        fixed: dict[str, Any] = {k: data.pop(k) for k in ("name", "weight") if k in data}
-        return {**fixed, "params": data}
-
-    @model_serializer(mode="wrap")
-    def _to_yaml(self, handler: Any) -> dict[str, Any]:
-        out = handler(self)
-        return {"name": out["name"], "weight": out["weight"], **out["params"]}
+    _flattened = "params"
 
     @model_validator(mode="after")
     def _known_params(self) -> AugmentationConfig:
