@@ -37,6 +37,18 @@ def test_every_subcommand_has_help(command, capsys):
     assert "usage: phenossl " + command in capsys.readouterr().out
 
 
+def test_every_subcommand_has_a_summary_and_a_description():
+    """The handler's docstring gives both: the line of `phenossl --help` and the paragraph."""
+    import argparse
+
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    summaries = {action.dest: action.help for action in sub._choices_actions}
+    assert set(summaries) == set(sub.choices)
+    for name, parser in sub.choices.items():
+        assert summaries[name] and "\n" not in summaries[name], name
+        assert parser.description and len(parser.description) > len(summaries[name]) / 2, name
+
+
 def test_no_subcommand_prints_help_and_exits_2(capsys):
     assert main([]) == 2
     assert "COMMAND" in capsys.readouterr().out

@@ -1,6 +1,7 @@
 """The ``phenossl`` command: thin subcommands that parse, call the library and print.
 
-Each module of this package adds its subcommands to the parser (``add_parsers``); heavy imports
+Each module of this package adds its subcommands to the parser (``add_parsers``, through
+``_common.add_command``: a handler's docstring is its subcommand's help text); heavy imports
 (torch, scikit-image) happen inside the handlers so ``phenossl --help`` stays fast.
 """
 

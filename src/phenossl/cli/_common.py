@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import inspect
 import math
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 
@@ -44,6 +46,20 @@ def error_line(err: BaseException) -> str:
     if len(text) > 500:  # e.g. a state-dict key list
         text = text[:497] + "..."
     return text
+
+
+def add_command(
+    sub: argparse._SubParsersAction, name: str, handler: Callable[[argparse.Namespace], int]
+) -> argparse.ArgumentParser:
+    """Add the subcommand ``name``, run by ``handler``, whose docstring is its help text.
+
+    The docstring's first paragraph is the one-line help that ``phenossl --help`` lists, the rest
+    the description of ``phenossl NAME --help`` (argparse re-wraps both).
+    """
+    summary, _, description = inspect.cleandoc(handler.__doc__ or "").partition("\n\n")
+    parser = sub.add_parser(name, help=" ".join(summary.split()), description=description)
+    parser.set_defaults(handler=handler)
+    return parser
 
 
 def writable_folder(path: Path, flag: str) -> Path:

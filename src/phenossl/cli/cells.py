@@ -9,6 +9,7 @@ from typing import Any
 
 from phenossl.cli._common import (
     CLIError,
+    add_command,
     nonnegative_int,
     positive_int,
     progress_bar,
@@ -18,20 +19,20 @@ from phenossl.cli._common import (
 
 
 def _add_segment(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "segment",
-        help="segment nuclei and cells of one 3-channel field",
-        description="Segment one field: writes nuclei.tif and cells.tif (label images) and "
-        "cells.csv (one row per cell) into --out, and prints the cell count.",
-    )
+    p = add_command(sub, "segment", _cmd_segment)
     p.add_argument("--dapi", required=True, type=Path, help="DAPI (nuclei) channel TIFF")
     p.add_argument("--tubulin", required=True, type=Path, help="Tubulin channel TIFF")
     p.add_argument("--actin", required=True, type=Path, help="Actin channel TIFF")
     p.add_argument("--out", required=True, type=Path, help="output folder")
-    p.set_defaults(handler=_cmd_segment)
 
 
 def _cmd_segment(args: argparse.Namespace) -> int:
+    """segment nuclei and cells of one 3-channel field
+
+    Segment one field: writes nuclei.tif and cells.tif (label images) and cells.csv (one row per
+    cell) into --out, and prints the cell count.
+    """
+
     import tifffile
 
     from phenossl.cells.segment import segment
@@ -80,13 +81,7 @@ def _add_field_selection(p: argparse.ArgumentParser) -> None:
 
 
 def _add_crops(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "crops",
-        help="BBBC021 root (or synthetic plate) -> CropSet of single-cell crops (68 px for the "
-        "shipped model, 196 for the paper's)",
-        description="Segment the selected fields of a BBBC021-layout folder and write centred "
-        "single-cell crops plus a per-cell table (a CropSet) to --out.",
-    )
+    p = add_command(sub, "crops", _cmd_crops)
     p.add_argument(
         "root",
         type=Path,
@@ -114,7 +109,6 @@ def _add_crops(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--seed", type=int, default=0, help="seed for subset sampling")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
-    p.set_defaults(handler=_cmd_crops)
 
 
 def _add_plate_layout(p: argparse.ArgumentParser) -> None:
@@ -187,6 +181,13 @@ def select_fields_from_args(table, args: argparse.Namespace):
 
 
 def _cmd_crops(args: argparse.Namespace) -> int:
+    """BBBC021 root (or synthetic plate) -> CropSet of single-cell crops (68 px for the shipped
+    model, 196 for the paper's)
+
+    Segment the selected fields of a BBBC021-layout folder and write centred single-cell crops plus
+    a per-cell table (a CropSet) to --out.
+    """
+
     from phenossl.pipeline import iter_make_cropset, resolve_crop_size
 
     table = load_table_from_args(args)
@@ -219,15 +220,7 @@ def _cmd_crops(args: argparse.Namespace) -> int:
 
 
 def _add_import_crops(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "import-crops",
-        help="crops made elsewhere (.npy/.npz array or a folder of images) + CSV -> CropSet",
-        description="Import single-cell crops from other tools into a CropSet: an array file "
-        "(N, C, H, W) or (N, H, W, C), or a folder of single-cell image files named by a column "
-        "of --table. Channels are reordered to DAPI, Tubulin, Actin and intensities mapped to "
-        "uint8 (robust percentiles per plate and channel by default). Every column of --table "
-        "is kept in cells.csv (a column 'index' becomes 'source_index').",
-    )
+    p = add_command(sub, "import-crops", _cmd_import_crops)
     p.add_argument("source", type=Path, help=".npy / .npz crops file, or a folder of images")
     p.add_argument("--table", required=True, type=Path, help="per-cell CSV, one row per crop")
     p.add_argument("--out", required=True, type=Path, help="CropSet folder to create")
@@ -270,10 +263,18 @@ def _add_import_crops(sub: argparse._SubParsersAction) -> None:
         "channel for single-channel files",
     )
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
-    p.set_defaults(handler=_cmd_import_crops)
 
 
 def _cmd_import_crops(args: argparse.Namespace) -> int:
+    """crops made elsewhere (.npy/.npz array or a folder of images) + CSV -> CropSet
+
+    Import single-cell crops from other tools into a CropSet: an array file (N, C, H, W) or
+    (N, H, W, C), or a folder of single-cell image files named by a column of --table. Channels
+    are reordered to DAPI, Tubulin, Actin and intensities mapped to uint8 (robust percentiles per
+    plate and channel by default). Every column of --table is kept in cells.csv (a column 'index'
+    becomes 'source_index').
+    """
+
     import json
 
     from phenossl.cells.import_crops import iter_import_crops
@@ -309,12 +310,7 @@ def _cmd_import_crops(args: argparse.Namespace) -> int:
 
 
 def _add_synth(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "synth",
-        help="write a synthetic BBBC021-like plate (official layout, known treatments)",
-        description="Write a small plate in the official BBBC021 layout (CSVs + 16-bit TIFFs) "
-        "whose treatments (DMSO, nocodazole, taxol, cytochalasin B) have distinct morphologies.",
-    )
+    p = add_command(sub, "synth", _cmd_synth)
     p.add_argument("out", type=Path, help="folder to create")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
@@ -329,10 +325,15 @@ def _add_synth(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--wells", type=positive_int, default=None, help="wells per treatment")
     p.add_argument("--ground-truth", action="store_true", help="also write true label images")
     p.add_argument("--overwrite", action="store_true")
-    p.set_defaults(handler=_cmd_synth)
 
 
 def _cmd_synth(args: argparse.Namespace) -> int:
+    """write a synthetic BBBC021-like plate (official layout, known treatments)
+
+    Write a small plate in the official BBBC021 layout (CSVs + 16-bit TIFFs) whose treatments (DMSO,
+    nocodazole, taxol, cytochalasin B) have distinct morphologies.
+    """
+
     from phenossl.data.synthetic import iter_write_synthetic_plate
 
     kwargs: dict[str, Any] = {"seed": args.seed, "overwrite": args.overwrite}

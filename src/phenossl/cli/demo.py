@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from phenossl.cli._common import (
+    add_command,
     nonnegative_int,
     positive_int,
     run_with_progress,
@@ -15,15 +16,7 @@ from phenossl.cli.embed_cluster import format_ami
 
 
 def _add_demo(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "demo",
-        help="synthetic plate -> cells -> embeddings -> clusters -> report, in a few CPU minutes",
-        description="End-to-end demo on a synthetic plate: nocodazole (4 concentrations) vs "
-        "DMSO cells cropped at the shipped model's crop size, KMeans K=2 on the held-out test "
-        "cells, and the AMI of a random-init VGG13-BN, the shipped model phenossl-cells and a "
-        "short MoCoV2+ fine-tune of it on the training split, each next to its "
-        "randomised-label control.",
-    )
+    p = add_command(sub, "demo", _cmd_demo)
     p.add_argument("--out", type=Path, default=Path("phenossl-demo"), help="output folder")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto")
@@ -41,10 +34,17 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
         "fine-tune use the size it was trained at",
     )
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
-    p.set_defaults(handler=_cmd_demo)
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
+    """synthetic plate -> cells -> embeddings -> clusters -> report, in a few CPU minutes
+
+    End-to-end demo on a synthetic plate: nocodazole (4 concentrations) vs DMSO cells cropped at the
+    shipped model's crop size, KMeans K=2 on the held-out test cells, and the AMI of a random-init
+    VGG13-BN, the shipped model phenossl-cells and a short MoCoV2+ fine-tune of it on the training
+    split, each next to its randomised-label control.
+    """
+
     from phenossl.demo import iter_demo
 
     writable_folder(args.out, "--out")

@@ -8,6 +8,7 @@ from typing import Any
 
 from phenossl.cli._common import (
     CLIError,
+    add_command,
     add_embeddings_input,
     embeddings_cropset,
     nonnegative_int,
@@ -48,18 +49,18 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
 
 
 def _add_embed(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "embed",
-        help="CropSet -> embeddings file (.npz)",
-        description="Embed every crop of a CropSet with a backbone or a phenossl checkpoint.",
-    )
+    p = add_command(sub, "embed", _cmd_embed)
     p.add_argument("cropset", type=Path, help="CropSet folder (from `phenossl crops`)")
     p.add_argument("--out", required=True, type=Path, help="embeddings file to write (.npz)")
     _add_model_options(p)
-    p.set_defaults(handler=_cmd_embed)
 
 
 def _cmd_embed(args: argparse.Namespace) -> int:
+    """CropSet -> embeddings file (.npz)
+
+    Embed every crop of a CropSet with a backbone or a phenossl checkpoint.
+    """
+
     from phenossl.data.cropset import CropSet
     from phenossl.embedding import iter_embed, save_embeddings
 
@@ -129,13 +130,7 @@ def _warn_crop_size(model: str, crops: Any) -> None:
 
 
 def _add_cluster(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "cluster",
-        help="embeddings -> KMeans report (AMI, randomised-label control, composition, montage)",
-        description="Cluster embeddings with KMeans and score the clusters against a label "
-        "column with the adjusted mutual information; writes report.json, composition.csv, "
-        "clusters.csv and montage.png into --out.",
-    )
+    p = add_command(sub, "cluster", _cmd_cluster)
     add_embeddings_input(p)
     p.add_argument("-k", "--k", type=positive_int, default=2, help="number of clusters (default 2)")
     p.add_argument(
@@ -156,10 +151,16 @@ def _add_cluster(sub: argparse._SubParsersAction) -> None:
         default=8,
         help=f"cells per cluster in the montage (at most {MAX_NEAREST})",
     )
-    p.set_defaults(handler=_cmd_cluster)
 
 
 def _cmd_cluster(args: argparse.Namespace) -> int:
+    """embeddings -> KMeans report (AMI, randomised-label control, composition, montage)
+
+    Cluster embeddings with KMeans and score the clusters against a label column with the adjusted
+    mutual information; writes report.json, composition.csv, clusters.csv and montage.png into
+    --out.
+    """
+
     from phenossl.clustering_report import write_cluster_report
     from phenossl.data.cropset import CropSet
     from phenossl.embedding import load_embeddings

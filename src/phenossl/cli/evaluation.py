@@ -5,18 +5,16 @@ from __future__ import annotations
 import argparse
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from phenossl.cli._common import (
     CLIError,
+    add_command,
     positive_float,
     positive_int,
     run_with_progress,
     writable_file,
 )
-
-if TYPE_CHECKING:
-    pass
 
 PROTOCOLS = ("linear", "knn", "finetune")
 # the names of phenossl.data.datasets.DATASETS, written out so `--help` needs no torch import
@@ -25,14 +23,7 @@ _DATASET_HELP = "cifar10, cifar100, mnist, imagenet100 or cropset"
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     """Register `evaluate`."""
-    p = sub.add_parser(
-        "evaluate",
-        help="checkpoint -> linear-probe / kNN / fine-tuning accuracy on a labelled dataset",
-        description="Evaluate a phenossl checkpoint's backbone on a labelled dataset: a linear "
-        "classifier and a weighted kNN on frozen features (computed once), and/or fine-tuning "
-        "of the whole network. Prints top-1 and a per-class summary; --out writes every metric "
-        "and the per-class accuracies as JSON. Accuracies are fractions in [0, 1].",
-    )
+    p = add_command(sub, "evaluate", _cmd_evaluate)
     p.add_argument("checkpoint", type=Path, help="phenossl checkpoint (.pt)")
     p.add_argument("--dataset", required=True, help=_DATASET_HELP)
     p.add_argument("--data-root", required=True, type=Path, help="where the dataset lives")
@@ -80,10 +71,17 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", help="auto (cuda > mps > cpu), cpu, cuda, cuda:N")
     p.add_argument("--out", type=Path, default=None, help="JSON file for the results")
-    p.set_defaults(handler=_cmd_evaluate)
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
+    """checkpoint -> linear-probe / kNN / fine-tuning accuracy on a labelled dataset
+
+    Evaluate a phenossl checkpoint's backbone on a labelled dataset: a linear classifier and a
+    weighted kNN on frozen features (computed once), and/or fine-tuning of the whole network. Prints
+    top-1 and a per-class summary; --out writes every metric and the per-class accuracies as JSON.
+    Accuracies are fractions in [0, 1].
+    """
+
     from phenossl._json import write_json
     from phenossl.data.datasets import build_dataset
     from phenossl.models.checkpoint import load_backbone

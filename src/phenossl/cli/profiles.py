@@ -7,6 +7,7 @@ from pathlib import Path
 
 from phenossl.cli._common import (
     CLIError,
+    add_command,
     add_embeddings_input,
     embeddings_cropset,
     run_with_progress,
@@ -14,14 +15,7 @@ from phenossl.cli._common import (
 
 
 def _add_profile(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "profile",
-        help="embeddings -> phenotype profiles, NSC/NSCB MOA accuracy, compound-vs-DMSO AMI",
-        description="Aggregate cell embeddings into DMSO-normalised well and treatment profiles, "
-        "score 1-nearest-neighbour MOA accuracy (cosine; NSC and NSCB) and the KMeans K=2 AMI "
-        "of each compound against DMSO; writes profiles.csv, scores.json, similarity.png, "
-        "cells_pca.png and summary.md into --out.",
-    )
+    p = add_command(sub, "profile", _cmd_profile)
     add_embeddings_input(p)
     p.add_argument("--split", default=None, help="only cells of this split (e.g. test)")
     p.add_argument(
@@ -48,10 +42,17 @@ def _add_profile(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--seeds", type=int, default=3, help="KMeans/sampling seeds (default 3)")
     p.add_argument("--probe", action="store_true", help="also a 5-fold linear probe per compound")
-    p.set_defaults(handler=_cmd_profile)
 
 
 def _cmd_profile(args: argparse.Namespace) -> int:
+    """embeddings -> phenotype profiles, NSC/NSCB MOA accuracy, compound-vs-DMSO AMI
+
+    Aggregate cell embeddings into DMSO-normalised well and treatment profiles, score
+    1-nearest-neighbour MOA accuracy (cosine; NSC and NSCB) and the KMeans K=2 AMI of each compound
+    against DMSO; writes profiles.csv, scores.json, similarity.png, cells_pca.png and summary.md
+    into --out.
+    """
+
     from phenossl.clustering_report import align_to_cells
     from phenossl.data.cropset import CropSet
     from phenossl.embedding import load_embeddings

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from phenossl.cli._common import (
     CLIError,
+    add_command,
     positive_float,
     positive_int,
     run_with_progress,
@@ -17,15 +18,7 @@ from phenossl.cli._common import (
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     """Register `report`."""
-    p = sub.add_parser(
-        "report",
-        help="result store -> the paper's tables (Markdown + CSV) and figures (PNG)",
-        description="Regenerate the paper's tables (1-4, AMI) and figures (accuracy against "
-        "each swept parameter, per-class curves of the most biased classes, AMI against "
-        "backbone size, cluster exemplars) from a result store's finished runs, with the "
-        "paper's numbers beside ours. Outputs the store cannot support are skipped; OUT/index.md "
-        "lists what was made and why the rest was not.",
-    )
+    p = add_command(sub, "report", _cmd_report)
     p.add_argument("store", type=Path, help="result store folder (`phenossl sweep --store`)")
     p.add_argument("--out", required=True, type=Path, help="folder for the tables and figures")
     p.add_argument(
@@ -60,10 +53,17 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         default=5,
         help="most biased classes drawn per method (5)",
     )
-    p.set_defaults(handler=_cmd_report)
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
+    """result store -> the paper's tables (Markdown + CSV) and figures (PNG)
+
+    Regenerate the paper's tables (1-4, AMI) and figures (accuracy against each swept parameter,
+    per-class curves of the most biased classes, AMI against backbone size, cluster exemplars) from
+    a result store's finished runs, with the paper's numbers beside ours. Outputs the store cannot
+    support are skipped; OUT/index.md lists what was made and why the rest was not.
+    """
+
     from phenossl.training.analysis.report import iter_write_report
     from phenossl.training.sweep.store import ResultStore
 

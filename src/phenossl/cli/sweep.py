@@ -9,6 +9,7 @@ from pathlib import Path
 
 from phenossl.cli._common import (
     CLIError,
+    add_command,
     positive_float,
     positive_int,
     run_with_progress,
@@ -20,14 +21,7 @@ _EXECUTORS = ("local", "gpus", "dask")
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     """Register `sweep`."""
-    p = sub.add_parser(
-        "sweep",
-        help="run a paper experiment's grid (training/<experiment>.yaml) into a result store",
-        description="Train and evaluate every run of a sweep config (methods x swept values x "
-        "seeds) and record each in the store (--store: results.sqlite + runs/<run_id>/). "
-        "Running the same command again resumes: finished runs are skipped, interrupted ones "
-        "continue from their last checkpoint, failed ones are retried.",
-    )
+    p = add_command(sub, "sweep", _cmd_sweep)
     p.add_argument("config", type=Path, help="sweep config (YAML with an `experiment` key)")
     p.add_argument("--smoke", action="store_true", help="the config's tiny CPU-sized scale")
     p.add_argument(
@@ -78,10 +72,17 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--list", action="store_true", help="list the runs and their status, run nothing"
     )
-    p.set_defaults(handler=_cmd_sweep)
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
+    """run a paper experiment's grid (training/<experiment>.yaml) into a result store
+
+    Train and evaluate every run of a sweep config (methods x swept values x seeds) and record each
+    in the store (--store: results.sqlite + runs/<run_id>/). Running the same command again resumes:
+    finished runs are skipped, interrupted ones continue from their last checkpoint, failed ones are
+    retried.
+    """
+
     from phenossl.training.sweep.config import load_sweep
     from phenossl.training.sweep.executors import make_executor
     from phenossl.training.sweep.runner import default_store, iter_sweep

@@ -5,17 +5,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from phenossl.cli._common import run_with_progress, writable_folder
+from phenossl.cli._common import add_command, run_with_progress, writable_folder
 
 
 def _add_train(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "train",
-        help="train an SSL backbone from a YAML config (training/*.yaml)",
-        description="Train a self-supervised backbone. The run folder (--out) gets config.yaml, "
-        "metrics.jsonl, checkpoints/last.pt (every epoch) and final.pt, which `phenossl embed "
-        "--model` takes. Running the same command again resumes an interrupted run.",
-    )
+    p = add_command(sub, "train", _cmd_train)
     p.add_argument("--config", required=True, type=Path, help="training config (YAML)")
     p.add_argument(
         "--set",
@@ -46,10 +40,16 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="auto (cuda > mps > cpu), cpu, cuda, cuda:N (default: config)",
     )
-    p.set_defaults(handler=_cmd_train)
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
+    """train an SSL backbone from a YAML config (training/*.yaml)
+
+    Train a self-supervised backbone. The run folder (--out) gets config.yaml, metrics.jsonl,
+    checkpoints/last.pt (every epoch) and final.pt, which `phenossl embed --model` takes. Running
+    the same command again resumes an interrupted run.
+    """
+
     from phenossl.training.train.config import load_config, parse_overrides
     from phenossl.training.train.optim import describe_optimizer
     from phenossl.training.train.trainer import iter_train
