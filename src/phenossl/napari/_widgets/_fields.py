@@ -5,6 +5,8 @@ as a stack of fields (read lazily, one field at a time).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -187,15 +189,12 @@ class FieldsWidget(Container):
                 else f"{_count(missing.n_existing, 'field')} with their three files on disk."
             )
         )
-        self._updating = True
-        try:
+        with self._setting_selectors():
             for combo in (self.preset, self.compound, self.plate):
                 combo.reset_choices()
                 combo.value = ALL
             self._fill_concentrations()
             self.include_dmso.value = False
-        finally:
-            self._updating = False
         self._enable(True)
         self._refresh()
 
@@ -220,36 +219,36 @@ class FieldsWidget(Container):
     def _on_preset(self, compound: str) -> None:
         if self._updating or not compound:
             return
-        self._updating = True
-        try:
+        with self._setting_selectors():
             self.compound.value = compound
             self._fill_concentrations()
             self.concentration.value = TOP_N
             self.include_dmso.value = True
-        finally:
-            self._updating = False
         self._refresh()
 
     def _on_compound(self, _: Any) -> None:
         if self._updating:
             return
-        self._updating = True
-        try:
+        with self._setting_selectors():
             self._fill_concentrations()
             self.preset.value = ALL
-        finally:
-            self._updating = False
         self._refresh()
 
     def _on_filter(self, _: Any) -> None:
         if self._updating:
             return
+        with self._setting_selectors():
+            self.preset.value = ALL
+        self._refresh()
+
+    @contextmanager
+    def _setting_selectors(self) -> Iterator[None]:
+        """Set several selectors at once: their change handlers ignore what happens inside."""
         self._updating = True
         try:
-            self.preset.value = ALL
+            yield
         finally:
             self._updating = False
-        self._refresh()
 
     def _fill_concentrations(self) -> None:
         self.concentration.reset_choices()
