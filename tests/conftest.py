@@ -44,10 +44,7 @@ def shared_data() -> Path:
 @pytest.fixture(scope="session")
 def bbbc021_root(shared_data: Path) -> Path:
     """The BBBC021 root with the official CSVs and one real field."""
-    root = shared_data / "bbbc021"
-    if not (root / "BBBC021_v1_image.csv").is_file():
-        pytest.skip(f"BBBC021 CSVs not found under {root}")
-    return root
+    return _shared_folder(shared_data / "bbbc021", "BBBC021_v1_image.csv", "BBBC021 CSVs")
 
 
 @pytest.fixture(scope="session")
@@ -67,7 +64,11 @@ def real_field_paths(bbbc021_root: Path) -> dict[str, Path]:
 @pytest.fixture(scope="session")
 def mnist_root(shared_data: Path) -> Path:
     """Folder holding the four official MNIST .gz files."""
-    root = shared_data / "mnist"
-    if not (root / "train-images-idx3-ubyte.gz").is_file():
-        pytest.skip(f"MNIST files not found under {root}")
+    return _shared_folder(shared_data / "mnist", "train-images-idx3-ubyte.gz", "MNIST files")
+
+
+def _shared_folder(root: Path, marker: str, what: str) -> Path:
+    """``root``, or a skip naming ``what`` when its ``marker`` file is absent."""
+    if not (root / marker).is_file():
+        pytest.skip(f"{what} not found under {root}")
     return root
