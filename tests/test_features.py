@@ -9,6 +9,7 @@ from skimage.draw import disk, ellipse
 from skimage.feature import graycomatrix, graycoprops
 from skimage.measure import regionprops
 
+from phenossl._progress import run
 from phenossl.cells.features import (
     FEATURE_NAMES,
     _haralick,
@@ -155,12 +156,7 @@ def test_feature_embedding_streams_batches():
     crops = np.stack([_cell(r) for r in (4, 6, 8, 10)])
     events = []
     gen = iter_feature_embedding([crops[:3], crops[3:]], 4, n_jobs=1)
-    while True:
-        try:
-            events.append(next(gen))
-        except StopIteration as stop:
-            result = stop.value
-            break
+    result = run(gen, events.append)
     assert events[-1].done == 4
     raw, _ = cell_features(crops)
     z, _, _ = standardize(raw)

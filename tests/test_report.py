@@ -8,7 +8,7 @@ import pytest
 from _results import CIFAR10, backbone_frame, mnist_frame, sweep_frame, write_montages
 from PIL import Image
 
-from phenossl._progress import Progress
+from phenossl._progress import Progress, run
 from phenossl.training.analysis import report as rp
 from phenossl.training.analysis.report import (
     ARTEFACTS,
@@ -300,12 +300,7 @@ def test_progress_events_count_up_to_the_index(tmp_path):
     frame = sweep_frame(methods=("simclr",), seeds=(5,))
     gen = iter_write_report(frame, tmp_path)
     events = []
-    while True:
-        try:
-            events.append(next(gen))
-        except StopIteration as stop:
-            index = stop.value
-            break
+    index = run(gen, events.append)
     assert all(isinstance(e, Progress) for e in events)
     assert [e.done for e in events] == list(range(len(events)))
     assert events[-1].done == events[-1].total and events[-1].message == "index.md"

@@ -16,7 +16,7 @@ from scipy import ndimage as ndi
 from skimage.measure import label as label_pieces
 from skimage.measure import regionprops
 
-from phenossl._progress import Progress
+from phenossl._progress import Progress, run
 from phenossl.data.synthetic import (
     CONTROL,
     IMAGE_CSV_COLUMNS,
@@ -252,12 +252,7 @@ def test_progress_events_count_fields(tmp_path: Path) -> None:
         tmp_path / "p", treatments=treatments, n_control_wells=2, sites=2, shape=SMALL
     )
     events = []
-    while True:
-        try:
-            events.append(next(gen))
-        except StopIteration as stop:
-            result = stop.value
-            break
+    result = run(gen, events.append)
     assert result == tmp_path / "p"
     assert all(isinstance(e, Progress) for e in events)
     assert [e.done for e in events] == list(range(7))
