@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import platform
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,3 +26,22 @@ def torch_machine(device) -> dict[str, Any]:
         "torch_threads": torch.get_num_threads(),
         "torch": torch.__version__,
     }
+
+
+def time_abba(
+    paths: dict[str, Callable[[], tuple[float, float]]], repeats: int
+) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+    """Run each ``path() -> (wall, cpu)`` ``repeats`` times, in ABBA order; both series per key.
+
+    Reversing the order each repeat makes a slow drift of the machine's load hit every path alike.
+    """
+    seconds: dict[str, list[float]] = {key: [] for key in paths}
+    cpu_seconds: dict[str, list[float]] = {key: [] for key in paths}
+    order = list(paths)
+    for _ in range(repeats):
+        for key in order:
+            wall, cpu = paths[key]()
+            seconds[key].append(round(wall, 4))
+            cpu_seconds[key].append(round(cpu, 4))
+        order.reverse()
+    return seconds, cpu_seconds

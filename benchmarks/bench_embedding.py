@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from _common import torch_machine, write_json
+from _common import time_abba, torch_machine, write_json
 
 import phenossl
 from phenossl._device import autocast, memory_format, resolve_device
@@ -77,15 +77,7 @@ def bench_model(name: str, args: argparse.Namespace, device: torch.device) -> di
 
     bare_loop(model, on_device[:1], device)  # warm-up: allocator, oneDNN/cuDNN plans
     embed_loop(model, host[:1], device, args.batch_size)
-    seconds: dict[str, list[float]] = {key: [] for key in paths}
-    cpu_seconds: dict[str, list[float]] = {key: [] for key in paths}
-    order = list(paths)
-    for _ in range(args.repeats):
-        for key in order:
-            wall, cpu = paths[key]()
-            seconds[key].append(round(wall, 4))
-            cpu_seconds[key].append(round(cpu, 4))
-        order.reverse()  # ABBA: slow drifts of the machine's load hit both paths alike
+    seconds, cpu_seconds = time_abba(paths, args.repeats)
 
     n_cells = args.batches * args.batch_size
     rates = {key: n_cells / min(values) for key, values in seconds.items()}

@@ -23,6 +23,7 @@ from phenossl.data.bbbc021 import load_image_table
 from phenossl.data.fields import channel_percentiles, read_channel, read_field
 
 REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "benchmarks" / "results" / "bench_fields.json"
 ROOT = REPO.parent / "shared" / "data" / "bbbc021"
 FIELD = "Week2_24381/B02/s1"
 
@@ -41,9 +42,7 @@ def timed(fn: Callable[[], object], repeats: int) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=30)
-    parser.add_argument(
-        "--out", type=Path, default=REPO / "benchmarks" / "results" / "bench_fields.json"
-    )
+    parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
 
     import bioio

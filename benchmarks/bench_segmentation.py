@@ -47,6 +47,7 @@ from phenossl.data.fields import normalize_percentiles, read_channel, read_field
 from phenossl.data.synthetic import default_treatments, render_field  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "benchmarks" / "results" / "segmentation.json"
 FIELD_DIR = REPO.parent / "shared" / "data" / "bbbc021" / "Week2" / "Week2_24381"
 TAGS = {"w1": "dapi", "w2": "tubulin", "w4": "actin"}
 
@@ -103,9 +104,7 @@ def plain_skimage(dapi: np.ndarray) -> np.ndarray:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=30)
-    parser.add_argument(
-        "--out", type=Path, default=REPO / "benchmarks" / "results" / "segmentation.json"
-    )
+    parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:

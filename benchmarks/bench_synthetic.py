@@ -26,6 +26,7 @@ from _common import write_json
 from phenossl.data.synthetic import default_treatments, render_field, write_synthetic_plate
 
 REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "benchmarks" / "results" / "bench_synthetic.json"
 
 
 def timed(fn: Callable[[int], object], repeats: int) -> dict[str, float]:
@@ -48,9 +49,7 @@ def timed(fn: Callable[[int], object], repeats: int) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument(
-        "--out", type=Path, default=REPO / "benchmarks" / "results" / "bench_synthetic.json"
-    )
+    parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
 
     results: dict[str, dict] = {}

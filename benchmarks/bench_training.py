@@ -40,7 +40,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from _common import torch_machine, write_json
+from _common import time_abba, torch_machine, write_json
 
 from phenossl._device import autocast, resolve_device
 from phenossl.augment import build_augmentation
@@ -251,15 +251,7 @@ def bench_case(case: Case, args: argparse.Namespace, device: torch.device) -> di
             "bare_backbone": bare.backbone_loop,
             "bare_method": bare.method_loop,
         }
-        seconds = {key: [] for key in paths}
-        cpu_seconds = {key: [] for key in paths}
-        order = list(paths)
-        for _ in range(args.repeats):
-            for key in order:
-                wall, cpu = paths[key]()
-                seconds[key].append(round(wall, 4))
-                cpu_seconds[key].append(round(cpu, 4))
-            order.reverse()
+        seconds, cpu_seconds = time_abba(paths, args.repeats)
     images = steps * batch
     rates = {key: images / min(values) for key, values in seconds.items()}
     result = {
