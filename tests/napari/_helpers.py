@@ -16,6 +16,19 @@ def fast_embed(widget) -> None:
     widget.batch_size.value = 64
 
 
+def run_embed(viewer, qtbot, **settings):
+    """'Embed and cluster' with :func:`fast_embed`'s settings and ``settings``, run to its end."""
+    from phenossl.napari._widgets._common import open_widget
+
+    widget = open_widget(viewer, "Embed and cluster")
+    fast_embed(widget)
+    for name, value in settings.items():
+        getattr(widget, name).value = value
+    widget.panel.run_button.native.click()  # as a user does
+    wait_for(qtbot, widget.panel)
+    return widget
+
+
 def wait_for(qtbot, panel, timeout: float = 120) -> None:
     """Wait until a widget's run (its RunPanel) has finished."""
     qtbot.waitUntil(lambda: not panel.running, timeout=int(timeout * 1000))

@@ -4,27 +4,17 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from _helpers import fast_embed, open_fields, wait_for
+from _helpers import fast_embed, open_fields, run_embed, wait_for
 
 from phenossl.napari._layers import cluster_colors
 from phenossl.napari._widgets._common import open_widget
-
-
-def _embed(viewer, qtbot, **settings):
-    widget = open_widget(viewer, "Embed and cluster")
-    fast_embed(widget)
-    for name, value in settings.items():
-        getattr(widget, name).value = value
-    widget.panel.run_button.native.click()  # as a user does
-    wait_for(qtbot, widget.panel)
-    return widget
 
 
 def test_embed_and_cluster_every_loaded_field(make_napari_viewer, qtbot, tiny_plate):
     viewer = make_napari_viewer(show=True)
     fields = open_fields(viewer, tiny_plate, preset="nocodazole").session.fields
     viewer.dims.set_point(0, 2)
-    widget = _embed(viewer, qtbot)
+    widget = run_embed(viewer, qtbot)
     run = widget.session.run
     assert run is not None and run.result.clustering is not None
     cells = run.result.cells
@@ -108,7 +98,7 @@ def test_k_larger_than_the_cells_keeps_the_points(
     fields.concentration.value = 3.0
     fields.include_dmso.value = False
     fields.load()  # one field
-    widget = _embed(viewer, qtbot, k=100)
+    widget = run_embed(viewer, qtbot, k=100)
     errors = [text for severity, text in notifications if severity == "error"]
     assert "K=100 is larger than the number of cells" in errors[-1]
     assert "cell centres" in viewer.layers  # the cells are kept, without clusters
@@ -156,7 +146,7 @@ def test_fields_whose_files_vanished_are_reported(
     fields = open_fields(viewer, root).session.fields
     for path in fields["dapi"]:
         (tmp_path / path).unlink()  # removed after loading
-    _embed(viewer, qtbot)
+    run_embed(viewer, qtbot)
     errors = [text for severity, text in notifications if severity == "error"]
     assert "no cells were found in the 1 field(s); 1 failed" in errors[-1]
     assert "image file not found" in errors[-1]
@@ -192,7 +182,7 @@ def test_cancel_mid_run_leaves_the_viewer_usable(
 def test_another_label_column_and_k(make_napari_viewer, qtbot, tiny_plate):
     viewer = make_napari_viewer()
     open_fields(viewer, tiny_plate, preset="nocodazole")
-    widget = _embed(viewer, qtbot, label_column="concentration", k=3)
+    widget = run_embed(viewer, qtbot, label_column="concentration", k=3)
     assert widget.ami.value.startswith("AMI vs concentration:")
     shown = widget.composition.to_dataframe()
     assert list(shown.columns) == ["0 µM", "0.1 µM", "0.3 µM", "1 µM", "3 µM", "total"]
@@ -206,7 +196,7 @@ def test_a_field_opened_from_its_tiffs_is_embedded(make_napari_viewer, qtbot, ti
     row = load_image_table(tiny_plate).iloc[0]
     viewer = make_napari_viewer()
     viewer.open([row["dapi"], row["tubulin"], row["actin"]], plugin="napari-phenossl")
-    widget = _embed(viewer, qtbot)
+    widget = run_embed(viewer, qtbot)
     run = widget.session.run
     assert list(run.fields["field_id"]) == [row["field_id"]]
     assert set(run.result.cells["field_id"]) == {row["field_id"]}

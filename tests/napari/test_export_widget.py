@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 import pandas as pd
-from _helpers import fast_embed, open_fields, wait_for
+from _helpers import open_fields, run_embed, wait_for
 
 from phenossl.export import embedding_columns, has_parquet
 from phenossl.napari._widgets._common import open_widget
@@ -17,11 +17,7 @@ def test_export_matches_what_is_on_screen(make_napari_viewer, qtbot, tiny_plate,
     open_fields(viewer, tiny_plate, preset="nocodazole")
     export = open_widget(viewer, "Export")
     assert not export.panel.run_button.enabled  # nothing to export yet
-    embed = open_widget(viewer, "Embed and cluster")
-    fast_embed(embed)
-    embed.seed.value = 5
-    embed.panel.run_button.native.click()
-    wait_for(qtbot, embed.panel)
+    embed = run_embed(viewer, qtbot, seed=5)
     assert export.panel.run_button.enabled
 
     export.folder.value = tmp_path / "out"

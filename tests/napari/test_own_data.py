@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import tifffile
-from _helpers import fast_embed, wait_for
+from _helpers import run_embed, wait_for
 from _plates_layout import write_phenix_plate
 
 from phenossl.data.bbbc021 import load_image_table
@@ -52,10 +52,7 @@ def test_own_layers_segment_embed_train_embed(make_napari_viewer, qtbot, tiny_pl
     wait_for(qtbot, segment.panel)
     assert tuple(viewer.layers["cells"].translate) == (2.0, 0.0, 0.0)
 
-    embed = open_widget(viewer, "Embed and cluster")
-    fast_embed(embed)
-    embed.panel.run_button.native.click()
-    wait_for(qtbot, embed.panel)
+    embed = run_embed(viewer, qtbot)
     run = embed.session.run
     assert run is not None, embed.panel.status.value
     assert set(run.result.cells["field_id"]) <= set(loaded["field_id"])

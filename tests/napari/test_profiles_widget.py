@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from _helpers import fast_embed, open_fields, wait_for
+from _helpers import open_fields, run_embed, wait_for
 
 from phenossl.napari._widgets._common import open_widget
 
@@ -12,10 +12,7 @@ def test_profiles_follow_the_run_on_screen(make_napari_viewer, qtbot, tiny_plate
     open_fields(viewer, tiny_plate, preset="nocodazole")
     profiles = open_widget(viewer, "Treatment similarity")
     assert profiles.canvas is None and "Embed and cluster" in profiles.info.value
-    embed = open_widget(viewer, "Embed and cluster")
-    fast_embed(embed)
-    embed.panel.run_button.native.click()
-    wait_for(qtbot, embed.panel)
+    embed = run_embed(viewer, qtbot)
 
     run = embed.session.run
     scores = profiles.scores

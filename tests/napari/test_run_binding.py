@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from _helpers import fast_embed, open_fields, wait_for
+from _helpers import fast_embed, open_fields, run_embed, wait_for
 
 from phenossl.napari._widgets._common import open_widget
 
@@ -43,10 +43,7 @@ def test_loading_other_fields_during_a_run_cancels_it(
 def test_export_refuses_a_run_of_other_fields(make_napari_viewer, qtbot, tiny_plate, tmp_path):
     viewer = make_napari_viewer(show=True)
     fields = open_fields(viewer, tiny_plate, preset="nocodazole")
-    embed = open_widget(viewer, "Embed and cluster")
-    fast_embed(embed)
-    embed.panel.run_button.native.click()
-    wait_for(qtbot, embed.panel)
+    run_embed(viewer, qtbot)
     export = open_widget(viewer, "Export")
     export.folder.value = tmp_path
     assert export.panel.run_button.enabled

@@ -36,7 +36,7 @@ def test_the_sample_plate_is_written_once(sample_plate_env):
 
 
 def test_the_whole_flow_on_the_sample_plate(make_napari_viewer, qtbot, sample_plate_env, tmp_path):
-    from _helpers import fast_embed, wait_for
+    from _helpers import run_embed, wait_for
 
     from phenossl.napari._widgets._common import open_widget
 
@@ -45,10 +45,7 @@ def test_the_whole_flow_on_the_sample_plate(make_napari_viewer, qtbot, sample_pl
     segment = open_widget(viewer, "Segment")
     segment.panel.run_button.native.click()
     wait_for(qtbot, segment.panel)
-    embed = open_widget(viewer, "Embed and cluster")
-    fast_embed(embed)
-    embed.panel.run_button.native.click()
-    wait_for(qtbot, embed.panel)
+    embed = run_embed(viewer, qtbot)
     export = open_widget(viewer, "Export")
     export.folder.value = tmp_path
     export.panel.run_button.native.click()
