@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import platform
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -45,3 +46,15 @@ def time_abba(
             cpu_seconds[key].append(round(cpu, 4))
         order.reverse()
     return seconds, cpu_seconds
+
+
+def wall_cpu_ms(fn: Callable[[int], object], repeats: int) -> tuple[list[float], list[float]]:
+    """Wall and CPU milliseconds of ``fn(i)`` for each ``i < repeats``, after a warm-up ``fn(-1)``."""
+    fn(-1)
+    wall, cpu = [], []
+    for i in range(repeats):
+        w, c = time.perf_counter(), time.process_time()
+        fn(i)
+        wall.append((time.perf_counter() - w) * 1e3)
+        cpu.append((time.process_time() - c) * 1e3)
+    return wall, cpu

@@ -23,7 +23,7 @@ from phenossl.data.bbbc021 import load_image_table
 from phenossl.data.fields import channel_percentiles, read_channel, read_field
 
 REPO = Path(__file__).resolve().parents[1]
-RESULTS = REPO / "benchmarks" / "results" / "bench_fields.json"
+RESULTS = Path(__file__).resolve().parent / "results" / "bench_fields.json"
 ROOT = REPO.parent / "shared" / "data" / "bbbc021"
 FIELD = "Week2_24381/B02/s1"
 

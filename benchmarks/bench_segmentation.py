@@ -24,7 +24,6 @@ import argparse  # noqa: E402
 import platform  # noqa: E402
 import statistics  # noqa: E402
 import tempfile  # noqa: E402
-import time  # noqa: E402
 from collections.abc import Callable  # noqa: E402
 from pathlib import Path  # noqa: E402
 
@@ -32,7 +31,7 @@ import numpy as np  # noqa: E402
 import scipy  # noqa: E402
 import skimage  # noqa: E402
 import tifffile  # noqa: E402
-from _common import write_json  # noqa: E402
+from _common import wall_cpu_ms, write_json  # noqa: E402
 from scipy import ndimage as ndi  # noqa: E402
 
 from phenossl.cells.crops import crop_cells  # noqa: E402
@@ -47,7 +46,7 @@ from phenossl.data.fields import normalize_percentiles, read_channel, read_field
 from phenossl.data.synthetic import default_treatments, render_field  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
-RESULTS = REPO / "benchmarks" / "results" / "segmentation.json"
+RESULTS = Path(__file__).resolve().parent / "results" / "segmentation.json"
 FIELD_DIR = REPO.parent / "shared" / "data" / "bbbc021" / "Week2" / "Week2_24381"
 TAGS = {"w1": "dapi", "w2": "tubulin", "w4": "actin"}
 
@@ -73,13 +72,7 @@ def synthetic_field(folder: Path, seed: int = 0) -> dict[str, Path]:
 
 def timed(fn: Callable[[], object], repeats: int) -> dict[str, float]:
     """Median and minimum wall time and median CPU time of ``fn`` (ms), after a warm-up."""
-    fn()
-    wall, cpu = [], []
-    for _ in range(repeats):
-        w, c = time.perf_counter(), time.process_time()
-        fn()
-        cpu.append((time.process_time() - c) * 1e3)
-        wall.append((time.perf_counter() - w) * 1e3)
+    wall, cpu = wall_cpu_ms(lambda _: fn(), repeats)
     return {
         "median_ms": round(statistics.median(wall), 2),
         "min_ms": round(min(wall), 2),

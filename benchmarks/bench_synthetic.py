@@ -16,28 +16,20 @@ import platform
 import shutil
 import statistics
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-from _common import write_json
+from _common import wall_cpu_ms, write_json
 
 from phenossl.data.synthetic import default_treatments, render_field, write_synthetic_plate
 
-REPO = Path(__file__).resolve().parents[1]
-RESULTS = REPO / "benchmarks" / "results" / "bench_synthetic.json"
+RESULTS = Path(__file__).resolve().parent / "results" / "bench_synthetic.json"
 
 
 def timed(fn: Callable[[int], object], repeats: int) -> dict[str, float]:
     """Median and minimum wall and CPU time of ``fn(i)`` in milliseconds, after a warm-up."""
-    fn(-1)
-    wall, cpu = [], []
-    for i in range(repeats):
-        w, c = time.perf_counter(), time.process_time()
-        fn(i)
-        wall.append((time.perf_counter() - w) * 1e3)
-        cpu.append((time.process_time() - c) * 1e3)
+    wall, cpu = wall_cpu_ms(fn, repeats)
     return {
         "wall_median_ms": round(statistics.median(wall), 1),
         "wall_min_ms": round(min(wall), 1),
