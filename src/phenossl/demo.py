@@ -173,13 +173,9 @@ def iter_demo(
                 input_size=size,
                 k=k,
                 seed=seed,
-                extra={
-                    **common,
-                    "model": str(net),
-                    "weights": weights[name],
-                    "label": label,
-                    "input_size": size,
-                },
+                label=label,
+                weights=weights[name],
+                common=common,
             ),
             index,
             n,
@@ -219,13 +215,9 @@ def iter_demo(
                 input_size=shipped_input,
                 k=k,
                 seed=seed,
-                extra={
-                    **common,
-                    "model": str(checkpoint),
-                    "weights": label,
-                    "label": label,
-                    "input_size": shipped_input,
-                },
+                label=label,
+                weights=label,
+                common=common,
             ),
             n - 1,
             n,
@@ -259,9 +251,14 @@ def _embed_and_report(
     input_size: int,
     k: int,
     seed: int,
-    extra: dict[str, Any],
+    label: str,
+    weights: str | None,
+    common: dict[str, Any],
 ) -> ProgressGenerator[dict[str, Any]]:
-    """Embed every crop, save the embeddings, cluster the test split and write its report."""
+    """Embed every crop, save the embeddings, cluster the test split and write its report.
+
+    The report records ``common``, then the model, its ``weights``, ``label`` and input size.
+    """
     import time
 
     from phenossl.clustering_report import write_cluster_report, write_report_json
@@ -289,7 +286,13 @@ def _embed_and_report(
         split="test",
         k=k,
         seed=seed,
-        extra=extra,
+        extra={
+            **common,
+            "model": str(model),
+            "weights": weights,
+            "label": label,
+            "input_size": input_size,
+        },
     )
     timings[f"cluster_{name}_s"] = time.perf_counter() - t0
     report["report"] = str(report_dir / "report.json")
