@@ -222,29 +222,23 @@ def segmentation_layers(
     """Nuclei and cells of one field as labels layers, the per-cell table as their features."""
     features = label_features(segmentation.table)
     meta = {"field_id": field_id, "field_index": field_index, "segment_params": dict(params or {})}
-    nuclei = (
-        _on_field(segmentation.nuclei, field_index),
-        {
-            "name": "nuclei",
-            "features": features,
-            "opacity": 0.4,
-            "metadata": {META: {"role": "nuclei", **meta}},
-            **_placement(field_index),
-        },
-        "labels",
-    )
-    cells = (
-        _on_field(segmentation.cells, field_index),
-        {
-            "name": "cells",
-            "features": features,
-            "opacity": 0.9,
-            "metadata": {META: {"role": "cells", **meta}},
-            **_placement(field_index),
-        },
-        "labels",
-    )
-    return [nuclei, cells]
+    return [
+        (
+            _on_field(data, field_index),
+            {
+                "name": role,
+                "features": features,
+                "opacity": opacity,
+                "metadata": {META: {"role": role, **meta}},
+                **_placement(field_index),
+            },
+            "labels",
+        )
+        for role, data, opacity in (
+            ("nuclei", segmentation.nuclei, 0.4),
+            ("cells", segmentation.cells, 0.9),
+        )
+    ]
 
 
 # --- clusters ------------------------------------------------------------------------------
