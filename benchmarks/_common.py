@@ -49,7 +49,7 @@ def time_abba(
 
 
 def wall_cpu_ms(fn: Callable[[int], object], repeats: int) -> tuple[list[float], list[float]]:
-    """Wall and CPU milliseconds of ``fn(i)`` for each ``i < repeats``, after a warm-up ``fn(-1)``."""
+    """Wall and CPU milliseconds of ``fn(i)`` for ``i < repeats``, after a warm-up ``fn(-1)``."""
     fn(-1)
     wall, cpu = [], []
     for i in range(repeats):

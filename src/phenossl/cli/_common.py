@@ -62,6 +62,13 @@ def add_command(
     return parser
 
 
+def add_overrides(p: argparse.ArgumentParser, help: str) -> None:
+    """Declare the repeatable ``--set KEY=VALUE``: ``args.overrides``, for ``parse_overrides``."""
+    p.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help=help
+    )
+
+
 def writable_folder(path: Path, flag: str) -> Path:
     """Create ``path`` and check a file can be written in it, before any work is done."""
     _probe_write(path, path, flag)

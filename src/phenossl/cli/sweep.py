@@ -10,6 +10,7 @@ from pathlib import Path
 from phenossl.cli._common import (
     CLIError,
     add_command,
+    add_overrides,
     positive_float,
     positive_int,
     run_with_progress,
@@ -43,14 +44,10 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         "--threads-per-worker", type=positive_int, default=1, help="LocalCluster threads per worker"
     )
     p.add_argument("--gpus", default=None, help="GPU ids for --executor gpus (e.g. 0,1)")
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="setting of every run, value parsed as YAML (repeat): train.<key> (a trainer "
-        "config key), evaluate.<key> or embed.<key>, e.g. --set train.data.root=/data/cifar10",
+    add_overrides(
+        p,
+        "setting of every run, value parsed as YAML (repeat): train.<key> (a trainer config "
+        "key), evaluate.<key> or embed.<key>, e.g. --set train.data.root=/data/cifar10",
     )
     p.add_argument(
         "--methods", default=None, help="comma-separated methods instead of the config's"

@@ -5,19 +5,15 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from phenossl.cli._common import add_command, run_with_progress, writable_folder
+from phenossl.cli._common import add_command, add_overrides, run_with_progress, writable_folder
 
 
 def _add_train(sub: argparse._SubParsersAction) -> None:
     p = add_command(sub, "train", _cmd_train)
     p.add_argument("--config", required=True, type=Path, help="training config (YAML)")
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config value by dotted key, value parsed as YAML (repeat), e.g. "
+    add_overrides(
+        p,
+        "override a config value by dotted key, value parsed as YAML (repeat), e.g. "
         "--set optim.lr=0.1 --set augmentation.0.hue=0.5",
     )
     p.add_argument(
