@@ -71,7 +71,8 @@ def _env() -> dict[str, str]:
 
 def _state(store: Path) -> tuple[dict[str, str], dict[str, int]]:
     """Run statuses and, for running runs, the epochs saved in their last checkpoint."""
-    if not (store / "results.sqlite").is_file():
+    db = store / "results.sqlite"
+    if not db.is_file() or db.stat().st_size == 0:  # not there yet, or its schema being written
         return {}, {}
     with ResultStore(store) as results:
         status = {r.run_id: r.status for r in results.records()}
