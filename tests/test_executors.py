@@ -54,7 +54,7 @@ def test_gpu_executor_pins_each_worker_to_its_device(tiny_cropset, tmp_path):
         smoke=True,
         overrides={"embed.cropset": str(tiny_cropset), "embed.input_size": 32},
     )
-    config.grid = config.grid[:1]  # two runs: one per backbone
+    config.grid = dict(list(config.grid.items())[:1])  # two runs: one per backbone
     summary = sweep(config, tmp_path, executor=GpuExecutor(gpus=["4", "7"]), device="cpu")
     assert (summary.done, summary.ran) == (2, 2)
     seen = set()
