@@ -43,7 +43,7 @@ Note: YAML 1.1 (PyYAML) reads ``1e-3`` as a string; float fields accept such str
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar, cast
 
@@ -601,34 +601,11 @@ def apply_overrides(data: Any, overrides: Overrides) -> dict[str, Any]:
     >>> apply_overrides({"a": {"b": 1}}, {"a.c.d": [1, 2], "e": None})
     {'a': {'b': 1, 'c': {'d': [1, 2]}}, 'e': None}
     """
-    out = copy.deepcopy(as_dict(data))
-    for key, value in override_pairs(overrides):
-        node: Any = out
-        parts = key.split(".")
-        for depth, part in enumerate(parts):
-            where = ".".join(parts[: depth + 1])
-            if isinstance(node, list):
-                part = _list_index(part, len(node), where)  # type: ignore[assignment]
-            elif not isinstance(node, dict):
-                raise ConfigError(
-                    where, f"cannot set it: {where.rpartition('.')[0]} is not a mapping or a list"
-                )
-            if depth < len(parts) - 1:
-                node = node.setdefault(part, {}) if isinstance(node, dict) else node[part]
-            else:
-                node[part] = value
-    return out
-
-
-def _list_index(part: Any, length: int, where: str) -> int:
-    index = int(part) if str(part).isdigit() else -1
-    if not 0 <= index < length:
-        raise ConfigError(where, f"expected a list index in [0, {length})")
-    return index
+    return _set_all(data, [(key.split("."), value) for key, value in override_pairs(overrides)])
 
 
 def merge(base: Any, update: Any, *, replace: Iterable[str] = (), where: str = "") -> Any:
-    """``update`` deep-merged onto ``base`` (the smoke sections).
+    """``update`` deep-merged onto the mapping ``base`` (the smoke sections).
 
     Mappings merge key by key, except the keys in ``replace``; a mapping of indices onto a list
     merges element by element (``augmentation: {1: {size: 48}}``); anything else is replaced.
@@ -638,18 +615,41 @@ def merge(base: Any, update: Any, *, replace: Iterable[str] = (), where: str = "
     >>> merge({"a": {"b": 1, "c": 2}, "l": [{"x": 1}, {"x": 2}]}, {"a": {"c": 3}, "l": {1: {"x": 0}}})
     {'a': {'b': 1, 'c': 3}, 'l': [{'x': 1}, {'x': 0}]}
     """
-    if not (isinstance(update, Mapping) and isinstance(base, Mapping | list)):
-        return copy.deepcopy(update)
-    out = dict(base) if isinstance(base, Mapping) else list(base)
-    for key, value in update.items():
-        at = join_key(where, str(key))
-        if isinstance(out, list):
-            key = _list_index(key, len(out), at)
-        elif key not in out or key in replace:
-            out[key] = copy.deepcopy(value)
-            continue
-        out[key] = merge(out[key], value, replace=replace, where=at)
+    return _set_all(base, _leaves(update, tuple(replace)), where)
+
+
+def _leaves(node: Any, replace: tuple[str, ...] = (), path: tuple[str, ...] = ()) -> list:
+    """``(path, value)`` of each value the mapping ``node`` sets, in a walk of its mappings that
+    stops at empty ones and at the keys in ``replace``."""
+    if not isinstance(node, Mapping) or (path and (not node or path[-1] in replace)):
+        return [(path, node)]
+    return [leaf for k, v in node.items() for leaf in _leaves(v, replace, (*path, str(k)))]
+
+
+def _set_all(data: Any, leaves: Iterable[tuple[Sequence[str], Any]], where: str = "") -> Any:
+    """A copy of the mapping ``data`` with the value of each leaf set at its path; a value on
+    the way that is neither a mapping nor a list is replaced by a mapping."""
+    out = copy.deepcopy(as_dict(data))
+    for path, value in leaves:
+        node = out
+        for depth, part in enumerate(path):
+            key: Any = part
+            if isinstance(node, list):
+                key = _list_index(part, len(node), join_key(where, *path[: depth + 1]))
+            if depth == len(path) - 1:
+                node[key] = copy.deepcopy(value)
+            elif isinstance(node[key] if isinstance(node, list) else node.get(key), dict | list):
+                node = node[key]
+            else:
+                node[key] = node = {}
     return out
+
+
+def _list_index(part: Any, length: int, where: str) -> int:
+    index = int(part) if str(part).isdigit() else -1
+    if not 0 <= index < length:
+        raise ConfigError(where, f"expected a list index in [0, {length})")
+    return index
 
 
 def with_smoke(
@@ -678,17 +678,12 @@ def with_smoke(
 
 
 def has_key(node: Any, dotted: str) -> bool:
-    """Whether ``node`` sets the dotted key or a key above it (its keys may hold dots).
+    """Whether the mapping ``node`` sets the dotted key or a key above or below it.
 
     Examples
     --------
     >>> has_key({"set": {"train.optim.lr": 1}}, "set.train.optim.lr"), has_key({"a": 1}, "b")
     (True, False)
     """
-    if not isinstance(node, Mapping):
-        return bool(dotted)
-    return any(
-        dotted == str(key)
-        or (dotted.startswith(f"{key}.") and has_key(value, dotted[len(str(key)) + 1 :]))
-        for key, value in node.items()
-    )
+    keys = [".".join(path) + "." for path, _ in _leaves(node)]
+    return bool(dotted) and any(k.startswith(f"{dotted}.") or dotted.startswith(k) for k in keys)
