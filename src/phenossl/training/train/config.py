@@ -615,7 +615,7 @@ def merge(base: Any, update: Any, *, replace: Iterable[str] = (), where: str = "
     >>> merge({"a": {"b": 1, "c": 2}, "l": [{"x": 1}, {"x": 2}]}, {"a": {"c": 3}, "l": {1: {"x": 0}}})
     {'a': {'b': 1, 'c': 3}, 'l': [{'x': 1}, {'x': 0}]}
     """
-    return _set_all(base, _leaves(update, tuple(replace)), where)
+    return _set_all(base, _leaves(update, tuple(replace)), where, merging=True)
 
 
 def _leaves(node: Any, replace: tuple[str, ...] = (), path: tuple[str, ...] = ()) -> list:
@@ -626,20 +626,25 @@ def _leaves(node: Any, replace: tuple[str, ...] = (), path: tuple[str, ...] = ()
     return [leaf for k, v in node.items() for leaf in _leaves(v, replace, (*path, str(k)))]
 
 
-def _set_all(data: Any, leaves: Iterable[tuple[Sequence[str], Any]], where: str = "") -> Any:
+def _set_all(
+    data: Any, leaves: Iterable[tuple[Sequence[str], Any]], where: str = "", merging: bool = False
+) -> Any:
     """A copy of the mapping ``data`` with the value of each leaf set at its path; a value on
-    the way that is neither a mapping nor a list is replaced by a mapping."""
+    the way that is neither a mapping nor a list is replaced by a mapping. ``merging`` keeps a
+    mapping or list where a leaf sets ``{}``."""
     out = copy.deepcopy(as_dict(data))
     for path, value in leaves:
-        node = out
+        node: Any = out
         for depth, part in enumerate(path):
             key: Any = part
             if isinstance(node, list):
                 key = _list_index(part, len(node), join_key(where, *path[: depth + 1]))
+            current = node[key] if isinstance(node, list) else node.get(key)
             if depth == len(path) - 1:
-                node[key] = copy.deepcopy(value)
-            elif isinstance(node[key] if isinstance(node, list) else node.get(key), dict | list):
-                node = node[key]
+                if not (merging and value == {} and isinstance(current, dict | list)):
+                    node[key] = copy.deepcopy(value)
+            elif isinstance(current, dict | list):
+                node = current
             else:
                 node[key] = node = {}
     return out
