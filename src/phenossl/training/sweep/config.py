@@ -44,11 +44,10 @@ dotted key; a bad key in the ``smoke`` section is reported as ``smoke.<key>`` in
 
 from __future__ import annotations
 
-import copy
 import json
 import math
 import re
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
 from itertools import product
 from pathlib import Path
@@ -77,6 +76,7 @@ from phenossl.training.train.config import (
     TrainConfig,
     apply_overrides,
     as_dict,
+    join_key,
     load_config,
     override_pairs,
     read_yaml,
@@ -414,13 +414,19 @@ class SweepConfig(Section):
         cache: dict[str, Any] = {}
         for run_id, method, params, seed, settings in self._cells():
             try:
-                config, evaluate, train_file = self._resolve(method, seed, settings, cache)
+                resolved = self._resolve(method, seed, settings, cache)
             except ConfigError as err:
                 raise ConfigError(err.key, f"{err.detail} (run {run_id})") from None
             yield RunSpec(
-                run_id, self.experiment, self.kind, method, params, seed, config, evaluate,
-                train_file, self.smoke,
-            )  # fmt: skip
+                run_id,
+                self.experiment,
+                self.kind,
+                method,
+                params,
+                seed,
+                *resolved,
+                smoke=self.smoke,
+            )
 
     def _cells(self) -> Iterator[tuple[str, str | None, dict[str, Any], int, dict[str, Any]]]:
         """``(run id, method, params, seed, settings)`` of each run, in grid order.
@@ -457,9 +463,13 @@ class SweepConfig(Section):
         if not path.is_absolute() and self.path is not None:
             path = self.path.parent / path
         parts["train"].pop("run.seed", None)  # one resolution serves every seed
-        config = _cached(
-            cache, [str(path), parts["train"]], lambda: _load_train(path, parts, self.smoke)
-        )
+        key = json.dumps([str(path), parts["train"]], sort_keys=True, default=str)
+        if key not in cache:
+            try:
+                cache[key] = load_config(path, overrides=parts["train"], smoke=self.smoke)
+            except ConfigError as err:
+                raise ConfigError(join_key("train", err.key), err.detail) from None
+        config = cache[key].to_dict()
         config["run"]["seed"] = seed
         trains = config["method"]["name"]
         if method is not None and trains != method:
@@ -470,26 +480,9 @@ class SweepConfig(Section):
                 f"method {method!r} cannot run here: its trainer config {path} trains "
                 f"{trains!r}; this config's `train` file does not depend on {{method}}",
             )
-        raw = apply_overrides(self.evaluate, parts["evaluate"])
-        evaluate = _cached(
-            cache, parts["evaluate"], lambda: EvaluateConfig.from_dict(raw, "evaluate").to_dict()
-        )
-        return config, evaluate, str(path)
-
-
-def _cached(cache: dict[str, Any], key: Any, make: Callable[[], dict[str, Any]]) -> dict[str, Any]:
-    """A copy of ``make()``, made once per ``key`` (JSON-able)."""
-    text = json.dumps(key, sort_keys=True, default=str)
-    if text not in cache:
-        cache[text] = make()
-    return copy.deepcopy(cache[text])
-
-
-def _load_train(path: Path, parts: dict[str, Any], smoke: bool) -> dict[str, Any]:
-    try:
-        return load_config(path, overrides=parts["train"], smoke=smoke).to_dict()
-    except ConfigError as err:
-        raise ConfigError(f"train.{err.key}" if err.key else "train", err.detail) from None
+        evaluate = apply_overrides(self.evaluate, parts["evaluate"])
+        evaluate = EvaluateConfig.from_dict(evaluate, "evaluate")
+        return config, evaluate.to_dict(), str(path)
 
 
 # --- loading ------------------------------------------------------------------------------------
@@ -502,7 +495,7 @@ def is_sweep_config(path: str | Path) -> bool:
 
 
 def load_sweep(
-    path: str | Path,
+    source: str | Path | Mapping[str, Any],
     *,
     smoke: bool = False,
     overrides: Overrides = (),
@@ -513,8 +506,9 @@ def load_sweep(
 
     Parameters
     ----------
-    path
-        The YAML file.
+    source
+        The YAML file, or its mapping (then ``train`` files are relative to the working
+        directory).
     smoke
         Merge the ``smoke`` section (and load the trainer configs with theirs).
     overrides
@@ -526,9 +520,9 @@ def load_sweep(
     Raises
     ------
     FileNotFoundError
-        No file at ``path``.
+        No file at ``source``.
     ConfigError
-        Invalid YAML or an invalid key or value, named with its dotted key and the file.
+        Invalid YAML or an invalid key or value, named with its dotted key (and the file).
 
     Examples
     --------
@@ -536,41 +530,28 @@ def load_sweep(
     >>> sweep.run_ids()[0]  # doctest: +SKIP
     'table2_hue_p/simclr/hue_p=0/seed=5'
     """
-    data = read_yaml(path, "sweep config")
+    path = None if isinstance(source, Mapping) else Path(source)
+    data = source if path is None else read_yaml(path, "sweep config")
     try:
-        return sweep_from_dict(
-            data, path=Path(path), smoke=smoke, overrides=overrides, methods=methods, seeds=seeds
-        )
+        raw = as_dict(data)
+        if "experiment" not in raw:
+            raise ConfigError(
+                "experiment",
+                "missing: a sweep config names its experiment (this may be a trainer config)",
+            )
+        section = as_dict(raw.pop("smoke", None), "smoke")
+        config = with_smoke(SweepConfig, raw, section, smoke, replace=("methods", "levels"))
+        config.smoke, config.path = smoke, path
+        config.overrides = validate(_SETTINGS, dict(override_pairs(overrides)))
+        if methods is not None:
+            names: list[str] = validate(_NAMES, list(methods), "methods")
+            config.methods = {m: config.methods.get(m, {}) for m in names}
+        if seeds is not None:
+            config.seeds = validate(_SEEDS, list(seeds), "seeds")
+        return config
     except ConfigError as err:
-        raise ConfigError(err.key, f"{err.detail} (in {path})") from None
-
-
-def sweep_from_dict(
-    data: Any,
-    *,
-    path: Path | None = None,
-    smoke: bool = False,
-    overrides: Overrides = (),
-    methods: Sequence[str] | None = None,
-    seeds: Sequence[int] | None = None,
-) -> SweepConfig:
-    """Build a :class:`SweepConfig` from its YAML mapping; see :func:`load_sweep`."""
-    raw = as_dict(data)
-    if "experiment" not in raw:
-        raise ConfigError(
-            "experiment",
-            "missing: a sweep config names its experiment (this may be a trainer config)",
-        )
-    section = as_dict(raw.pop("smoke", None), "smoke")
-    config = with_smoke(SweepConfig, raw, section, smoke, replace=("methods", "levels"))
-    config.smoke, config.path = smoke, path
-    config.overrides = validate(_SETTINGS, dict(override_pairs(overrides)))
-    if methods is not None:
-        names: list[str] = validate(_NAMES, list(methods), "methods")
-        config.methods = {m: config.methods.get(m, {}) for m in names}
-    if seeds is not None:
-        config.seeds = validate(_SEEDS, list(seeds), "seeds")
-    return config
+        where = "" if path is None else f" (in {path})"
+        raise ConfigError(err.key, f"{err.detail}{where}") from None
 
 
 # --- settings -----------------------------------------------------------------------------------
