@@ -389,7 +389,7 @@ class SweepConfig(Section):
             if self.kind == "train":
                 raise ConfigError("methods", "missing: list the SSL methods to train")
             self.methods = {None: {}}
-        EvaluateConfig.from_dict(self.evaluate, "evaluate")  # a bad key once, not per run
+        validate(EvaluateConfig, self.evaluate, "evaluate")  # a bad key once, not per run
         return self
 
     @property
@@ -455,7 +455,7 @@ class SweepConfig(Section):
             parts[section][rest] = value  # "train" alone (the file) under ""
         if self.kind == "embed":
             embed = apply_overrides(self.embed, parts["embed"])
-            return EmbedStudyConfig.from_dict(embed, "embed").to_dict(), {}, None
+            return validate(EmbedStudyConfig, embed, "embed").to_dict(), {}, None
         name = parts["train"].pop("", None) or self.train
         if name is None:
             raise ConfigError("train", "no trainer config: set `train` (a file)")
@@ -481,8 +481,7 @@ class SweepConfig(Section):
                 f"{trains!r}; this config's `train` file does not depend on {{method}}",
             )
         evaluate = apply_overrides(self.evaluate, parts["evaluate"])
-        evaluate = EvaluateConfig.from_dict(evaluate, "evaluate")
-        return config, evaluate.to_dict(), str(path)
+        return config, validate(EvaluateConfig, evaluate, "evaluate").to_dict(), str(path)
 
 
 # --- loading ------------------------------------------------------------------------------------

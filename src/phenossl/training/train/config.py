@@ -120,13 +120,8 @@ class Section(BaseModel):
                     raise ConfigError(str(key), "unknown key", valid)
         return data
 
-    @classmethod
-    def from_dict(cls, data: Any, where: str = "") -> Any:
-        """The section from its YAML mapping; errors are :class:`ConfigError` under ``where``."""
-        return validate(cls, data, where)
-
     def to_dict(self) -> dict[str, Any]:
-        """Plain (YAML-able) mapping in the YAML layout; ``from_dict`` of it gives ``self``."""
+        """Plain (YAML-able) mapping in the YAML layout; :func:`validate` of it gives ``self``."""
         return self.model_dump(mode="json")
 
 
@@ -451,7 +446,7 @@ class TrainConfig(Section):
         return data
 
     @classmethod
-    def from_dict(  # type: ignore[override]
+    def from_dict(
         cls, data: Mapping[str, Any], *, overrides: Overrides = (), smoke: bool = False
     ) -> TrainConfig:
         """Build and resolve a config from a (YAML) mapping.
