@@ -95,7 +95,7 @@ def bare_run(spec, out: Path) -> float:
     config = spec.train_config()
     started = time.perf_counter()
     final = train(config, out)
-    run(experiment.iter_evaluate(final, config, EvaluateConfig.from_dict(spec.evaluate), out))
+    run(experiment.iter_evaluate(final, config, EvaluateConfig.model_validate(spec.evaluate), out))
     return time.perf_counter() - started
 
 

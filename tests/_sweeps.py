@@ -13,7 +13,7 @@ import pytest
 
 from phenossl.data.cifar import write_cifar_like
 from phenossl.data.cropset import CropSetWriter
-from phenossl.training.sweep.config import sweep_from_dict
+from phenossl.training.sweep.config import load_sweep
 from phenossl.training.sweep.runner import sweep
 
 TRAINING = Path(__file__).resolve().parents[1] / "training"
@@ -65,7 +65,7 @@ def tiny_sweep(cifar_root: Path, **changes) -> dict:
 @pytest.fixture(scope="session")
 def local_store(tiny_cifar, tmp_path_factory):
     store = tmp_path_factory.mktemp("store")
-    config = sweep_from_dict(tiny_sweep(tiny_cifar))
+    config = load_sweep(tiny_sweep(tiny_cifar))
     events = []
     summary = sweep(config, store, progress=events.append)
     return store, summary, events

@@ -149,7 +149,7 @@ def smoke_store(tmp_path_factory) -> Path:
     import torch
 
     from phenossl.data.cifar import write_cifar_like
-    from phenossl.training.sweep.config import load_sweep, sweep_from_dict
+    from phenossl.training.sweep.config import load_sweep
     from phenossl.training.sweep.runner import sweep
 
     root = tmp_path_factory.mktemp("smoke")
@@ -191,7 +191,7 @@ def smoke_store(tmp_path_factory) -> Path:
             "evaluate": {"linear": {}, "cluster": {"k": 10, "n_nearest": 4}},
         }
         for config in (hue, backbones):
-            assert sweep(sweep_from_dict(config), store).complete
+            assert sweep(load_sweep(config), store).complete
         crops = _tiny_cropset(root / "crops")
         study = load_sweep(
             TRAINING / "backbone_size.yaml",

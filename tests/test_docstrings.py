@@ -27,6 +27,7 @@ MODULES = [
     "phenossl.ssl.losses",
     "phenossl.training.evaluate.metrics",
     "phenossl.training.evaluate.collapse",
+    "phenossl.training.train.config",
     "phenossl.training.train.optim",
     "phenossl.augment.views",
     "phenossl.models.backbones",

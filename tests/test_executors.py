@@ -10,7 +10,7 @@ import pytest
 from _sweeps import TRAINING, tiny_sweep
 
 from phenossl.training.sweep import executors
-from phenossl.training.sweep.config import load_sweep, sweep_from_dict
+from phenossl.training.sweep.config import load_sweep
 from phenossl.training.sweep.executors import (
     DaskExecutor,
     GpuExecutor,
@@ -28,7 +28,7 @@ def test_dask_executor_gives_the_local_results(local_store, tiny_cifar, tmp_path
     data = tiny_sweep(tiny_cifar)
     data["grid"]["data"] = {"levels": {"ok": {}}}  # the two good runs
     executor = DaskExecutor(n_workers=1, threads_per_worker=1, processes=False)
-    summary = sweep(sweep_from_dict(data), tmp_path, executor=executor)
+    summary = sweep(load_sweep(data), tmp_path, executor=executor)
     assert executor.client is None  # the LocalCluster it started is closed
     assert (summary.done, summary.ran) == (2, 2)
     with ResultStore(store_path) as local, ResultStore(tmp_path) as dask:
@@ -54,7 +54,7 @@ def test_gpu_executor_pins_each_worker_to_its_device(tiny_cropset, tmp_path):
         smoke=True,
         overrides={"embed.cropset": str(tiny_cropset), "embed.input_size": 32},
     )
-    config.grid = config.grid[:1]  # two runs: one per backbone
+    config.grid = dict(list(config.grid.items())[:1])  # two runs: one per backbone
     summary = sweep(config, tmp_path, executor=GpuExecutor(gpus=["4", "7"]), device="cpu")
     assert (summary.done, summary.ran) == (2, 2)
     seen = set()

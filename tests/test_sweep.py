@@ -11,7 +11,7 @@ import pytest
 from _sweeps import TRAINING, tiny_sweep
 from PIL import Image
 
-from phenossl.training.sweep.config import load_sweep, sweep_from_dict
+from phenossl.training.sweep.config import load_sweep
 from phenossl.training.sweep.runner import sweep
 from phenossl.training.sweep.store import ResultStore
 from phenossl.training.train.config import parse_overrides
@@ -58,7 +58,7 @@ def test_local_sweep_runs_and_records_every_run(local_store):
 
 def test_running_again_skips_finished_runs_and_retries_failed_ones(local_store, tiny_cifar):
     store_path, *_ = local_store
-    config = sweep_from_dict(tiny_sweep(tiny_cifar))
+    config = load_sweep(tiny_sweep(tiny_cifar))
     with ResultStore(store_path) as store:
         done = store.records(status="done")
         stamps = {r.run_id: (store.run_dir(r.run_id) / "final.pt").stat().st_mtime_ns for r in done}

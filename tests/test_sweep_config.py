@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from phenossl.training.sweep.config import sweep_from_dict
+from phenossl.training.sweep.config import load_sweep
 from phenossl.training.train.config import ConfigError
 
 TRAINING = Path(__file__).resolve().parents[1] / "training"
@@ -51,18 +51,18 @@ def _with(**changes):
 )
 def test_unknown_or_bad_keys_are_named(data, key):
     with pytest.raises(ConfigError) as info:
-        sweep_from_dict(data, smoke=False)
+        load_sweep(data, smoke=False)
     assert info.value.key == key
     assert key in str(info.value)
 
 
 def test_bad_trainer_keys_are_named_with_the_run():
-    sweep = sweep_from_dict(_with(set={"train.optim.lrr": 0.1}))
+    sweep = load_sweep(_with(set={"train.optim.lrr": 0.1}))
     with pytest.raises(ConfigError) as info:
         list(sweep.runs())
     assert info.value.key == "train.optim.lrr"
     assert "t/simclr/hue_p=0/seed=5" in str(info.value)
-    bad_value = sweep_from_dict(
+    bad_value = load_sweep(
         _with(grid={"hue_p": {"values": [2.0], "set": BASE["grid"]["hue_p"]["set"]}})
     )
     with pytest.raises(ConfigError) as info:
@@ -75,8 +75,8 @@ def test_smoke_section_and_cli_settings_merge_in_order():
         set={"train.optim.epochs": 7, "evaluate.linear.epochs": 5},
         smoke={"set": {"train.optim.epochs": 2}, "grid": {"hue_p": {"values": [0.5]}}},
     )
-    full = sweep_from_dict(data)
-    smoke = sweep_from_dict(data, smoke=True, overrides={"evaluate.linear.epochs": 9})
+    full = load_sweep(data)
+    smoke = load_sweep(data, smoke=True, overrides={"evaluate.linear.epochs": 9})
     assert full.n_runs == 2 and smoke.n_runs == 1
     (run,) = smoke.runs()
     assert run.params == {"hue_p": 0.5} and run.config["augmentation"][0]["hue_p"] == 0.5
@@ -87,7 +87,7 @@ def test_smoke_section_and_cli_settings_merge_in_order():
 
 
 def test_value_texts_keep_values_apart_and_templates_substitute():
-    sweep = sweep_from_dict(
+    sweep = load_sweep(
         _with(
             grid={
                 "crop": {

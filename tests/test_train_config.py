@@ -281,3 +281,17 @@ def test_one_merge_and_has_key_serve_both_smoke_sections():
     assert has_key({"augmentation": {1: {"size": 48}}}, "augmentation.1.size")
     assert has_key({"seeds": [6]}, "seeds.0")  # set by the section as a whole
     assert not has_key({"augmentation": {1: {"size": 48}}}, "augmentation.1.degrees")
+
+
+def test_overrides_replace_and_smoke_sections_merge():
+    base = {"run": {"seed": 1}, "data": {"options": {"a": 1}}, "optim": {"lr": 0.1}}
+    # an override sets its value as it is, and replaces a value in its way by a mapping
+    assert apply_overrides(base, {"data.options": {}, "optim.lr.x": 1}) == {
+        "run": {"seed": 1},
+        "data": {"options": {}},
+        "optim": {"lr": {"x": 1}},
+    }
+    # a smoke section's empty mapping keeps what is there and adds what is not
+    assert merge(base, {"run": {}, "evaluate": {"knn": {}}}) == {**base, "evaluate": {"knn": {}}}
+    with pytest.raises(ConfigError, match=r"optim\.lr: expected a number, got \{'x': 1\}"):
+        TrainConfig.from_dict({}, overrides={"optim.lr.x": 1})

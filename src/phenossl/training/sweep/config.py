@@ -44,13 +44,12 @@ dotted key; a bad key in the ``smoke`` section is reported as ``smoke.<key>`` in
 
 from __future__ import annotations
 
-import copy
 import json
 import math
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
-from functools import cached_property
+from itertools import product
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -60,24 +59,20 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
-    SkipValidation,
     TypeAdapter,
     model_validator,
 )
 
 from phenossl.training.train.config import (
     Backbone,
-    Bool,
     ConfigError,
     Dict,
     Float,
-    Int,
     KnnSettings,
     Overrides,
     Positive,
     PositiveFloat,
     Section,
-    Str,
     TrainConfig,
     apply_overrides,
     as_dict,
@@ -89,27 +84,8 @@ from phenossl.training.train.config import (
     with_smoke,
 )
 
-__all__ = [
-    "Axis",
-    "ClusterSettings",
-    "EmbedStudyConfig",
-    "EvalDataSettings",
-    "EvaluateConfig",
-    "FinetuneSettings",
-    "KnnSettings",
-    "Level",
-    "LinearSettings",
-    "RunSpec",
-    "SweepConfig",
-    "is_sweep_config",
-    "load_sweep",
-]
-
-SETTING_SECTIONS = ("train", "evaluate", "embed")
 VALUE = "{value}"
-_REPLACED = ("methods", "levels")  # mappings the smoke section replaces instead of merging
-_NAME = re.compile(r"^[A-Za-z0-9_.+-]+$")
-_AXIS = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_NAME = r"^[A-Za-z0-9_.+-]+$"
 
 
 # --- evaluation of a trained run ----------------------------------------------------------------
@@ -131,7 +107,7 @@ class FinetuneSettings(Section):
     lr: PositiveFloat = 0.01
     weight_decay: Float = 5.0e-4
     batch_size: Positive = 128
-    augmentation: Str | None = None
+    augmentation: str | None = None
 
 
 class ClusterSettings(Section):
@@ -144,14 +120,14 @@ class ClusterSettings(Section):
     the clustered embeddings (``phenossl.embedding.save_embeddings``).
     """
 
-    k: Annotated[Int, Field(gt=1)] = 10
-    label_column: Str | None = None
-    name: Str | None = None
-    n_init: Int = 10
-    n_permutations: Int = 10
-    n_nearest: Int = 8
-    montage: Bool = True
-    save_embeddings: Bool = True
+    k: Annotated[int, Field(gt=1)] = 10
+    label_column: str | None = None
+    name: str | None = None
+    n_init: int = 10
+    n_permutations: int = 10
+    n_nearest: int = 8
+    montage: bool = True
+    save_embeddings: bool = True
 
 
 class EvalDataSettings(Section):
@@ -161,8 +137,8 @@ class EvalDataSettings(Section):
     ``label_column: treatment`` for a CropSet); limits keep a seeded random subset.
     """
 
-    train_split: Str | None = "train"
-    test_split: Str | None = "test"
+    train_split: str | None = "train"
+    test_split: str | None = "test"
     train_limit: Positive | None = None
     test_limit: Positive | None = None
     options: Dict = Field(default_factory=dict)
@@ -174,22 +150,18 @@ def _protocol(value: Any) -> Any:
     return {} if value is True else None if value is False else value
 
 
-def _listed(value: Any) -> Any:
-    return [value] if isinstance(value, Mapping) else value or []
-
-
 class EvaluateConfig(Section):
     """What a trained run is evaluated with; a protocol given as ``{}`` runs with defaults."""
 
     linear: Annotated[LinearSettings | None, BeforeValidator(_protocol)] = None
     knn: Annotated[KnnSettings | None, BeforeValidator(_protocol)] = None
     finetune: Annotated[FinetuneSettings | None, BeforeValidator(_protocol)] = None
-    cluster: Annotated[list[ClusterSettings], BeforeValidator(_listed)] = Field(
-        default_factory=list
-    )
+    cluster: Annotated[
+        list[ClusterSettings], BeforeValidator(lambda v: [v] if isinstance(v, Mapping) else v or [])
+    ] = Field(default_factory=list)
     data: EvalDataSettings = EvalDataSettings()
-    device: Str = "auto"
-    amp: Bool = True
+    device: str = "auto"
+    amp: bool = True
 
     @model_validator(mode="after")
     def _distinct_metrics(self) -> EvaluateConfig:
@@ -221,23 +193,23 @@ class EmbedStudyConfig(Section):
     randomised-label control.
     """
 
-    cropset: Str = "data/crops/nocodazole_dmso"
-    compound: Str = "nocodazole"
+    cropset: str = "data/crops/nocodazole_dmso"
+    compound: str = "nocodazole"
     concentration: Float | None = None
-    control: Str = "DMSO"
+    control: str = "DMSO"
     backbone: Backbone = "resnet18"
     weights: Literal["imagenet", "random"] = "imagenet"
     n_per_group: Positive | None = None
     input_size: Positive | None = None
     batch_size: Positive = 64
-    k: Annotated[Int, Field(ge=2)] = 2
+    k: Annotated[int, Field(ge=2)] = 2
     n_init: Positive = 10
-    n_permutations: Int = 10
-    n_nearest: Int = 8
-    montage: Bool = True
-    save_embeddings: Bool = True
-    seed: Int = 0
-    device: Str = "auto"
+    n_permutations: int = 10
+    n_nearest: int = 8
+    montage: bool = True
+    save_embeddings: bool = True
+    seed: int = 0
+    device: str = "auto"
 
 
 # --- runs ---------------------------------------------------------------------------------------
@@ -277,8 +249,7 @@ class RunSpec:
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> RunSpec:
         """Inverse of :meth:`to_json`."""
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in names})
+        return cls(**{f.name: data[f.name] for f in fields(cls) if f.name in data})
 
     def train_config(self, device: str | None = None) -> TrainConfig:
         """The run's :class:`TrainConfig` (``run.device`` replaced by ``device`` if given)."""
@@ -287,49 +258,7 @@ class RunSpec:
         )
 
 
-@dataclass(frozen=True)
-class Level:
-    """One value of an axis: its ``label`` (in the run id and ``param.<axis>``) and settings."""
-
-    label: str | int | float | bool
-    settings: dict[str, Any]
-
-
-@dataclass(frozen=True)
-class Axis:
-    """A swept parameter: its name and levels, with the run-id text of each level."""
-
-    name: str
-    levels: tuple[Level, ...]
-
-    @cached_property
-    def texts(self) -> tuple[str, ...]:
-        return _value_texts([level.label for level in self.levels])
-
-
 # --- the sweep file -----------------------------------------------------------------------------
-
-
-def _name(value: str) -> str:
-    if not _NAME.match(value):
-        raise ValueError(f"expected a name of letters, digits, _.+-, got {value!r}")
-    return value
-
-
-def _check_settings(settings: dict[str, Any]) -> dict[str, Any]:
-    for key in settings:
-        section, dot, rest = key.partition(".")
-        if (
-            section not in SETTING_SECTIONS
-            or (section != "train" and not dot)
-            or (dot and not rest)
-        ):
-            raise ConfigError(
-                key,
-                "expected `train` (a trainer config file) or a dotted key under train., "
-                "evaluate. or embed.",
-            )
-    return settings
 
 
 def _distinct(values: list[Any]) -> list[Any]:
@@ -338,19 +267,30 @@ def _distinct(values: list[Any]) -> list[Any]:
     return values
 
 
+def _settings(settings: dict[str, Any]) -> dict[str, Any]:
+    for key in settings:
+        if not re.fullmatch(r"train|(train|evaluate|embed)\..+", key):
+            raise ConfigError(
+                key,
+                "expected `train` (a trainer config file) or a dotted key under train., "
+                "evaluate. or embed.",
+            )
+    return settings
+
+
 #: flat mappings of dotted keys (module docstring)
-Settings = Annotated[Dict, AfterValidator(_check_settings)]
-Name = Annotated[Str, AfterValidator(_name)]
+Settings = Annotated[Dict, AfterValidator(_settings)]
+Name = Annotated[str, Field(pattern=_NAME)]
+Seeds = Annotated[list[Annotated[int, Field(ge=0)]], Field(min_length=1), AfterValidator(_distinct)]
 _NAMES: TypeAdapter[list[str]] = TypeAdapter(
     Annotated[list[Name], Field(min_length=1), AfterValidator(_distinct)]
 )
-Seeds = Annotated[list[Annotated[Int, Field(ge=0)]], Field(min_length=1), AfterValidator(_distinct)]
-_SETTINGS = TypeAdapter(Settings)
 _SEEDS = TypeAdapter(Seeds)
+_SETTINGS = TypeAdapter(Settings)
 
 
 class _Linspace(Section):
-    linspace: tuple[Float, Float, Annotated[Int, Field(ge=1)]]
+    linspace: Annotated[tuple[Float, Float, Annotated[int, Field(ge=1)]], Field(strict=False)]
 
 
 def _linspace(values: Any) -> Any:
@@ -358,9 +298,7 @@ def _linspace(values: Any) -> Any:
     if not isinstance(values, Mapping):
         return values
     start, stop, count = _Linspace.model_validate(values).linspace
-    if count == 1:
-        return [start]
-    return [round(start + (stop - start) * i / (count - 1), 10) for i in range(count)]
+    return [round(start + (stop - start) * i / max(count - 1, 1), 10) for i in range(count)]
 
 
 def _scalar(value: Any) -> Any:
@@ -369,8 +307,8 @@ def _scalar(value: Any) -> Any:
     return value
 
 
-class _AxisSpec(Section):
-    """One axis of ``grid`` in YAML: ``values`` with ``set``, or ``levels``."""
+class Axis(Section):
+    """One axis of ``grid``: ``values`` with the settings they go to (``set``), or ``levels``."""
 
     values: Annotated[
         list[Annotated[Any, AfterValidator(_scalar)]] | None,
@@ -378,10 +316,10 @@ class _AxisSpec(Section):
         Field(min_length=1),
     ] = None
     set: Settings | None = None
-    levels: dict[Str, Settings] | None = None
+    levels: dict[str, Settings] | None = None
 
     @model_validator(mode="after")
-    def _one_kind(self) -> _AxisSpec:
+    def _one_kind(self) -> Axis:
         if (self.levels is None) == (self.values is None):
             raise ConfigError("", "give either `values` (with `set`) or `levels`")
         if self.levels is not None and self.set is not None:
@@ -390,41 +328,28 @@ class _AxisSpec(Section):
             raise ConfigError("levels", "expected at least one level")
         if self.values is not None and self.set is None:
             raise ConfigError("set", "missing: which settings the values go to")
+        self.cells()  # the run-id texts keep the labels apart
         return self
 
-    def axis(self, name: str) -> Axis:
+    def cells(self) -> list[tuple[Any, str, dict[str, Any]]]:
+        """``(label, run-id text, settings)`` of each level."""
         if self.levels is not None:
-            return Axis(name, tuple(Level(k, v) for k, v in self.levels.items()))
-        assert self.values is not None  # checked above: values or levels
-        return Axis(name, tuple(Level(v, _substitute(self.set, v)) for v in self.values))
+            labels, settings = list(self.levels), list(self.levels.values())
+        else:
+            labels = self.values or []
+            settings = [_substitute(self.set, value) for value in labels]
+        return list(zip(labels, _value_texts(labels), settings))
 
 
 def _axis_name(name: str) -> str:
-    if not _AXIS.match(name) or name in ("seed", "method"):
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name) or name in ("seed", "method"):
         raise ValueError("an axis name is an identifier other than seed and method")
     return name
 
 
-_GRID = TypeAdapter(dict[Annotated[Str, AfterValidator(_axis_name)], _AxisSpec])
-
-
-def _axes(raw: Any) -> list[Axis]:
-    if isinstance(raw, list):  # already axes
-        return raw
-    axes = []
-    for name, spec in _GRID.validate_python({} if raw is None else raw).items():
-        axis = spec.axis(name)
-        try:
-            axis.texts  # noqa: B018 - checks the labels now
-        except ValueError as err:
-            raise ConfigError(name, str(err)) from None
-        axes.append(axis)
-    return axes
-
-
 def _methods(raw: Any) -> Any:
     if isinstance(raw, list):
-        return {name: {} for name in _NAMES.validate_python(raw)}
+        return {name: {} for name in _NAMES.validate_python(raw, strict=True)}
     return {} if raw is None else raw
 
 
@@ -438,15 +363,13 @@ class SweepConfig(Section):
     model_config = ConfigDict(validate_assignment=False)  # load_sweep completes it
 
     experiment: Name
-    description: Str = ""
+    description: str = ""
     kind: Literal["train", "embed"] = "train"
-    train: Str | None = None
+    train: str | None = None
     methods: Annotated[dict[Name | None, Settings], BeforeValidator(_methods)] = Field(
         default_factory=dict
     )
-    grid: Annotated[list[Axis], SkipValidation, BeforeValidator(_axes)] = Field(
-        default_factory=list
-    )
+    grid: dict[Annotated[str, AfterValidator(_axis_name)], Axis] = Field(default_factory=dict)
     seeds: Seeds = Field(default_factory=lambda: [0])
     settings: Settings = Field(default_factory=dict, alias="set")
     evaluate: Dict = Field(default_factory=dict)
@@ -466,13 +389,13 @@ class SweepConfig(Section):
             if self.kind == "train":
                 raise ConfigError("methods", "missing: list the SSL methods to train")
             self.methods = {None: {}}
-        EvaluateConfig.from_dict(self.evaluate, "evaluate")  # a bad key once, not per run
+        validate(EvaluateConfig, self.evaluate, "evaluate")  # a bad key once, not per run
         return self
 
     @property
     def n_runs(self) -> int:
         """Number of runs in the grid."""
-        return len(self.methods) * math.prod(len(a.levels) for a in self.grid) * len(self.seeds)
+        return len(self.run_ids())
 
     def run_ids(self) -> list[str]:
         """Every run id, in grid order (methods, then axes, then seeds), without resolving."""
@@ -488,96 +411,77 @@ class SweepConfig(Section):
         FileNotFoundError
             A trainer config file that does not exist (named with the run id).
         """
-        cache: dict[Any, Any] = {}
-        for run_id, method, levels, seed in self._cells():
-            settings: dict[str, Any] = {**self.settings, **self.methods[method]}
-            for level in levels:
-                settings.update(level.settings)
-            seed_key = "train.run.seed" if self.kind == "train" else "embed.seed"
-            settings[seed_key] = seed
-            settings.update(self.overrides)
-            params = {axis.name: level.label for axis, level in zip(self.grid, levels)}
+        cache: dict[str, Any] = {}
+        for run_id, method, params, seed, settings in self._cells():
             try:
-                yield self._resolve(run_id, method, params, seed, settings, cache)
+                resolved = self._resolve(method, seed, settings, cache)
             except ConfigError as err:
                 raise ConfigError(err.key, f"{err.detail} (run {run_id})") from None
+            yield RunSpec(
+                run_id,
+                self.experiment,
+                self.kind,
+                method,
+                params,
+                seed,
+                *resolved,
+                smoke=self.smoke,
+            )
 
-    def _cells(self) -> Iterator[tuple[str, str | None, tuple[Level, ...], int]]:
-        def combos(i: int) -> Iterator[tuple[tuple[str, ...], tuple[Level, ...]]]:
-            if i == len(self.grid):
-                yield (), ()
-                return
-            axis = self.grid[i]
-            for text, level in zip(axis.texts, axis.levels):
-                for texts, levels in combos(i + 1):
-                    yield (f"{axis.name}={text}", *texts), (level, *levels)
+    def _cells(self) -> Iterator[tuple[str, str | None, dict[str, Any], int, dict[str, Any]]]:
+        """``(run id, method, params, seed, settings)`` of each run, in grid order.
 
-        for method in self.methods:
-            head = [self.experiment] + ([method] if method is not None else [])
-            for texts, levels in combos(0):
-                for seed in self.seeds:
-                    yield "/".join([*head, *texts, f"seed={seed}"]), method, levels, seed
+        Later settings win: ``set``, the method's, each axis's, the seed, the CLI's.
+        """
+        axes = [[(name, *cell) for cell in axis.cells()] for name, axis in self.grid.items()]
+        seed_key = "train.run.seed" if self.kind == "train" else "embed.seed"
+        for method, levels, seed in product(self.methods, product(*axes), self.seeds):
+            settings = {**self.settings, **self.methods[method]}
+            for *_, level in levels:
+                settings.update(level)
+            settings.update({seed_key: seed, **self.overrides})
+            texts = [f"{name}={text}" for name, _, text, _ in levels]
+            run_id = "/".join([self.experiment, *([method] if method else []), *texts])
+            params = {name: label for name, label, *_ in levels}
+            yield f"{run_id}/seed={seed}", method, params, seed, settings
 
     def _resolve(
-        self,
-        run_id: str,
-        method: str | None,
-        params: dict[str, Any],
-        seed: int,
-        settings: dict[str, Any],
-        cache: dict[Any, Any],
-    ) -> RunSpec:
-        parts = split_settings(settings)
-        evaluate: dict[str, Any] = {}
-        train_file = None
-        if self.kind == "train":
-            train_file = parts["train_file"] or self.train
-            if train_file is None:
-                raise ConfigError("train", "no trainer config: set `train` (a file)")
-            train_file = self._train_path(str(train_file).format(method=method))
-            overrides = dict(parts["train"])
-            overrides.pop("run.seed", None)  # one resolution serves every seed
-            key: tuple[Any, str] = (train_file, json.dumps(overrides, sort_keys=True, default=str))
-            if key not in cache:
-                cache[key] = _load_train(train_file, overrides, self.smoke).to_dict()
-            resolved = copy.deepcopy(cache[key])
-            trains = resolved["method"]["name"]
-            if method is not None and trains != method:
-                # a run recorded as one method must not train another (a `train` file without
-                # {method}, or a method the file was not written for)
-                raise ConfigError(
-                    "methods",
-                    f"method {method!r} cannot run here: its trainer config {train_file} trains "
-                    f"{trains!r}; this config's `train` file does not depend on {{method}}",
-                )
-            resolved["run"]["seed"] = seed
-            key = ("evaluate", json.dumps(parts["evaluate"], sort_keys=True, default=str))
-            if key not in cache:
-                raw_eval = apply_overrides(self.evaluate, parts["evaluate"])
-                cache[key] = EvaluateConfig.from_dict(raw_eval, "evaluate").to_dict()
-            evaluate = copy.deepcopy(cache[key])
-            train_file = str(train_file)
-        else:
-            raw = apply_overrides(self.embed, parts["embed"])
-            resolved = EmbedStudyConfig.from_dict(raw, "embed").to_dict()
-        return RunSpec(
-            run_id=run_id,
-            experiment=self.experiment,
-            kind=self.kind,
-            method=method,
-            params=params,
-            seed=seed,
-            config=resolved,
-            evaluate=evaluate,
-            train_file=train_file,
-            smoke=self.smoke,
-        )
-
-    def _train_path(self, name: str) -> Path:
-        path = Path(name)
+        self, method: str | None, seed: int, settings: dict[str, Any], cache: dict[str, Any]
+    ) -> tuple[dict[str, Any], dict[str, Any], str | None]:
+        """The run's config, evaluation settings and trainer config file."""
+        parts: dict[str, dict[str, Any]] = {"train": {}, "evaluate": {}, "embed": {}}
+        for key, value in settings.items():
+            section, _, rest = key.partition(".")
+            parts[section][rest] = value  # "train" alone (the file) under ""
+        if self.kind == "embed":
+            embed = apply_overrides(self.embed, parts["embed"])
+            return validate(EmbedStudyConfig, embed, "embed").to_dict(), {}, None
+        name = parts["train"].pop("", None) or self.train
+        if name is None:
+            raise ConfigError("train", "no trainer config: set `train` (a file)")
+        path = Path(str(name).format(method=method))
         if not path.is_absolute() and self.path is not None:
             path = self.path.parent / path
-        return path
+        parts["train"].pop("run.seed", None)  # one resolution serves every seed
+        key = json.dumps([str(path), parts["train"]], sort_keys=True, default=str)
+        if key not in cache:
+            try:
+                cache[key] = load_config(path, overrides=parts["train"], smoke=self.smoke)
+            except ConfigError as err:
+                raise ConfigError(join_key("train", err.key), err.detail) from None
+        config = cache[key].to_dict()
+        config["run"]["seed"] = seed
+        trains = config["method"]["name"]
+        if method is not None and trains != method:
+            # a run recorded as one method must not train another (a `train` file without
+            # {method}, or a method the file was not written for)
+            raise ConfigError(
+                "methods",
+                f"method {method!r} cannot run here: its trainer config {path} trains "
+                f"{trains!r}; this config's `train` file does not depend on {{method}}",
+            )
+        evaluate = apply_overrides(self.evaluate, parts["evaluate"])
+        return config, validate(EvaluateConfig, evaluate, "evaluate").to_dict(), str(path)
 
 
 # --- loading ------------------------------------------------------------------------------------
@@ -590,7 +494,7 @@ def is_sweep_config(path: str | Path) -> bool:
 
 
 def load_sweep(
-    path: str | Path,
+    source: str | Path | Mapping[str, Any],
     *,
     smoke: bool = False,
     overrides: Overrides = (),
@@ -601,8 +505,9 @@ def load_sweep(
 
     Parameters
     ----------
-    path
-        The YAML file.
+    source
+        The YAML file, or its mapping (then ``train`` files are relative to the working
+        directory).
     smoke
         Merge the ``smoke`` section (and load the trainer configs with theirs).
     overrides
@@ -614,9 +519,9 @@ def load_sweep(
     Raises
     ------
     FileNotFoundError
-        No file at ``path``.
+        No file at ``source``.
     ConfigError
-        Invalid YAML or an invalid key or value, named with its dotted key and the file.
+        Invalid YAML or an invalid key or value, named with its dotted key (and the file).
 
     Examples
     --------
@@ -624,56 +529,31 @@ def load_sweep(
     >>> sweep.run_ids()[0]  # doctest: +SKIP
     'table2_hue_p/simclr/hue_p=0/seed=5'
     """
-    data = read_yaml(path, "sweep config")
+    path = None if isinstance(source, Mapping) else Path(source)
+    data = source if path is None else read_yaml(path, "sweep config")
     try:
-        return sweep_from_dict(
-            data, path=Path(path), smoke=smoke, overrides=overrides, methods=methods, seeds=seeds
-        )
+        raw = as_dict(data)
+        if "experiment" not in raw:
+            raise ConfigError(
+                "experiment",
+                "missing: a sweep config names its experiment (this may be a trainer config)",
+            )
+        section = as_dict(raw.pop("smoke", None), "smoke")
+        config = with_smoke(SweepConfig, raw, section, smoke, replace=("methods", "levels"))
+        config.smoke, config.path = smoke, path
+        config.overrides = validate(_SETTINGS, dict(override_pairs(overrides)))
+        if methods is not None:
+            names: list[str] = validate(_NAMES, list(methods), "methods")
+            config.methods = {m: config.methods.get(m, {}) for m in names}
+        if seeds is not None:
+            config.seeds = validate(_SEEDS, list(seeds), "seeds")
+        return config
     except ConfigError as err:
-        raise ConfigError(err.key, f"{err.detail} (in {path})") from None
-
-
-def sweep_from_dict(
-    data: Any,
-    *,
-    path: Path | None = None,
-    smoke: bool = False,
-    overrides: Overrides = (),
-    methods: Sequence[str] | None = None,
-    seeds: Sequence[int] | None = None,
-) -> SweepConfig:
-    """Build a :class:`SweepConfig` from its YAML mapping; see :func:`load_sweep`."""
-    raw = as_dict(data)
-    if "experiment" not in raw:
-        raise ConfigError(
-            "experiment",
-            "missing: a sweep config names its experiment (this may be a trainer config)",
-        )
-    section = as_dict(raw.pop("smoke", None), "smoke")
-    config = with_smoke(SweepConfig, raw, section, smoke, replace=_REPLACED)
-    config.smoke, config.path = smoke, path
-    config.overrides = validate(_SETTINGS, dict(override_pairs(overrides)))
-    if methods is not None:
-        names: list[str] = validate(_NAMES, list(methods), "methods")
-        config.methods = {m: config.methods.get(m, {}) for m in names}
-    if seeds is not None:
-        config.seeds = validate(_SEEDS, list(seeds), "seeds")
-    return config
+        where = "" if path is None else f" (in {path})"
+        raise ConfigError(err.key, f"{err.detail}{where}") from None
 
 
 # --- settings -----------------------------------------------------------------------------------
-
-
-def split_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
-    """Settings by section: ``train_file`` and the ``train``/``evaluate``/``embed`` key maps."""
-    out: dict[str, Any] = {"train_file": None, "train": {}, "evaluate": {}, "embed": {}}
-    for key, value in settings.items():
-        section, _, rest = key.partition(".")
-        if not rest:
-            out["train_file"] = value
-        else:
-            out[section][rest] = value
-    return out
 
 
 def _substitute(template: Any, value: Any) -> Any:
@@ -684,36 +564,26 @@ def _substitute(template: Any, value: Any) -> Any:
         return [_substitute(v, value) for v in template]
     if template == VALUE:
         return value
-    if isinstance(template, str) and VALUE in template:
+    if isinstance(template, str):
         return template.replace(VALUE, str(value))
     return template
 
 
-def _value_texts(values: Sequence[Any]) -> tuple[str, ...]:
+def _value_texts(values: Sequence[Any]) -> list[str]:
     """Run-id text of each value: names as they are, floats with >= 3 significant digits."""
+    for value in values:
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError(f"non-finite value {value}")
+        if isinstance(value, str) and not re.match(_NAME, value):
+            raise ValueError(f"value {value!r}: a run-id name has only letters, digits, _.+-")
     for digits in range(3, 18):
-        texts = [_text(v, digits) for v in values]
+        texts = [_text(value, digits) for value in values]
         if len(set(texts)) == len(texts):
-            return tuple(texts)
+            return texts
     raise ValueError(f"duplicate values {list(values)}")
 
 
 def _text(value: Any, digits: int) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            raise ValueError(f"non-finite value {value}")
-        return format(value, f".{digits}g")
-    if not _NAME.match(str(value)):
-        raise ValueError(f"value {value!r}: a run-id name has only letters, digits, _.+-")
-    return str(value)
-
-
-def _load_train(path: Path, overrides: Overrides, smoke: bool) -> TrainConfig:
-    try:
-        return load_config(path, overrides=overrides, smoke=smoke)
-    except ConfigError as err:
-        raise ConfigError(join_key("train", err.key), err.detail) from None
+    return format(value, f".{digits}g") if isinstance(value, float) else str(value)

@@ -88,7 +88,7 @@ def iter_execute(
         "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
     }
     if spec.kind == "embed":
-        config = EmbedStudyConfig.from_dict(spec.config)
+        config = EmbedStudyConfig.model_validate(spec.config)
         if device is not None:
             config.device = device
         result, details = yield from iter_embed_study(config, out)
@@ -116,7 +116,7 @@ def _iter_train_and_evaluate(
     from phenossl.training.train.trainer import FINAL_CHECKPOINT, LAST_CHECKPOINT, iter_train
 
     config = spec.train_config(device)
-    settings = EvaluateConfig.from_dict(spec.evaluate)
+    settings = EvaluateConfig.model_validate(spec.evaluate)
     if device is not None:
         settings.device = device
     info["resumed_from_epoch"] = (

@@ -43,9 +43,9 @@ Note: YAML 1.1 (PyYAML) reads ``1e-3`` as a string; float fields accept such str
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Literal, TypeVar, cast
+from typing import Annotated, Any, Literal, TypeVar, cast
 
 import yaml
 from pydantic import (
@@ -54,30 +54,11 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
-    Strict,
     TypeAdapter,
     ValidationError,
-    model_serializer,
     model_validator,
 )
-
-__all__ = [
-    "AugmentationConfig",
-    "ConfigError",
-    "DataConfig",
-    "KnnMonitorConfig",
-    "KnnSettings",
-    "MethodConfig",
-    "ModelConfig",
-    "OptimConfig",
-    "Overrides",
-    "RunConfig",
-    "TrainConfig",
-    "apply_overrides",
-    "load_config",
-    "parse_override",
-    "parse_overrides",
-]
+from pydantic_core import to_jsonable_python
 
 #: method hyperparameters the trainer sets itself (from the data and run.seed)
 TRAINER_HPARAMS = ("dataset_size", "seed")
@@ -87,133 +68,90 @@ Overrides = Mapping[str, Any] | Iterable[tuple[str, Any]]
 
 
 class ConfigError(ValueError):
-    """An invalid training configuration; ``key`` is the dotted key at fault (or "")."""
+    """An invalid configuration; ``key`` is the dotted key at fault (or "").
 
-    def __init__(self, key: str, message: str) -> None:
-        self.key = key
-        self.detail = message
+    ``valid`` lists the valid keys where ``key`` is unknown.
+    """
+
+    def __init__(self, key: str, message: str, valid: Iterable[str] | None = None) -> None:
+        self.key, self.detail, self.valid = key, message, valid
         super().__init__(f"{key}: {message}" if key else message)
-
-
-class _UnknownKey(ConfigError):
-    """An unknown key; the message (with the valid keys) is made where the section is known."""
-
-    def __init__(self, key: str, valid: Iterable[str]) -> None:
-        super().__init__(key, "unknown key")
-        self.valid = list(valid)
 
 
 # --- value types --------------------------------------------------------------------------------
 
 
 def _yaml_float(value: Any) -> Any:
-    if isinstance(value, str):  # YAML 1.1 reads 1e-3 as text
-        try:
-            return float(value)
-        except ValueError:
-            pass
-    return value
+    try:
+        return float(value) if isinstance(value, str) else value  # YAML 1.1 reads 1e-3 as text
+    except ValueError:
+        return value
 
 
-Int = Annotated[int, Strict()]
-Bool = Annotated[bool, Strict()]
-Str = Annotated[str, Strict()]
-Float = Annotated[float, Strict(), BeforeValidator(_yaml_float)]
-Positive = Annotated[Int, Field(gt=0)]
+Float = Annotated[float, BeforeValidator(_yaml_float)]
+Positive = Annotated[int, Field(gt=0)]
 PositiveFloat = Annotated[Float, Field(gt=0)]
 NonNegative = Annotated[Float, Field(ge=0)]
 #: a free mapping (``null`` reads as empty)
 Dict = Annotated[dict[str, Any], BeforeValidator(lambda v: {} if v is None else v)]
-_DICT = TypeAdapter(Dict)
 
 
 class Section(BaseModel):
-    """A config section: unknown keys named with the valid ones, assignments validated.
+    """A config section: strict types, unknown keys named with the valid ones.
 
-    Fields with ``exclude=True`` are not part of the YAML: they are neither read nor written.
-    A section whose ``_flattened`` names a mapping field reads and writes that mapping's keys
-    next to its other fields (``method.temperature`` is ``method.hparams["temperature"]``).
+    Fields with ``exclude=True`` are neither read from nor written to the YAML. A section with
+    ``extra="allow"`` keeps further keys next to its fields (a method's hyperparameters) and
+    checks them itself.
     """
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
-    _flattened: ClassVar[str | None] = None
-
-    @classmethod
-    def _from_yaml(cls, data: dict[str, Any]) -> dict[str, Any]:
-        """The YAML layout -> the fields."""
-        bag = cls._flattened
-        if bag is None:
-            return data
-        fixed = {k: data.pop(k) for k in cls.model_fields if k != bag and k in data}
-        return {**fixed, bag: data}
-
-    @model_serializer(mode="wrap")
-    def _to_yaml(self, handler: Any) -> dict[str, Any]:
-        out = handler(self)
-        bag = self._flattened
-        if bag is None:
-            return out
-        return {**{k: v for k, v in out.items() if k != bag}, **out[bag]}
+    model_config = ConfigDict(
+        extra="forbid", strict=True, validate_assignment=True, ser_json_inf_nan="constants"
+    )
 
     @model_validator(mode="before")
     @classmethod
     def _known_keys(cls, data: Any) -> Any:
         if data is None:
             return {}
-        if not isinstance(data, Mapping):
-            return data  # pydantic names the type
-        data = cls._from_yaml(dict(data))
-        valid = [f.alias or name for name, f in cls.model_fields.items() if not f.exclude]
-        for key in data:
-            if key not in valid:
-                raise _UnknownKey(str(key), valid)
+        if isinstance(data, Mapping) and cls.model_config.get("extra") == "forbid":
+            valid = [f.alias or name for name, f in cls.model_fields.items() if not f.exclude]
+            for key in data:
+                if key not in valid:
+                    raise ConfigError(str(key), "unknown key", valid)
         return data
 
-    @classmethod
-    def from_dict(cls, data: Any, where: str = "") -> Any:
-        """The section from its YAML mapping; errors are :class:`ConfigError` under ``where``."""
-        return validate(cls, data, where)
-
     def to_dict(self) -> dict[str, Any]:
-        """Plain (YAML-able) mapping in the YAML layout; ``from_dict`` of it gives ``self``."""
-        return _plain(self.model_dump())
+        """Plain (YAML-able) mapping in the YAML layout; :func:`validate` of it gives ``self``."""
+        return self.model_dump(mode="json")
 
 
 Model = TypeVar("Model")
 
 
 def validate(schema: type[Model] | TypeAdapter, data: Any, where: str = "") -> Model:
-    """``data`` validated against a :class:`Section` class or a ``TypeAdapter``.
+    """``data`` validated (strictly) against a :class:`Section` class or a ``TypeAdapter``.
 
     Raises
     ------
     ConfigError
         The first problem, named with its dotted key under ``where``.
     """
-    check = (
-        schema.validate_python
-        if isinstance(schema, TypeAdapter)
-        else cast(Any, schema).model_validate
-    )
     try:
-        return check(data)
+        if isinstance(schema, TypeAdapter):
+            return schema.validate_python(data, strict=True)
+        return cast(Any, schema).model_validate(data)
     except ValidationError as err:
-        raise _config_error(err.errors()[0], where) from None
-
-
-def _config_error(error: Mapping[str, Any], where: str) -> ConfigError:
+        error = err.errors()[0]
     loc = [str(part) for part in error["loc"] if part != "[key]"]
     cause = (error.get("ctx") or {}).get("error")
-    if isinstance(cause, ConfigError):  # raised by a validator, keyed relative to loc
-        loc.append(cause.key)
-    key = join_key(where, *loc)
-    if isinstance(cause, _UnknownKey):
-        section = key.rpartition(".")[0]
-        of = f"of {section!r}" if section else "at the top level"
-        return ConfigError(key, f"unknown key; valid keys {of}: {', '.join(cause.valid)}")
-    if isinstance(cause, ConfigError):
-        return ConfigError(key, cause.detail)
-    return ConfigError(key, _message(error))
+    if not isinstance(cause, ConfigError):
+        raise ConfigError(join_key(where, *loc), _message(error)) from None
+    key = join_key(where, *loc, cause.key)  # a validator's key is relative to loc
+    if cause.valid is None:
+        raise ConfigError(key, cause.detail) from None
+    section = key.rpartition(".")[0]
+    of = f"of {section!r}" if section else "at the top level"
+    raise ConfigError(key, f"unknown key; valid keys {of}: {', '.join(cause.valid)}") from None
 
 
 def _message(error: Mapping[str, Any]) -> str:
@@ -236,6 +174,7 @@ def _message(error: Mapping[str, Any]) -> str:
         "greater_than": "a positive value" if gt == 0 else f"a value > {gt}",
         "greater_than_equal": f"at least {ctx.get('ge')}",
         "finite_number": "a finite number",
+        "string_pattern_mismatch": f"a name matching {ctx.get('pattern')}",
     }.get(kind)
     if expected is None:
         return error["msg"]
@@ -259,25 +198,27 @@ class DataConfig(Section):
     thread; ``"auto"`` preloads sets of at most 1 GiB (CIFAR, MNIST, small CropSets).
     """
 
-    dataset: Str = "cifar10"
-    root: Str = "data"
-    split: Str | None = "train"
+    dataset: str = "cifar10"
+    root: str = "data"
+    split: str | None = "train"
     limit: Positive | None = None
     preload: Literal["auto", "always", "never"] = "auto"
     options: Dict = {}
 
 
-def _backbone(name: str) -> str:
-    from phenossl.models.backbones import available_backbones
-
-    if name not in available_backbones():
-        raise ValueError(
-            f"unknown backbone {name!r}; expected one of {', '.join(available_backbones())}"
-        )
+def _one_of(name: str, valid: Iterable[str], what: str) -> str:
+    if name not in valid:
+        raise ValueError(f"unknown {what} {name!r}; expected one of {', '.join(valid)}")
     return name
 
 
-Backbone = Annotated[Str, AfterValidator(_backbone)]
+def _backbone(name: str) -> str:
+    from phenossl.models.backbones import available_backbones
+
+    return _one_of(name, available_backbones(), "backbone")
+
+
+Backbone = Annotated[str, AfterValidator(_backbone)]
 
 
 class ModelConfig(Section):
@@ -291,31 +232,35 @@ class ModelConfig(Section):
     """
 
     backbone: Backbone = "resnet18"
-    cifar_stem: Bool = False
+    cifar_stem: bool = False
     in_channels: Positive | None = None
-    init: Str | None = None
-    zero_init_residual: Bool = False
+    init: str | None = None
+    zero_init_residual: bool = False
 
 
-def _known_method(name: str) -> str:
+def _method(name: str) -> str:
     from phenossl.ssl.methods import METHODS
 
-    if name not in METHODS:
-        raise ValueError(f"unknown method {name!r}; expected one of {sorted(METHODS)}")
-    return name
+    return _one_of(name, sorted(METHODS), "method")
 
 
 class MethodConfig(Section):
-    """The SSL method ``name``, built from ``PRESETS[preset]`` with ``hparams`` merged on top.
+    """The SSL method ``name``, built from ``PRESETS[preset]`` with its hyperparameters merged on
+    top.
 
     In YAML the hyperparameters sit next to ``name`` and ``preset`` (``method.temperature``).
-    After loading, ``hparams`` holds the preset's values with the overrides applied.
+    After loading, :attr:`hparams` holds the preset's values with the overrides applied.
     """
 
-    name: Annotated[Str, AfterValidator(_known_method)] = "simclr"
-    preset: Str | None = None
-    hparams: Dict = {}
-    _flattened = "hparams"
+    model_config = ConfigDict(extra="allow")
+
+    name: Annotated[str, AfterValidator(_method)] = "simclr"
+    preset: str | None = None
+
+    @property
+    def hparams(self) -> dict[str, Any]:
+        """The hyperparameters of ``build_method`` (the keys next to ``name`` and ``preset``)."""
+        return self.model_extra or {}
 
     @model_validator(mode="after")
     def _fits_the_method(self) -> MethodConfig:
@@ -336,16 +281,14 @@ class MethodConfig(Section):
             if key in TRAINER_HPARAMS:
                 raise ConfigError(key, "is set by the trainer (from the dataset and run.seed)")
             if key not in accepted:
-                raise _UnknownKey(key, ["name", "preset", *accepted])
+                raise ConfigError(key, "unknown key", ["name", "preset", *accepted])
         return self
 
 
-def _known_composition(name: str) -> str:
+def _composition(name: str) -> str:
     from phenossl.augment import COMPOSITIONS
 
-    if name not in COMPOSITIONS:
-        raise ValueError(f"unknown composition {name!r}; expected one of {list(COMPOSITIONS)}")
-    return name
+    return _one_of(name, COMPOSITIONS, "composition")
 
 
 class AugmentationConfig(Section):
@@ -355,10 +298,15 @@ class AugmentationConfig(Section):
     composition's parameters without building it.
     """
 
-    name: Annotated[Str, AfterValidator(_known_composition)] = "cifar"
+    model_config = ConfigDict(extra="allow")
+
+    name: Annotated[str, AfterValidator(_composition)] = "cifar"
     weight: Annotated[Float, Field(gt=0, allow_inf_nan=False)] = 1.0
-    params: Dict = {}
-    _flattened = "params"
+
+    @property
+    def params(self) -> dict[str, Any]:
+        """The composition's parameters (the keys next to ``name`` and ``weight``)."""
+        return self.model_extra or {}
 
     @model_validator(mode="after")
     def _known_params(self) -> AugmentationConfig:
@@ -367,7 +315,7 @@ class AugmentationConfig(Section):
         valid = list(describe(self.name))
         for key, value in self.params.items():
             if key not in valid:
-                raise _UnknownKey(key, ["name", "weight", *valid])
+                raise ConfigError(key, "unknown key", ["name", "weight", *valid])
             try:
                 check_param(key, value)
             except ValueError as err:
@@ -396,15 +344,15 @@ class OptimConfig(Section):
     lr_scaling: Literal["linear", "none"] | None = None
     weight_decay: NonNegative | None = None
     momentum: NonNegative | None = None
-    batch_size: Annotated[Int, Field(ge=2)] | None = None  # SSL losses compare images
+    batch_size: Annotated[int, Field(ge=2)] | None = None  # SSL losses compare images
     epochs: Positive | None = None
     scheduler: Literal["warmup_cosine", "constant"] | None = None
-    warmup_epochs: Annotated[Int, Field(ge=0)] | None = None
+    warmup_epochs: Annotated[int, Field(ge=0)] | None = None
     warmup_start_lr: NonNegative | None = None
     min_lr: NonNegative | None = None
     lars_eta: PositiveFloat = 0.02
-    lars_clip_lr: Bool = True
-    lars_exclude_bias_n_norm: Bool = True
+    lars_clip_lr: bool = True
+    lars_exclude_bias_n_norm: bool = True
 
     def effective_lr(self, rate: float | None = None) -> float:
         """``rate`` (default ``lr``) as handed to the optimiser for ``batch_size``."""
@@ -429,8 +377,8 @@ class KnnMonitorConfig(KnnSettings):
     """Optional kNN accuracy each ``every`` epochs: training images (no augmentation) as the
     bank, the held-out ``split`` as queries (first ``limit`` of each when given)."""
 
-    knn: Bool = False
-    split: Str | None = "test"
+    knn: bool = False
+    split: str | None = "test"
     limit: Positive | None = None
     bank_limit: Positive | None = None
     every: Positive = 1
@@ -446,12 +394,12 @@ class RunConfig(Section):
     (None: unchanged).
     """
 
-    seed: Int = 0
-    device: Str = "auto"
-    amp: Bool = True
-    channels_last: Bool = True
+    seed: int = 0
+    device: str = "auto"
+    amp: bool = True
+    channels_last: bool = True
     checkpoint_every: Positive = 1
-    keep_epochs: Bool = False
+    keep_epochs: bool = False
     log_every: Positive = 50
     num_threads: Positive | None = None
     eval: KnnMonitorConfig = KnnMonitorConfig()
@@ -477,31 +425,28 @@ class TrainConfig(Section):
         from phenossl.ssl.presets import get_preset
 
         data = {} if data is None else data
-        method = data.get("method", {}) if isinstance(data, Mapping) else None
-        if not isinstance(method, Mapping):
-            return data  # reported by the sections
-        name = method.get("preset") or method.get("name", "simclr")
+        method: Any = data.get("method", {}) if isinstance(data, Mapping) else None
         try:
+            name = method.get("preset") or method.get("name", "simclr")
             preset = get_preset(name)
-        except (ValueError, TypeError):
-            return data  # reported by MethodConfig
-        sections = {
-            "method": {**preset.method_kwargs, **method},
+        except (AttributeError, ValueError, TypeError):
+            return data  # reported by the sections
+        defaults = {
+            "method": {**preset.method_kwargs, **method, "preset": name},
             "model": {"zero_init_residual": preset.zero_init_residual},
             "optim": {
                 k: getattr(preset, k) for k in OptimConfig.model_fields if hasattr(preset, k)
             },
         }
         data = dict(data)
-        for section, defaults in sections.items():
+        for section, values in defaults.items():
             given = data.get(section) or {}
             if isinstance(given, Mapping):
-                data[section] = {**defaults, **given}
-        data["method"]["preset"] = name
+                data[section] = {**values, **given}
         return data
 
     @classmethod
-    def from_dict(  # type: ignore[override]
+    def from_dict(
         cls, data: Mapping[str, Any], *, overrides: Overrides = (), smoke: bool = False
     ) -> TrainConfig:
         """Build and resolve a config from a (YAML) mapping.
@@ -531,9 +476,9 @@ class TrainConfig(Section):
         """
         pairs = override_pairs(overrides)
         raw = apply_overrides(data, pairs)
-        section = _plain(as_dict(raw.pop("smoke", None), "smoke"))
+        section = raw["smoke"] = to_jsonable_python(as_dict(raw.pop("smoke", None), "smoke"))
         later = [(k, v) for k, v in pairs if k.split(".")[0] != "smoke"]  # win over smoke
-        return with_smoke(cls, {**raw, "smoke": section}, section, smoke, later=later)
+        return with_smoke(cls, raw, section, smoke, later=later)
 
     def to_yaml(self) -> str:
         """The config as YAML text (sections in the documented order)."""
@@ -601,7 +546,7 @@ def load_config(path: str | Path, *, overrides: Overrides = (), smoke: bool = Fa
         raise ConfigError(err.key, f"{err.detail} (in {path})") from None
 
 
-# --- overrides: dotted keys ---------------------------------------------------------------------
+# --- overrides and smoke sections ---------------------------------------------------------------
 
 
 def parse_override(text: str) -> tuple[str, Any]:
@@ -614,7 +559,7 @@ def parse_override(text: str) -> tuple[str, Any]:
     """
     key, sep, value = text.partition("=")
     key = key.strip()
-    if not sep or not key or any(not part for part in key.split(".")):
+    if not sep or "" in key.split("."):
         raise ConfigError("", f"override {text!r}: expected KEY=VALUE with a dotted KEY")
     try:
         return key, yaml.safe_load(value)
@@ -630,6 +575,9 @@ def parse_overrides(texts: Iterable[str]) -> list[tuple[str, Any]]:
 def as_dict(value: Any, where: str = "") -> dict[str, Any]:
     """``value`` checked as a mapping with string keys (``None``: empty)."""
     return validate(_DICT, value, where)
+
+
+_DICT = TypeAdapter(Dict)
 
 
 def override_pairs(overrides: Overrides) -> list[tuple[str, Any]]:
@@ -648,37 +596,11 @@ def apply_overrides(data: Any, overrides: Overrides) -> dict[str, Any]:
     >>> apply_overrides({"a": {"b": 1}}, {"a.c.d": [1, 2], "e": None})
     {'a': {'b': 1, 'c': {'d': [1, 2]}}, 'e': None}
     """
-    out = copy.deepcopy(as_dict(data))
-    for key, value in override_pairs(overrides):
-        node: Any = out
-        *parents, last = key.split(".")
-        for depth, part in enumerate(parents):
-            where = ".".join(parents[: depth + 1])
-            if isinstance(node, list):
-                node = node[_list_index(part, len(node), where)]
-            elif isinstance(node, dict):
-                node = node.setdefault(part, {})
-            else:
-                raise ConfigError(where, f"cannot set it: {where} is not a mapping or a list")
-        if isinstance(node, list):
-            node[_list_index(last, len(node), key)] = value
-        elif isinstance(node, dict):
-            node[last] = value
-        else:
-            parent = key.rpartition(".")[0]
-            raise ConfigError(key, f"cannot set it: {parent} is not a mapping or a list")
-    return out
-
-
-def _list_index(part: Any, length: int, where: str) -> int:
-    index = int(part) if str(part).isdigit() else -1
-    if not 0 <= index < length:
-        raise ConfigError(where, f"expected a list index in [0, {length})")
-    return index
+    return _set_all(data, [(key.split("."), value) for key, value in override_pairs(overrides)])
 
 
 def merge(base: Any, update: Any, *, replace: Iterable[str] = (), where: str = "") -> Any:
-    """``update`` deep-merged onto ``base`` (the smoke sections).
+    """``update`` deep-merged onto the mapping ``base`` (the smoke sections).
 
     Mappings merge key by key, except the keys in ``replace``; a mapping of indices onto a list
     merges element by element (``augmentation: {1: {size: 48}}``); anything else is replaced.
@@ -688,20 +610,46 @@ def merge(base: Any, update: Any, *, replace: Iterable[str] = (), where: str = "
     >>> merge({"a": {"b": 1, "c": 2}, "l": [{"x": 1}, {"x": 2}]}, {"a": {"c": 3}, "l": {1: {"x": 0}}})
     {'a': {'b': 1, 'c': 3}, 'l': [{'x': 1}, {'x': 0}]}
     """
-    replace = tuple(replace)
-    if isinstance(update, Mapping) and isinstance(base, Mapping | list):
-        out = dict(base) if isinstance(base, Mapping) else list(base)
-        for key, value in update.items():
-            at = join_key(where, str(key))
-            if isinstance(out, list):
-                index = _list_index(key, len(out), at)
-                out[index] = merge(out[index], value, replace=replace, where=at)
-            elif key in out and key not in replace:
-                out[key] = merge(out[key], value, replace=replace, where=at)
+    return _set_all(base, _leaves(update, tuple(replace)), where, merging=True)
+
+
+def _leaves(node: Any, replace: tuple[str, ...] = (), path: tuple[str, ...] = ()) -> list:
+    """``(path, value)`` of each value the mapping ``node`` sets, in a walk of its mappings that
+    stops at empty ones and at the keys in ``replace``."""
+    if not isinstance(node, Mapping) or (path and (not node or path[-1] in replace)):
+        return [(path, node)]
+    return [leaf for k, v in node.items() for leaf in _leaves(v, replace, (*path, str(k)))]
+
+
+def _set_all(
+    data: Any, leaves: Iterable[tuple[Sequence[str], Any]], where: str = "", merging: bool = False
+) -> Any:
+    """A copy of the mapping ``data`` with the value of each leaf set at its path; a value on
+    the way that is neither a mapping nor a list is replaced by a mapping. ``merging`` keeps a
+    mapping or list where a leaf sets ``{}``."""
+    out = copy.deepcopy(as_dict(data))
+    for path, value in leaves:
+        node: Any = out
+        for depth, part in enumerate(path):
+            key: Any = part
+            if isinstance(node, list):
+                key = _list_index(part, len(node), join_key(where, *path[: depth + 1]))
+            current = node[key] if isinstance(node, list) else node.get(key)
+            if depth == len(path) - 1:
+                if not (merging and value == {} and isinstance(current, dict | list)):
+                    node[key] = copy.deepcopy(value)
+            elif isinstance(current, dict | list):
+                node = current
             else:
-                out[key] = copy.deepcopy(value)
-        return out
-    return copy.deepcopy(update)
+                node[key] = node = {}
+    return out
+
+
+def _list_index(part: Any, length: int, where: str) -> int:
+    index = int(part) if str(part).isdigit() else -1
+    if not 0 <= index < length:
+        raise ConfigError(where, f"expected a list index in [0, {length})")
+    return index
 
 
 def with_smoke(
@@ -721,8 +669,8 @@ def with_smoke(
     """
     normal = None if smoke else validate(schema, raw)
     try:
-        merged = apply_overrides(merge(raw, section, replace=replace, where="smoke"), later)
-        smoked = validate(schema, merged)
+        merged = merge(raw, section, replace=tuple(replace), where="smoke")
+        smoked = validate(schema, apply_overrides(merged, later))
     except ConfigError as err:
         key = join_key("smoke", err.key) if has_key(section, err.key) else err.key
         raise ConfigError(key, f"{err.detail} (with the smoke section applied)") from None
@@ -730,27 +678,12 @@ def with_smoke(
 
 
 def has_key(node: Any, dotted: str) -> bool:
-    """Whether ``node`` sets the dotted key or a key above it (its keys may hold dots).
+    """Whether the mapping ``node`` sets the dotted key or a key above or below it.
 
     Examples
     --------
     >>> has_key({"set": {"train.optim.lr": 1}}, "set.train.optim.lr"), has_key({"a": 1}, "b")
     (True, False)
     """
-    if not isinstance(node, Mapping):
-        return bool(dotted)
-    for key, value in node.items():
-        key = str(key)
-        if dotted == key or (
-            dotted.startswith(f"{key}.") and has_key(value, dotted[len(key) + 1 :])
-        ):
-            return True
-    return False
-
-
-def _plain(obj: Any) -> Any:
-    if isinstance(obj, Mapping):
-        return {str(k): _plain(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_plain(v) for v in obj]
-    return obj
+    keys = [".".join(path) + "." for path, _ in _leaves(node)]
+    return bool(dotted) and any(k.startswith(f"{dotted}.") or dotted.startswith(k) for k in keys)
