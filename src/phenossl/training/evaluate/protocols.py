@@ -363,28 +363,12 @@ def knn_eval(
 
 
 def knn_accuracy(
-    train_feats: Tensor,
-    train_y: Labels,
-    test_feats: Tensor,
-    test_y: Labels,
-    *,
-    k: int = 20,
-    temperature: float = 0.07,
-    weighted: bool = True,
-    device: str | torch.device = "auto",
+    train_feats: Tensor, train_y: Labels, test_feats: Tensor, test_y: Labels, **options: Any
 ) -> float:
-    """Top-1 accuracy in [0, 1] of the weighted kNN classifier; see :func:`knn_eval`."""
-    result = knn_eval(
-        train_feats,
-        train_y,
-        test_feats,
-        test_y,
-        k=k,
-        temperature=temperature,
-        weighted=weighted,
-        device=device,
-    )
-    return result.top1
+    """Top-1 accuracy in [0, 1] of the weighted kNN classifier; ``options`` are
+    :func:`knn_eval`'s (``k``, ``temperature``, ``weighted``, ``device``...).
+    """
+    return knn_eval(train_feats, train_y, test_feats, test_y, **options).top1
 
 
 # -- fine-tuning -------------------------------------------------------------------------------
