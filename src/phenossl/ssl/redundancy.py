@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 from torch import Tensor, nn
 
@@ -21,9 +20,6 @@ class _TwoBranch(Method):
     """Shared shape of the three methods: one projector, a loss of the two projections."""
 
     projector: nn.Module
-
-    def head_groups(self) -> list[tuple[str, nn.Module, dict[str, Any]]]:
-        return [("projector", self.projector, {})]
 
     def _project(self, views: Sequence[Tensor]) -> tuple[Tensor, Tensor]:
         x1, x2 = self._two_views(views)
