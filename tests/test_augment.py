@@ -484,6 +484,7 @@ def test_unknown_parameter_is_named_with_the_valid_ones() -> None:
         ("cell_affine_crop", {"affine_shear": 90}, "affine_shear=90"),
         ("cell_fig6_right", {"center_crop_scale": 0}, "center_crop_scale=0"),
         ("cell_fig6_left", {"brightness": "0.4"}, "brightness='0.4': expected a number"),
+        ("cifar", {"brightness": float("nan")}, "brightness=nan: expected a number >= 0"),
     ],
 )
 def test_bad_values_name_the_parameter(name: str, params: dict, match: str) -> None:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -49,6 +49,16 @@ def align_to_cells(
     return np.asarray(features)[order]
 
 
+class CropSetClustering(NamedTuple):
+    """One clustering of a CropSet's cells (:func:`cluster_cropset`)."""
+
+    result: ClusterResult
+    #: the CropSet view the result refers to: its rows are the clustered cells, in order
+    cells: Any
+    label_column: str | None
+    split: str | None
+
+
 def cluster_cropset(
     features: np.ndarray,
     crops: Any,
@@ -61,11 +71,13 @@ def cluster_cropset(
     n_init: int = 10,
     n_permutations: int = 10,
     n_nearest: int = 8,
-) -> tuple[ClusterResult, Any]:
+) -> CropSetClustering:
     """Cluster the embeddings of a CropSet's cells (optionally one split).
 
-    Returns the :class:`~phenossl.clustering.ClusterResult` and the CropSet view it refers to
-    (its rows are the clustered cells, in order).
+    ``cell_ids`` name the cell of each row of ``features`` (default: the CropSet's order); the
+    labels of the AMI are the ``label_column`` of the cell table (none: no AMI); ``k``,
+    ``seed``, ``n_init``, ``n_permutations`` and ``n_nearest`` are those of
+    :func:`~phenossl.clustering.cluster`.
     """
     table = crops.table
     if split is not None:
@@ -99,7 +111,7 @@ def cluster_cropset(
         n_permutations=n_permutations,
         n_nearest=n_nearest,
     )
-    return result, crops
+    return CropSetClustering(result, crops, label_column, split)
 
 
 def report_dict(
@@ -132,19 +144,13 @@ def write_cluster_report(
     features: np.ndarray,
     crops: Any,
     *,
-    cell_ids: np.ndarray | None = None,
-    label_column: str | None = "treatment",
-    split: str | None = None,
-    k: int = 2,
-    seed: int = 0,
-    n_init: int = 10,
-    n_permutations: int = 10,
-    n_nearest: int = 8,
     extra: Mapping[str, Any] | None = None,
+    **options: Any,
 ) -> dict[str, Any]:
     """Cluster a CropSet's embeddings and write the report files into ``out``.
 
-    Parameters are those of :func:`cluster_cropset`; ``extra`` is merged into ``report.json``.
+    ``options`` are the keyword arguments of :func:`cluster_cropset`; ``extra`` is merged into
+    ``report.json``.
 
     Returns
     -------
@@ -153,18 +159,7 @@ def write_cluster_report(
     """
     from phenossl.montage import centroid_gallery, save_png
 
-    result, view = cluster_cropset(
-        features,
-        crops,
-        cell_ids=cell_ids,
-        label_column=label_column,
-        split=split,
-        k=k,
-        seed=seed,
-        n_init=n_init,
-        n_permutations=n_permutations,
-        n_nearest=n_nearest,
-    )
+    result, view, label_column, split = cluster_cropset(features, crops, **options)
     if label_column:
         result.composition.columns.name = label_column
     out = Path(out)

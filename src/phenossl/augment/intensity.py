@@ -99,12 +99,18 @@ def adjust_hue(x: Tensor, shift: Tensor) -> Tensor:
 
 
 class PixelStep(ABC):
-    """A per-sample random change of pixel values; the canvas size is unchanged."""
+    """A per-sample random change of pixel values, applied with probability ``p``; the canvas
+    size is unchanged.
+    """
+
+    p: float
 
     @property
-    @abstractmethod
     def noop(self) -> bool:
-        """True when the step can never change a pixel (then it is dropped)."""
+        """True when the step can never change a pixel (then it is dropped): ``p`` is 0, or
+        (steps with intensities) every intensity is.
+        """
+        return self.p == 0
 
     @abstractmethod
     def __call__(self, x: Tensor) -> Tensor:
@@ -139,7 +145,7 @@ class ColorJitter(PixelStep):
 
     @property
     def noop(self) -> bool:
-        return self.p == 0 or not any((self.brightness, self.contrast, self.saturation, self.hue))
+        return super().noop or not any((self.brightness, self.contrast, self.saturation, self.hue))
 
     def _ops(self, n: int, device: torch.device) -> list[tuple[Op, Tensor]]:
         def factor(v: float) -> Tensor:
@@ -193,10 +199,6 @@ class Grayscale(PixelStep):
 
     p: float
 
-    @property
-    def noop(self) -> bool:
-        return self.p == 0
-
     def __call__(self, x: Tensor) -> Tensor:
         _check_channels(x, "grayscale")
         if x.shape[1] == 1:
@@ -211,10 +213,6 @@ class Solarize(PixelStep):
     p: float
     threshold: float = 0.5
 
-    @property
-    def noop(self) -> bool:
-        return self.p == 0
-
     def __call__(self, x: Tensor) -> Tensor:
         return torch.where(_gate(x, self.p) & (x >= self.threshold), 1.0 - x, x)
 
@@ -224,10 +222,6 @@ class Invert(PixelStep):
     """``1 - x`` with probability p (torchvision's ``RandomInvert``)."""
 
     p: float
-
-    @property
-    def noop(self) -> bool:
-        return self.p == 0
 
     def __call__(self, x: Tensor) -> Tensor:
         return torch.where(_gate(x, self.p), 1.0 - x, x)
@@ -247,10 +241,6 @@ class Erase(PixelStep):
     ratio: tuple[float, float] = (0.3, 3.3)
     value: float = 0.0
     attempts: int = 10
-
-    @property
-    def noop(self) -> bool:
-        return self.p == 0
 
     def __call__(self, x: Tensor) -> Tensor:
         n, _, height, width = x.shape
@@ -294,7 +284,7 @@ class ChannelJitter(PixelStep):
 
     @property
     def noop(self) -> bool:
-        return self.p == 0 or not any((self.brightness, self.contrast, self.gamma))
+        return super().noop or not any((self.brightness, self.contrast, self.gamma))
 
     def __call__(self, x: Tensor) -> Tensor:
         n, c = x.shape[:2]
@@ -329,7 +319,7 @@ class GaussianBlur(PixelStep):
 
     @property
     def noop(self) -> bool:
-        return self.p == 0 or self.sigma[1] <= 0
+        return super().noop or self.sigma[1] <= 0
 
     def __call__(self, x: Tensor) -> Tensor:
         n, c, h, w = x.shape
@@ -357,7 +347,7 @@ class GaussianNoise(PixelStep):
 
     @property
     def noop(self) -> bool:
-        return self.p == 0 or self.std == 0
+        return super().noop or self.std == 0
 
     def __call__(self, x: Tensor) -> Tensor:
         scale = _per_sample(self.std * torch.rand(x.shape[0], device=x.device))

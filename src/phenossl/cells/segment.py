@@ -433,44 +433,40 @@ def _padded(image: np.ndarray, f: int) -> np.ndarray:
     return np.pad(image, pad, mode="edge") if any(p for _, p in pad) else image
 
 
-def _block_mean(image: np.ndarray, f: int) -> np.ndarray:
-    """Mean over ``f x f`` blocks (edge-padded to a multiple of ``f``), float32."""
+def _block_reduce(
+    image: np.ndarray, f: int, combine: np.ufunc, dtype: np.dtype | type | None = None
+) -> np.ndarray:
+    """``combine`` folded over each ``f x f`` block (edge-padded to a multiple of ``f``), as
+    ``dtype`` (default: the image's); always a new array.
+    """
+    dtype = image.dtype if dtype is None else dtype
     if f == 1:
-        return image.astype(np.float32, copy=True)
+        return image.astype(dtype, copy=True)
     image = _padded(image, f)
-    out = image[::f, ::f].astype(np.float32, copy=True)
+    out = image[::f, ::f].astype(dtype, copy=True)
     for dy in range(f):
         for dx in range(f):
             if dy or dx:
-                out += image[dy::f, dx::f]
-    out *= np.float32(1.0 / (f * f))
+                combine(out, image[dy::f, dx::f], out=out)
+    return out
+
+
+def _block_mean(image: np.ndarray, f: int) -> np.ndarray:
+    """Mean over ``f x f`` blocks, float32."""
+    out = _block_reduce(image, f, np.add, np.float32)
+    if f > 1:
+        out *= np.float32(1.0 / (f * f))
     return out
 
 
 def _pool_any(mask: np.ndarray, f: int) -> np.ndarray:
     """True where any pixel of the ``f x f`` block is True."""
-    if f == 1:
-        return mask.copy()
-    mask = _padded(mask, f)
-    out = mask[::f, ::f].copy()
-    for dy in range(f):
-        for dx in range(f):
-            if dy or dx:
-                out |= mask[dy::f, dx::f]
-    return out
+    return _block_reduce(mask, f, np.logical_or)
 
 
 def _pool_max(labels: np.ndarray, f: int) -> np.ndarray:
     """Maximum label of each ``f x f`` block."""
-    if f == 1:
-        return labels.copy()
-    labels = _padded(labels, f)
-    out = labels[::f, ::f].copy()
-    for dy in range(f):
-        for dx in range(f):
-            if dy or dx:
-                np.maximum(out, labels[dy::f, dx::f], out=out)
-    return out
+    return _block_reduce(labels, f, np.maximum)
 
 
 def _upsample_nearest(image: np.ndarray, f: int, shape: tuple[int, int]) -> np.ndarray:

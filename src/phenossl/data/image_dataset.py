@@ -50,22 +50,23 @@ FINGERPRINT_IMAGES = 64
 class ImageDataset(ABC):
     """Images addressed by index, with labels and normalisation statistics; see the module doc.
 
-    Subclasses set ``name``, ``classes``, ``channels`` and ``image_size`` and implement
-    ``__len__``, ``targets`` and ``_read``.
+    Subclasses set ``name``, ``classes``, ``channels``, ``image_size`` and ``_targets`` (one
+    label per image, which also gives the length) and implement ``_read``.
     """
 
     name: str
     classes: list[str]
     channels: int
     image_size: int
+    _targets: Tensor
 
-    @abstractmethod
-    def __len__(self) -> int: ...
+    def __len__(self) -> int:
+        return len(self._targets)
 
     @property
-    @abstractmethod
     def targets(self) -> Tensor:
         """int64 ``(N,)`` class indices on the CPU (``-1`` where unlabelled)."""
+        return self._targets
 
     @abstractmethod
     def _read(self, positions: np.ndarray) -> Tensor:
@@ -197,13 +198,6 @@ class TensorImageDataset(ImageDataset):
                 per_channel(std, self.channels, f"{name}: std"),
             )
 
-    def __len__(self) -> int:
-        return len(self.images)
-
-    @property
-    def targets(self) -> Tensor:
-        return self._targets
-
     @property
     def device(self) -> torch.device:
         return self.images.device
@@ -301,13 +295,6 @@ class ImageFolderDataset(ImageDataset):
         self._targets = torch.tensor(labels, dtype=torch.int64)
         self._stats = (IMAGENET_MEAN, IMAGENET_STD)
 
-    def __len__(self) -> int:
-        return len(self.files)
-
-    @property
-    def targets(self) -> Tensor:
-        return self._targets
-
     def _read(self, positions: np.ndarray) -> Tensor:
         out = torch.empty((len(positions), 3, self.image_size, self.image_size), dtype=torch.uint8)
         if len(positions) == 0:
@@ -404,13 +391,6 @@ class CropSetDataset(ImageDataset):
         self.stats_samples = stats_samples
         self._targets = torch.from_numpy(codes)
 
-    def __len__(self) -> int:
-        return len(self.cropset)
-
-    @property
-    def targets(self) -> Tensor:
-        return self._targets
-
     def _read(self, positions: np.ndarray) -> Tensor:
         return torch.from_numpy(self.cropset.images(positions))
 
@@ -436,13 +416,6 @@ class _Subset(ImageDataset):
         self.image_size = parent.image_size
         self._stats = (parent.mean, parent.std)
         self._targets = parent.targets[torch.from_numpy(positions)]
-
-    def __len__(self) -> int:
-        return len(self.positions)
-
-    @property
-    def targets(self) -> Tensor:
-        return self._targets
 
     @property
     def device(self) -> torch.device:

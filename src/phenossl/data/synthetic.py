@@ -43,6 +43,9 @@ import tifffile
 
 from phenossl._progress import Progress, ProgressCallback, drives
 from phenossl.data._synthetic_render import Phenotype, RenderedField, render_cells
+from phenossl.data.bbbc021 import IMAGE_COLUMNS as IMAGE_CSV_COLUMNS
+from phenossl.data.bbbc021 import IMAGE_CSV, MOA_CSV
+from phenossl.data.bbbc021 import MOA_COLUMNS as MOA_CSV_COLUMNS
 
 __all__ = [
     "CONTROL",
@@ -60,27 +63,8 @@ __all__ = [
     "write_synthetic_plate",
 ]
 
-#: Columns of the official ``BBBC021_v1_image.csv``, in order.
-IMAGE_CSV_COLUMNS: tuple[str, ...] = (
-    "TableNumber",
-    "ImageNumber",
-    "Image_FileName_DAPI",
-    "Image_PathName_DAPI",
-    "Image_FileName_Tubulin",
-    "Image_PathName_Tubulin",
-    "Image_FileName_Actin",
-    "Image_PathName_Actin",
-    "Image_Metadata_Plate_DAPI",
-    "Image_Metadata_Well_DAPI",
-    "Replicate",
-    "Image_Metadata_Compound",
-    "Image_Metadata_Concentration",
-)
-#: Columns of the official ``BBBC021_v1_moa.csv``, in order.
-MOA_CSV_COLUMNS: tuple[str, ...] = ("compound", "concentration", "moa")
-
-IMAGE_CSV = "BBBC021_v1_image.csv"
-MOA_CSV = "BBBC021_v1_moa.csv"
+# The plate is written in BBBC021's own CSV layout (IMAGE_CSV_COLUMNS, MOA_CSV_COLUMNS are that
+# module's IMAGE_COLUMNS and MOA_COLUMNS, under the names this module has always exported).
 MANIFEST = "synthetic_plate.json"
 GROUND_TRUTH_DIR = "ground_truth"
 

@@ -331,14 +331,20 @@ def _vgg(
     return body, _VGG_STAGE_WIDTHS[-1], 2 ** (len(convs_per_stage) - 1)
 
 
-def _resnet(
-    name: str, state: dict[str, Tensor] | None, in_channels: int, cifar_stem: bool
-) -> tuple[nn.Module, int, int]:
+def _torchvision_model(name: str, state: dict[str, Tensor] | None) -> Any:
+    """torchvision's model ``name``, holding ``state`` (its ImageNet weights) when given."""
     from torchvision.models import get_model
 
     model = get_model(name, weights=None)
     if state is not None:
         _load_strict(model, state, f"ImageNet weights of {name!r}")
+    return model
+
+
+def _resnet(
+    name: str, state: dict[str, Tensor] | None, in_channels: int, cifar_stem: bool
+) -> tuple[nn.Module, int, int]:
+    model = _torchvision_model(name, state)
     model.fc = nn.Identity()
     if cifar_stem:
         model.conv1 = nn.Conv2d(in_channels, 64, kernel_size=3, stride=1, padding=1, bias=False)
@@ -380,11 +386,7 @@ def zero_init_residual_(backbone: nn.Module) -> int:
 def _convnext(
     name: str, state: dict[str, Tensor] | None, in_channels: int, cifar_stem: bool
 ) -> tuple[nn.Module, int, int]:
-    from torchvision.models import get_model
-
-    model = get_model(name, weights=None)
-    if state is not None:
-        _load_strict(model, state, f"ImageNet weights of {name!r}")
+    model = _torchvision_model(name, state)
     model.classifier[-1] = nn.Identity()  # keep the LayerNorm + flatten: pre-logits features
     stem = model.features[0]
     if cifar_stem:

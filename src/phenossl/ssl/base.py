@@ -50,6 +50,8 @@ class Method(nn.Module, abc.ABC):
     #: indices of the views that must be weakly augmented (crop and flip only; the trainer
     #: makes them with ``phenossl.augment.weak_view``); ReSSL's key view is ``(1,)``
     weak_views: ClassVar[tuple[int, ...]] = ()
+    #: the trained heads, by attribute name: their optimiser groups follow the backbone's
+    heads: ClassVar[tuple[str, ...]] = ("projector",)
     backbone: nn.Module
     epoch: Tensor
 
@@ -109,9 +111,9 @@ class Method(nn.Module, abc.ABC):
             ``(B,)`` dataset indices of the batch's samples (DeepClusterV2 uses them).
         """
 
-    @abc.abstractmethod
     def head_groups(self) -> list[tuple[str, nn.Module, dict[str, Any]]]:
-        """``(name, module, extra optimiser options)`` of every trained head."""
+        """``(name, module, extra optimiser options)`` of every trained head (:attr:`heads`)."""
+        return [(name, getattr(self, name), {}) for name in self.heads]
 
     def on_train_start(self, total_steps: int) -> None:
         """Called once before training with the total number of optimiser steps."""
@@ -174,6 +176,8 @@ class MomentumMethod(Method):
     tau : float scalar, the coefficient used by the last momentum update
     """
 
+    #: the heads that have a momentum copy ``momentum_<head>``, EMA-updated with the backbone
+    momentum_heads: ClassVar[tuple[str, ...]] = ()
     total_steps: Tensor
     tau: Tensor
 
@@ -191,8 +195,11 @@ class MomentumMethod(Method):
         self.register_buffer("tau", torch.tensor(base_tau, dtype=torch.float64))
 
     def momentum_pairs(self) -> list[tuple[nn.Module, nn.Module]]:
-        """``(online, momentum)`` module pairs updated by EMA; subclasses add their heads."""
-        return [(self.backbone, self.momentum_backbone)]
+        """``(online, momentum)`` module pairs updated by EMA: the backbone, then
+        :attr:`momentum_heads`.
+        """
+        heads = [(getattr(self, h), getattr(self, f"momentum_{h}")) for h in self.momentum_heads]
+        return [(self.backbone, self.momentum_backbone), *heads]
 
     def on_train_start(self, total_steps: int) -> None:
         super().on_train_start(total_steps)

@@ -7,7 +7,7 @@ solo-learn's CIFAR configurations; :mod:`phenossl.ssl.presets` documents which i
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, cast
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -41,9 +41,6 @@ class SimCLR(Method):
         self.temperature = temperature
         self.projector = mlp(self.feature_dim, [proj_hidden_dim], proj_output_dim, batch_norm=False)
 
-    def head_groups(self) -> list[tuple[str, nn.Module, dict[str, Any]]]:
-        return [("projector", self.projector, {})]
-
     def training_step(self, views: Sequence[Tensor], indices: Tensor) -> dict[str, Tensor]:
         x1, x2 = self._two_views(views)
         z1 = self.projector(self.backbone(x1))
@@ -64,6 +61,7 @@ class MoCoV2Plus(MomentumMethod):
     """
 
     name = "mocov2plus"
+    momentum_heads = ("projector",)
 
     def __init__(
         self,
@@ -81,12 +79,6 @@ class MoCoV2Plus(MomentumMethod):
         self.projector = mlp(self.feature_dim, [proj_hidden_dim], proj_output_dim, batch_norm=False)
         self.momentum_projector = momentum_copy(self.projector)
         self.queues = nn.ModuleList([FeatureQueue(queue_size, proj_output_dim) for _ in range(2)])
-
-    def head_groups(self) -> list[tuple[str, nn.Module, dict[str, Any]]]:
-        return [("projector", self.projector, {})]
-
-    def momentum_pairs(self) -> list[tuple[nn.Module, nn.Module]]:
-        return [*super().momentum_pairs(), (self.projector, self.momentum_projector)]
 
     @torch.no_grad()
     def _key(self, x: Tensor) -> Tensor:
@@ -118,6 +110,7 @@ class NNCLR(Method):
     """
 
     name = "nnclr"
+    heads = ("projector", "predictor")
 
     def __init__(
         self,
@@ -139,9 +132,6 @@ class NNCLR(Method):
         )
         self.predictor = mlp(proj_output_dim, [pred_hidden_dim], proj_output_dim)
         self.support = NNMemoryBank(queue_size, proj_output_dim)
-
-    def head_groups(self) -> list[tuple[str, nn.Module, dict[str, Any]]]:
-        return [("projector", self.projector, {}), ("predictor", self.predictor, {})]
 
     def training_step(self, views: Sequence[Tensor], indices: Tensor) -> dict[str, Tensor]:
         x1, x2 = self._two_views(views)
@@ -168,6 +158,7 @@ class ReSSL(MomentumMethod):
 
     name = "ressl"
     weak_views = (1,)
+    momentum_heads = ("projector",)
 
     def __init__(
         self,
@@ -187,12 +178,6 @@ class ReSSL(MomentumMethod):
         self.projector = mlp(self.feature_dim, [proj_hidden_dim], proj_output_dim, batch_norm=False)
         self.momentum_projector = momentum_copy(self.projector)
         self.queue = FeatureQueue(queue_size, proj_output_dim)
-
-    def head_groups(self) -> list[tuple[str, nn.Module, dict[str, Any]]]:
-        return [("projector", self.projector, {})]
-
-    def momentum_pairs(self) -> list[tuple[nn.Module, nn.Module]]:
-        return [*super().momentum_pairs(), (self.projector, self.momentum_projector)]
 
     def training_step(self, views: Sequence[Tensor], indices: Tensor) -> dict[str, Tensor]:
         strong, weak = self._two_views(views)

@@ -30,6 +30,8 @@ class BYOL(MomentumMethod):
     """
 
     name = "byol"
+    heads = ("projector", "predictor")
+    momentum_heads = ("projector",)
 
     def __init__(
         self,
@@ -45,12 +47,6 @@ class BYOL(MomentumMethod):
         self.projector = mlp(self.feature_dim, [proj_hidden_dim], proj_output_dim)
         self.momentum_projector = momentum_copy(self.projector)
         self.predictor = mlp(proj_output_dim, [pred_hidden_dim], proj_output_dim)
-
-    def head_groups(self) -> list[tuple[str, nn.Module, dict[str, Any]]]:
-        return [("projector", self.projector, {}), ("predictor", self.predictor, {})]
-
-    def momentum_pairs(self) -> list[tuple[nn.Module, nn.Module]]:
-        return [*super().momentum_pairs(), (self.projector, self.momentum_projector)]
 
     def _online(self, x: Tensor) -> tuple[Tensor, Tensor]:
         z = self.projector(self.backbone(x))
@@ -171,6 +167,8 @@ class DINO(MomentumMethod):
     """
 
     name = "dino"
+    heads = ("head",)
+    momentum_heads = ("head",)
     center: Tensor
 
     def __init__(
@@ -211,12 +209,6 @@ class DINO(MomentumMethod):
         )
         self.momentum_head = momentum_copy(self.head)
         self.register_buffer("center", torch.zeros(num_prototypes))
-
-    def head_groups(self) -> list[tuple[str, nn.Module, dict[str, Any]]]:
-        return [("head", self.head, {})]
-
-    def momentum_pairs(self) -> list[tuple[nn.Module, nn.Module]]:
-        return [*super().momentum_pairs(), (self.head, self.momentum_head)]
 
     def teacher_temperature(self, epoch: int) -> float:
         """Teacher temperature at ``epoch``: linear warm-up, then constant."""

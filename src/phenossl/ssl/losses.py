@@ -40,6 +40,7 @@ __all__ = [
     "simsiam_loss",
     "sinkhorn",
     "swav_loss",
+    "variance_covariance_loss",
     "variance_term",
     "vibcreg_loss",
     "vicreg_loss",
@@ -315,6 +316,36 @@ def normalized_covariance_term(z: Tensor) -> Tensor:
 
 
 @_float32
+def variance_covariance_loss(
+    z1: Tensor,
+    z2: Tensor,
+    weights: tuple[float, float, float],
+    covariance: Callable[[Tensor], Tensor] = covariance_term,
+) -> tuple[Tensor, dict[str, Tensor]]:
+    """The loss of the VICReg family and its three unweighted terms (detached, for logging)::
+
+        loss = sim_weight * mse(z1, z2)
+             + var_weight * (v(z1) + v(z2))
+             + cov_weight * (covariance(z1) + covariance(z2))
+
+    with ``(sim_weight, var_weight, cov_weight) = weights`` and ``v`` = :func:`variance_term`;
+    :func:`vicreg_loss` and :func:`vibcreg_loss` are its two ``covariance`` terms.
+
+    Returns
+    -------
+    loss, terms
+        The scalar loss and ``{"invariance", "variance", "covariance"}``.
+    """
+    _check_pair(z1, z2, "variance_covariance_loss(z1, z2)")
+    sim_weight, var_weight, cov_weight = weights
+    invariance = invariance_term(z1, z2)
+    variance = variance_term(z1) + variance_term(z2)
+    cov = covariance(z1) + covariance(z2)
+    loss = sim_weight * invariance + var_weight * variance + cov_weight * cov
+    terms = {"invariance": invariance, "variance": variance, "covariance": cov}
+    return loss, {name: term.detach() for name, term in terms.items()}
+
+
 def vicreg_loss(
     z1: Tensor,
     z2: Tensor,
@@ -342,15 +373,10 @@ def vicreg_loss(
     >>> bool(vicreg_loss(z1, z1) < vicreg_loss(z1, noise))
     True
     """
-    _check_pair(z1, z2, "vicreg_loss(z1, z2)")
-    return (
-        sim_weight * invariance_term(z1, z2)
-        + var_weight * (variance_term(z1) + variance_term(z2))
-        + cov_weight * (covariance_term(z1) + covariance_term(z2))
-    )
+    weights = (sim_weight, var_weight, cov_weight)
+    return variance_covariance_loss(z1, z2, weights, covariance_term)[0]
 
 
-@_float32
 def vibcreg_loss(
     z1: Tensor,
     z2: Tensor,
@@ -368,12 +394,8 @@ def vibcreg_loss(
 
     with ``r`` = :func:`normalized_covariance_term`.
     """
-    _check_pair(z1, z2, "vibcreg_loss(z1, z2)")
-    return (
-        sim_weight * invariance_term(z1, z2)
-        + var_weight * (variance_term(z1) + variance_term(z2))
-        + cov_weight * (normalized_covariance_term(z1) + normalized_covariance_term(z2))
-    )
+    weights = (sim_weight, var_weight, cov_weight)
+    return variance_covariance_loss(z1, z2, weights, normalized_covariance_term)[0]
 
 
 # ------------------------------------------------------------------------------------------------

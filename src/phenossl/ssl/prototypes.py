@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
-from typing import Any, cast
+from typing import cast
 
 import numpy as np
 import torch
@@ -30,6 +30,7 @@ class SwAV(Method):
     """
 
     name = "swav"
+    heads = ("projector", "prototypes")
 
     def __init__(
         self,
@@ -60,9 +61,6 @@ class SwAV(Method):
             if queue_size > 0
             else []
         )
-
-    def head_groups(self) -> list[tuple[str, nn.Module, dict[str, Any]]]:
-        return [("projector", self.projector, {}), ("prototypes", self.prototypes, {})]
 
     @torch.no_grad()
     def _codes(self, scores: Tensor, view: int) -> Tensor:
@@ -146,9 +144,6 @@ class DeepClusterV2(Method):
         self.register_buffer(
             "assignments", torch.full((num_heads, dataset_size), -1, dtype=torch.long)
         )
-
-    def head_groups(self) -> list[tuple[str, nn.Module, dict[str, Any]]]:
-        return [("projector", self.projector, {})]
 
     def on_epoch_start(self, epoch: int) -> None:
         super().on_epoch_start(epoch)

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 from torch import Tensor, nn
 
@@ -12,9 +11,8 @@ from phenossl.ssl.base import Method, register
 from phenossl.ssl.losses import (
     barlow_twins_loss,
     covariance_term,
-    invariance_term,
     normalized_covariance_term,
-    variance_term,
+    variance_covariance_loss,
 )
 
 
@@ -22,9 +20,6 @@ class _TwoBranch(Method):
     """Shared shape of the three methods: one projector, a loss of the two projections."""
 
     projector: nn.Module
-
-    def head_groups(self) -> list[tuple[str, nn.Module, dict[str, Any]]]:
-        return [("projector", self.projector, {})]
 
     def _project(self, views: Sequence[Tensor]) -> tuple[Tensor, Tensor]:
         x1, x2 = self._two_views(views)
@@ -58,24 +53,6 @@ class BarlowTwins(_TwoBranch):
         return {"loss": barlow_twins_loss(z1, z2, self.lambd, self.scale_loss)}
 
 
-def _variance_covariance_outputs(
-    z1: Tensor,
-    z2: Tensor,
-    weights: tuple[float, float, float],
-    covariance: Callable[[Tensor], Tensor],
-) -> dict[str, Tensor]:
-    sim_w, var_w, cov_w = weights
-    invariance = invariance_term(z1, z2)
-    variance = variance_term(z1) + variance_term(z2)
-    cov = covariance(z1) + covariance(z2)
-    return {
-        "loss": sim_w * invariance + var_w * variance + cov_w * cov,
-        "invariance": invariance.detach(),
-        "variance": variance.detach(),
-        "covariance": cov.detach(),
-    }
-
-
 @register
 class VICReg(_TwoBranch):
     """VICReg (Bardes et al., ICLR 2022): invariance + variance hinge + covariance penalty.
@@ -100,7 +77,8 @@ class VICReg(_TwoBranch):
 
     def training_step(self, views: Sequence[Tensor], indices: Tensor) -> dict[str, Tensor]:
         z1, z2 = self._project(views)
-        return _variance_covariance_outputs(z1, z2, self.weights, covariance_term)
+        loss, terms = variance_covariance_loss(z1, z2, self.weights, covariance_term)
+        return {"loss": loss, **terms}
 
 
 @register
@@ -135,4 +113,5 @@ class VIbCReg(_TwoBranch):
 
     def training_step(self, views: Sequence[Tensor], indices: Tensor) -> dict[str, Tensor]:
         z1, z2 = self._project(views)
-        return _variance_covariance_outputs(z1, z2, self.weights, normalized_covariance_term)
+        loss, terms = variance_covariance_loss(z1, z2, self.weights, normalized_covariance_term)
+        return {"loss": loss, **terms}

@@ -237,11 +237,9 @@ def iter_linear_eval(
     LinearEvalResult
     """
     dev = resolve_device(device)
-    x_train, y_train = _features(train_feats, train_y, "train")
-    x_test, y_test = _features(test_feats, test_y, "test")
-    if x_train.shape[1] != x_test.shape[1]:
-        raise ValueError(f"train features have {x_train.shape[1]} dims, test {x_test.shape[1]}")
-    num_classes = _num_classes(num_classes, y_train, y_test)
+    x_train, y_train, x_test, y_test, num_classes = _train_test(
+        train_feats, train_y, test_feats, test_y, num_classes
+    )
     for name, value in (("epochs", epochs), ("batch_size", batch_size)):
         check_positive(value, name)
     check_finite(lr, "lr", positive=True)
@@ -339,11 +337,9 @@ def knn_eval(
         ``"auto"`` or a torch device.
     """
     dev = resolve_device(device)
-    x_train, y_train = _features(train_feats, train_y, "train")
-    x_test, y_test = _features(test_feats, test_y, "test")
-    if x_train.shape[1] != x_test.shape[1]:
-        raise ValueError(f"train features have {x_train.shape[1]} dims, test {x_test.shape[1]}")
-    num_classes = _num_classes(num_classes, y_train, y_test)
+    x_train, y_train, x_test, y_test, num_classes = _train_test(
+        train_feats, train_y, test_feats, test_y, num_classes
+    )
     check_positive(k, "k")
     check_positive(chunk_size, "chunk_size")
     if temperature <= 0:
@@ -363,28 +359,12 @@ def knn_eval(
 
 
 def knn_accuracy(
-    train_feats: Tensor,
-    train_y: Labels,
-    test_feats: Tensor,
-    test_y: Labels,
-    *,
-    k: int = 20,
-    temperature: float = 0.07,
-    weighted: bool = True,
-    device: str | torch.device = "auto",
+    train_feats: Tensor, train_y: Labels, test_feats: Tensor, test_y: Labels, **options: Any
 ) -> float:
-    """Top-1 accuracy in [0, 1] of the weighted kNN classifier; see :func:`knn_eval`."""
-    result = knn_eval(
-        train_feats,
-        train_y,
-        test_feats,
-        test_y,
-        k=k,
-        temperature=temperature,
-        weighted=weighted,
-        device=device,
-    )
-    return result.top1
+    """Top-1 accuracy in [0, 1] of the weighted kNN classifier; ``options`` are
+    :func:`knn_eval`'s (``k``, ``temperature``, ``weighted``, ``device``...).
+    """
+    return knn_eval(train_feats, train_y, test_feats, test_y, **options).top1
 
 
 # -- fine-tuning -------------------------------------------------------------------------------
@@ -683,13 +663,26 @@ def _features(feats: Tensor, labels: Labels, split: str) -> tuple[Tensor, Tensor
     return feats.float(), y
 
 
-def _num_classes(num_classes: int | None, *labels: Tensor) -> int:
-    largest = max(int(y.max()) for y in labels) + 1
+def _train_test(
+    train_feats: Tensor,
+    train_y: Labels,
+    test_feats: Tensor,
+    test_y: Labels,
+    num_classes: int | None,
+) -> tuple[Tensor, Tensor, Tensor, Tensor, int]:
+    """Checked train and test features and labels, and the number of classes (default: the
+    largest label + 1).
+    """
+    x_train, y_train = _features(train_feats, train_y, "train")
+    x_test, y_test = _features(test_feats, test_y, "test")
+    if x_train.shape[1] != x_test.shape[1]:
+        raise ValueError(f"train features have {x_train.shape[1]} dims, test {x_test.shape[1]}")
+    largest = max(int(y_train.max()), int(y_test.max())) + 1
     if num_classes is None:
-        return largest
-    if num_classes < largest:
+        num_classes = largest
+    elif num_classes < largest:
         raise ValueError(f"num_classes={num_classes} but the labels go up to {largest - 1}")
-    return int(num_classes)
+    return x_train, y_train, x_test, y_test, int(num_classes)
 
 
 def _check_labelled(dataset: ImageDataset) -> None:

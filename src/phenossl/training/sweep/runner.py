@@ -133,13 +133,12 @@ def iter_sweep(
             executor = make_executor(executor)
         summary = SweepSummary(config.experiment, results.path, len(specs))
         summary.skipped = results.counts(run_ids=specs)["done"]
-        options = {"retry_failed": retry_failed, "lease_s": lease_s, "heartbeat_s": heartbeat_s}
+        claims = _Claims(results, specs, summary, retry_failed, lease_s, heartbeat_s)
         yield Progress(summary.skipped, len(specs), f"{summary.skipped} runs already done")
         if isinstance(executor, PoolExecutor):
-            loop = _pooled(results, specs, executor, device, summary, options)
+            yield from _pooled(claims, executor, device)
         else:
-            loop = _inline(results, specs, device, summary, options)
-        yield from loop
+            yield from _inline(claims, device)
         _tally(results, specs, summary)
         return summary
     finally:
@@ -155,25 +154,69 @@ def sweep(*, progress: ProgressCallback | None = None) -> SweepSummary:
 # --- the two loops ------------------------------------------------------------------------------
 
 
-def _inline(
-    store: ResultStore,
-    specs: dict[str, RunSpec],
-    device: str | None,
-    summary: SweepSummary,
-    options: dict[str, Any],
-) -> ProgressGenerator[None]:
+@dataclass
+class _Claims:
+    """This call's work on the store: it claims the runs not yet tried (each at most once, as
+    this process's worker) and records their outcomes in the store and the summary.
+    """
+
+    store: ResultStore
+    specs: dict[str, RunSpec]
+    summary: SweepSummary
+    retry_failed: bool
+    lease_s: float
+    heartbeat_s: float
+    worker: str = field(default_factory=worker_name)
+    untried: set[str] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.untried = set(self.specs)
+
+    @property
+    def done(self) -> int:
+        return self.summary.skipped + self.summary.ran
+
+    def heartbeat(self) -> Heartbeat:
+        return Heartbeat(self.store.path, self.worker, self.heartbeat_s)
+
+    def claim(self) -> RunRecord | None:
+        record = self.store.claim(
+            self.untried, worker=self.worker, retry_failed=self.retry_failed, lease_s=self.lease_s
+        )
+        if record is not None:
+            self.untried.discard(record.run_id)
+        return record
+
+    def finish(self, run_id: str, result: RunResult) -> None:
+        prefix = Path("runs") / run_id
+        self.store.finish(
+            run_id,
+            metrics=result.metrics,
+            per_class=result.per_class,
+            artifacts={name: (prefix / rel).as_posix() for name, rel in result.artifacts.items()},
+            worker=self.worker,
+        )
+        self.summary.ran += 1
+
+    def fail(self, run_id: str, err: BaseException) -> None:
+        self.store.fail(run_id, _error_text(err), worker=self.worker)
+
+    def release(self, run_id: str) -> None:
+        self.store.release(run_id, worker=self.worker)
+
+
+def _inline(claims: _Claims, device: str | None) -> ProgressGenerator[None]:
     """Claim and run one run at a time in this process, with progress from inside each run."""
-    worker = worker_name()
-    total = len(specs)
-    untried = set(specs)
-    with Heartbeat(store.path, worker, options["heartbeat_s"]) as beat:
+    total = len(claims.specs)
+    with claims.heartbeat() as beat:
         while True:
-            record = _claim(store, untried, worker, options)
+            record = claims.claim()
             if record is None:
                 return
-            beat.add(record.run_id)
-            done = summary.skipped + summary.ran
-            gen = iter_execute(specs[record.run_id], store.run_dir(record.run_id), device=device)
+            run_id = record.run_id
+            beat.add(run_id)
+            done = claims.done
+            gen = iter_execute(claims.specs[run_id], claims.store.run_dir(run_id), device=device)
             try:
                 while True:
                     try:
@@ -181,93 +224,57 @@ def _inline(
                     except StopIteration as stop:
                         result = stop.value
                         break
-                    message = (
-                        f"{record.run_id}: {event.message}" if event.message else record.run_id
-                    )
+                    message = f"{run_id}: {event.message}" if event.message else run_id
                     yield Progress(done, total, message)
             except (KeyboardInterrupt, GeneratorExit):
                 gen.close()
-                store.release(record.run_id, worker=worker)
+                claims.release(run_id)
                 raise
             except Exception as err:
-                store.fail(record.run_id, _error_text(err), worker=worker)
-                yield Progress(done, total, f"{record.run_id} failed: {err}")
+                claims.fail(run_id, err)
+                yield Progress(done, total, f"{run_id} failed: {err}")
                 continue
             finally:
-                beat.discard(record.run_id)
-            _finish(store, record.run_id, result, worker)
-            summary.ran += 1
-            yield Progress(summary.skipped + summary.ran, total, f"{record.run_id} done")
+                beat.discard(run_id)
+            claims.finish(run_id, result)
+            yield Progress(claims.done, total, f"{run_id} done")
 
 
-def _pooled(
-    store: ResultStore,
-    specs: dict[str, RunSpec],
-    executor: PoolExecutor,
-    device: str | None,
-    summary: SweepSummary,
-    options: dict[str, Any],
-) -> ProgressGenerator[None]:
+def _pooled(claims: _Claims, executor: PoolExecutor, device: str | None) -> ProgressGenerator[None]:
     """Claim runs while the executor has room; record each outcome as it arrives."""
-    worker = worker_name()
-    total = len(specs)
-    untried = set(specs)
+    total = len(claims.specs)
     in_flight: dict[Any, str] = {}
-    with executor, Heartbeat(store.path, worker, options["heartbeat_s"]) as beat:
+    with executor, claims.heartbeat() as beat:
         try:
             while True:
                 while len(in_flight) < executor.capacity():
-                    record = _claim(store, untried, worker, options)
+                    record = claims.claim()
                     if record is None:
                         break
-                    spec = specs[record.run_id]
-                    run_dir = str(store.run_dir(record.run_id))
-                    in_flight[executor.submit(spec.to_json(), run_dir, device)] = record.run_id
+                    spec = claims.specs[record.run_id].to_json()
+                    run_dir = str(claims.store.run_dir(record.run_id))
+                    in_flight[executor.submit(spec, run_dir, device)] = record.run_id
                     beat.add(record.run_id)
                 if not in_flight:
                     return
                 message = f"{len(in_flight)} running on {executor.describe()}"
-                yield Progress(summary.skipped + summary.ran, total, message)
+                yield Progress(claims.done, total, message)
                 for future in executor.wait(list(in_flight), timeout=_POLL_S):
                     run_id = in_flight.pop(future)
                     beat.discard(run_id)
                     try:
                         result = RunResult(**future.result())
                     except Exception as err:
-                        store.fail(run_id, _error_text(err), worker=worker)
+                        claims.fail(run_id, err)
                         continue
-                    _finish(store, run_id, result, worker)
-                    summary.ran += 1
+                    claims.finish(run_id, result)
         except BaseException:
             for run_id in in_flight.values():
-                store.release(run_id, worker=worker)
+                claims.release(run_id)
             raise
 
 
 # --- helpers ------------------------------------------------------------------------------------
-
-
-def _claim(
-    store: ResultStore, untried: set[str], worker: str, options: dict[str, Any]
-) -> RunRecord | None:
-    """Claim one of the runs not yet tried in this call (each is tried at most once)."""
-    record = store.claim(
-        untried, worker=worker, retry_failed=options["retry_failed"], lease_s=options["lease_s"]
-    )
-    if record is not None:
-        untried.discard(record.run_id)
-    return record
-
-
-def _finish(store: ResultStore, run_id: str, result: RunResult, worker: str) -> None:
-    prefix = Path("runs") / run_id
-    store.finish(
-        run_id,
-        metrics=result.metrics,
-        per_class=result.per_class,
-        artifacts={name: (prefix / rel).as_posix() for name, rel in result.artifacts.items()},
-        worker=worker,
-    )
 
 
 def _tally(store: ResultStore, specs: dict[str, RunSpec], summary: SweepSummary) -> None:
