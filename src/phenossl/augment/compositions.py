@@ -2,9 +2,7 @@
 
 Each composition is a factory with keyword-only parameters (the paper's values as defaults)
 registered in :data:`COMPOSITIONS`; :func:`build_augmentation` checks the name and the parameters
-and returns an :class:`~phenossl.augment.views.Augmentation`. The four BBBC021 cell compositions
-share their colour jitter and differ only in which geometric blocks they chain, so they are one
-table (``_CELL_COMPOSITIONS``) of blocks (``_CELL_BLOCKS``) rather than four factories. Sources: appendix B.1 (CIFAR),
+and returns an :class:`~phenossl.augment.views.Augmentation`. Sources: appendix B.1 (CIFAR),
 B.2 (MNIST), B.4 and the Table 3 / Figure 6 text (cells); where the appendix is silent the values
 are torchvision's or solo-learn's defaults, named in each docstring.
 
@@ -28,7 +26,6 @@ from phenossl.augment.geometry import (
     Affine,
     CenterCrop,
     Flip,
-    GeometricStep,
     Pad,
     ResizedCrop,
     Rotate,
@@ -349,97 +346,139 @@ _CELL_DOC = """
     the input size (the paper's "original size", 196 px); crop areas above 1 zoom out.
     """
 
-#: The geometric blocks the four BBBC021 cell compositions are made of: each block's parameters
-#: with their paper defaults, and the steps it makes from the checked parameters.
-_CELL_BLOCKS: dict[str, tuple[dict[str, Any], Callable[[dict[str, Any]], list[GeometricStep]]]] = {
-    "flips": (
-        {"hflip_p": 0.5, "vflip_p": 0.5},
-        lambda p: [Flip("horizontal", p["hflip_p"]), Flip("vertical", p["vflip_p"])],
-    ),
-    "rotation": ({"degrees": 360.0}, lambda p: [Rotate(p["degrees"])]),
-    "affine": (
-        {"affine_degrees": 20.0, "affine_translate": 0.1, "affine_shear": 10.0},
-        lambda p: [Affine(p["affine_degrees"], p["affine_translate"], p["affine_shear"])],
-    ),
-    "crop": (
-        {"crop_scale": (0.9, 1.1), "crop_ratio": RRC_RATIO},
-        lambda p: [ResizedCrop(p["crop_scale"], p["crop_ratio"])],
-    ),
-    "center_crop": ({"center_crop_scale": 0.5}, lambda p: [CenterCrop(p["center_crop_scale"])]),
-}
-_CELL_JITTER = {
-    "brightness": 0.4,
-    "contrast": 0.4,
-    "saturation": 0.4,
-    "hue": 0.125,
-    "jitter_p": 1.0,
-}
 
-#: name -> (geometric blocks in the order they are applied, summary)
-_CELL_COMPOSITIONS = {
-    "cell_affine_crop": (
-        ("affine", "crop"),
-        "BBBC021 cells, Table 3 row 1: affine map, colour jitter, random crop (0.9-1.1) resized.",
-    ),
-    "cell_affine_rot360": (
-        ("affine", "rotation"),
-        "BBBC021 cells, Table 3 row 2: affine map, colour jitter, rotation by U(-360, 360) "
-        "degrees.",
-    ),
-    "cell_fig6_left": (
-        ("flips", "rotation", "affine", "crop"),
-        """BBBC021 cells, Figure 6 left (and the 0.4-weighted loss of the mix).
+def _cell_doc(plan: Callable) -> Callable:
+    plan.__doc__ = (plan.__doc__ or "") + _CELL_DOC
+    return plan
+
+
+@_composition("cell_affine_crop")
+@_cell_doc
+def cell_affine_crop(
+    *,
+    size: int | None = None,
+    brightness: float = 0.4,
+    contrast: float = 0.4,
+    saturation: float = 0.4,
+    hue: float = 0.125,
+    jitter_p: float = 1.0,
+    affine_degrees: float = 20.0,
+    affine_translate: float = 0.1,
+    affine_shear: float = 10.0,
+    crop_scale: tuple[float, float] = (0.9, 1.1),
+    crop_ratio: tuple[float, float] = RRC_RATIO,
+    interpolation: str = "bilinear",
+) -> dict:
+    """BBBC021 cells, Table 3 row 1: affine map, colour jitter, random crop (0.9-1.1) resized."""
+    return {
+        "geometry": [
+            Affine(affine_degrees, affine_translate, affine_shear),
+            ResizedCrop(crop_scale, crop_ratio),
+        ],
+        "pixel": [ColorJitter(brightness, contrast, saturation, hue, p=jitter_p)],
+        "size": size,
+        "interpolation": interpolation,
+    }
+
+
+@_composition("cell_affine_rot360")
+@_cell_doc
+def cell_affine_rot360(
+    *,
+    size: int | None = None,
+    brightness: float = 0.4,
+    contrast: float = 0.4,
+    saturation: float = 0.4,
+    hue: float = 0.125,
+    jitter_p: float = 1.0,
+    affine_degrees: float = 20.0,
+    affine_translate: float = 0.1,
+    affine_shear: float = 10.0,
+    degrees: float = 360.0,
+    interpolation: str = "bilinear",
+) -> dict:
+    """BBBC021 cells, Table 3 row 2: affine map, colour jitter, rotation by U(-360, 360) degrees."""
+    return {
+        "geometry": [Affine(affine_degrees, affine_translate, affine_shear), Rotate(degrees)],
+        "pixel": [ColorJitter(brightness, contrast, saturation, hue, p=jitter_p)],
+        "size": size,
+        "interpolation": interpolation,
+    }
+
+
+@_composition("cell_fig6_left")
+@_cell_doc
+def cell_fig6_left(
+    *,
+    size: int | None = None,
+    brightness: float = 0.4,
+    contrast: float = 0.4,
+    saturation: float = 0.4,
+    hue: float = 0.125,
+    jitter_p: float = 1.0,
+    hflip_p: float = 0.5,
+    vflip_p: float = 0.5,
+    degrees: float = 360.0,
+    affine_degrees: float = 20.0,
+    affine_translate: float = 0.1,
+    affine_shear: float = 10.0,
+    crop_scale: tuple[float, float] = (0.9, 1.1),
+    crop_ratio: tuple[float, float] = RRC_RATIO,
+    interpolation: str = "bilinear",
+) -> dict:
+    """BBBC021 cells, Figure 6 left (and the 0.4-weighted loss of the mix).
 
     Colour jitter, horizontal and vertical flips (p = 0.5 each), rotation by U(-360, 360)
-    degrees, the affine map, a random crop of 0.9-1.1 of the area resized to the original size.""",
-    ),
-    "cell_fig6_right": (
-        ("flips", "rotation", "center_crop"),
-        """BBBC021 cells, Figure 6 right (and the 1.0-weighted loss of the mix).
+    degrees, the affine map, a random crop of 0.9-1.1 of the area resized to the original size.
+    """
+    return {
+        "geometry": [
+            Flip("horizontal", hflip_p),
+            Flip("vertical", vflip_p),
+            Rotate(degrees),
+            Affine(affine_degrees, affine_translate, affine_shear),
+            ResizedCrop(crop_scale, crop_ratio),
+        ],
+        "pixel": [ColorJitter(brightness, contrast, saturation, hue, p=jitter_p)],
+        "size": size,
+        "interpolation": interpolation,
+    }
+
+
+@_composition("cell_fig6_right")
+@_cell_doc
+def cell_fig6_right(
+    *,
+    size: int | None = None,
+    brightness: float = 0.4,
+    contrast: float = 0.4,
+    saturation: float = 0.4,
+    hue: float = 0.125,
+    jitter_p: float = 1.0,
+    hflip_p: float = 0.5,
+    vflip_p: float = 0.5,
+    degrees: float = 360.0,
+    center_crop_scale: float = 0.5,
+    interpolation: str = "bilinear",
+) -> dict:
+    """BBBC021 cells, Figure 6 right (and the 1.0-weighted loss of the mix).
 
     Colour jitter, horizontal and vertical flips (p = 0.5 each), rotation by U(-360, 360)
     degrees, and the centre crop covering ``center_crop_scale`` (0.5) of the image *area*
     (side x 0.707, the meaning "scale" has for the random crops in the same text; pass 0.25 for
-    half the side), resized to the original size.""",
-    ),
-}
-
-
-def _cell_composition(name: str, blocks: Sequence[str], summary: str) -> None:
-    """Register a cell composition: colour jitter after the geometric ``blocks``.
-
-    Its parameters, in signature order: ``size``, the jitter's, each block's, ``interpolation``.
+    half the side), resized to the original size.
     """
-    defaults: dict[str, Any] = {"size": None, **_CELL_JITTER}
-    for block in blocks:
-        defaults.update(_CELL_BLOCKS[block][0])
-    defaults["interpolation"] = "bilinear"
-
-    def plan(**p: Any) -> dict:
-        return {
-            "geometry": [step for block in blocks for step in _CELL_BLOCKS[block][1](p)],
-            "pixel": [
-                ColorJitter(
-                    p["brightness"], p["contrast"], p["saturation"], p["hue"], p=p["jitter_p"]
-                )
-            ],
-            "size": p["size"],
-            "interpolation": p["interpolation"],
-        }
-
-    plan.__name__ = plan.__qualname__ = name
-    plan.__doc__ = summary + _CELL_DOC
-    plan.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
-        [
-            inspect.Parameter(k, inspect.Parameter.KEYWORD_ONLY, default=v)
-            for k, v in defaults.items()
-        ]
-    )
-    _composition(name)(plan)
-
-
-for _name, (_blocks, _summary) in _CELL_COMPOSITIONS.items():
-    _cell_composition(_name, _blocks, _summary)
+    return {
+        "geometry": [
+            Flip("horizontal", hflip_p),
+            Flip("vertical", vflip_p),
+            Rotate(degrees),
+            CenterCrop(center_crop_scale),
+        ],
+        "pixel": [ColorJitter(brightness, contrast, saturation, hue, p=jitter_p)],
+        "size": size,
+        "interpolation": interpolation,
+    }
 
 
 @_composition("fluorescence")
