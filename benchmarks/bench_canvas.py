@@ -4,7 +4,7 @@
 This script measures, without the plugin, the floor under that figure on the same display:
 a bare repaint of three 8 x 768 x 1024 image layers (the sample plate's size), the first
 ``add_points`` of 520 points in a process (napari builds its points visual, controls and shaders
-the first time), a repaint with the points shown, and a refill of the points' data (what the
+the first time) and a second one (whether that cost recurs for every new layer), a repaint with the points shown, and a refill of the points' data (what the
 widget does on a second run). Under Xvfb these paints run in Mesa's software OpenGL.
 
     xvfb-run -a python benchmarks/bench_canvas.py
@@ -60,6 +60,12 @@ def main(argv: list[str] | None = None) -> dict:
     bare = [_ms(native.repaint, app) for _ in range(args.repeats)]
     first_add = _ms(lambda: viewer.add_points(points(), size=12, face_color="red"), app)
     layer = viewer.layers[-1]
+    # a second new layer: is the first one's cost a one-off warm-up (shaders, controls) or paid
+    # by every new points layer?
+    second_add = _ms(lambda: viewer.add_points(points(), size=12, face_color="blue"), app)
+    viewer.layers.selection.clear()
+    viewer.layers.remove(viewer.layers[-1])
+    app.processEvents()
     with_points = [_ms(native.repaint, app) for _ in range(args.repeats)]
     refill = [_ms(lambda: setattr(layer, "data", points()), app) for _ in range(args.repeats)]
     viewer.close()
@@ -70,6 +76,7 @@ def main(argv: list[str] | None = None) -> dict:
         "points": args.points,
         "repaint_ms": bare,
         "first_add_points_ms": first_add,
+        "second_add_points_ms": second_add,
         "repaint_with_points_ms": with_points,
         "refill_points_ms": refill,
         "machine": {
@@ -81,6 +88,7 @@ def main(argv: list[str] | None = None) -> dict:
     }
     print(f"repaint (3 images)      {bare} ms")
     print(f"first add_points        {first_add} ms")
+    print(f"second add_points       {second_add} ms")
     print(f"repaint with points     {with_points} ms")
     print(f"refill points data      {refill} ms")
     write_json(args.out, report)

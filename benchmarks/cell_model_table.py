@@ -7,7 +7,10 @@ mean ± std over its last ``--last`` epochs.
 
     python benchmarks/cell_model_table.py --bench /tmp/b1/real_cells.json /tmp/b2/real_cells.json \\
         --run paper=/tmp/runs/moco_paper_s0 --run fluorescence=/tmp/runs/moco_fluo_s0 \\
-        --out benchmarks/results/cell_model.json
+        --out benchmarks/results/cell_model.json --figure docs/images/cell_model_curves.png
+
+``--figure`` draws the learning curves (NSC and mean AMI against the epoch, one line a run) with
+the rows that are not epochs of a run (hand-crafted features, random init) as dashed levels.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--run", action="append", default=[], help="NAME=RUN_FOLDER")
     p.add_argument("--last", type=int, default=2, help="last epochs averaged (default 2)")
     p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--figure", type=Path, help="PNG of the learning curves")
     args = p.parse_args(argv)
 
     rows: dict[str, dict] = {}
@@ -92,7 +96,37 @@ def main(argv: list[str] | None = None) -> dict:
                 f"{r['probe']:.3f} |"
             )
     print("\n".join(lines))
+    if args.figure:
+        plot_curves(report, args.figure)
+        print(f"wrote {args.figure}")
     return report
+
+
+def plot_curves(report: dict, path: Path) -> None:
+    """NSC and mean AMI against the epoch for every run; the other rows as dashed levels."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    in_runs = {f"{name}_e{epoch}" for name, run in report["runs"].items() for epoch in run["curve"]}
+    levels = {name: row for name, row in report["rows"].items() if name not in in_runs}
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4), constrained_layout=True)
+    for ax, metric, label in zip(
+        axes, ("nsc", "ami"), ("NSC (1-NN MOA accuracy)", "mean AMI, K=2 vs DMSO"), strict=True
+    ):
+        for name, run in report["runs"].items():
+            epochs = [int(e) for e in run["curve"]]
+            ax.plot(epochs, [run["curve"][str(e)][metric] for e in epochs], "o-", label=name)
+        for i, (name, row) in enumerate(levels.items()):
+            ax.axhline(row[metric], ls="--", lw=1, color=f"C{7 + i % 3}", label=name)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+    axes[1].legend(fontsize=7, loc="best")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 if __name__ == "__main__":
