@@ -4,8 +4,9 @@
 This script measures, without the plugin, the floor under that figure on the same display:
 a bare repaint of three 8 x 768 x 1024 image layers (the sample plate's size), the first
 ``add_points`` of 520 points in a process (napari builds its points visual, controls and shaders
-the first time) and a second one (whether that cost recurs for every new layer), a repaint with the points shown, and a refill of the points' data (what the
-widget does on a second run). Under Xvfb these paints run in Mesa's software OpenGL.
+the first time) and a second one (whether that cost recurs for every new layer), a repaint with
+the points shown, and a refill of the points' data (what the widget does on a second run). Under
+Xvfb these paints run in Mesa's software OpenGL.
 
     xvfb-run -a python benchmarks/bench_canvas.py
 
