@@ -48,6 +48,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from phenossl.profiles import CONTRAST_NORMALIZATIONS
+
 ROOT = Path(__file__).resolve().parent
 RESULTS = ROOT / "results"
 DEFAULT_CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "phenossl"
@@ -64,6 +66,7 @@ def evaluate_embedding(
     max_cells: int | None = None,
     how: str = "mean",
     normalization: str = "zscore",
+    contrast_normalization: str = "none",
 ) -> dict[str, Any]:
     """Every score of one embedding on the cells of ``table`` (rows match ``features``).
 
@@ -82,6 +85,7 @@ def evaluate_embedding(
         max_cells=max_cells,
         seeds=seeds,
         probe=True,
+        contrast_normalization=contrast_normalization,
     )
     out = scores.scores()
     result = {
@@ -160,7 +164,8 @@ def markdown_table(report: dict[str, Any]) -> str:
         lines += [
             "",
             "Per contrast (held-out cells; AMI K=2 / 5-fold linear probe balanced accuracy, "
-            "mean ± std over seeds; control = AMI with permuted labels):",
+            "mean ± std over seeds; control = AMI with permuted labels; contrast normalization "
+            f"{report.get('contrast_normalization', 'none')}):",
             "",
             "| embedding | "
             + " | ".join(
@@ -344,6 +349,14 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--min-cells", type=int, default=20, help="cells a contrast needs")
     parser.add_argument("--aggregate", choices=["mean", "median"], default="mean")
     parser.add_argument("--normalization", choices=["zscore", "whiten", "none"], default="zscore")
+    parser.add_argument(
+        "--contrast-normalization",
+        choices=list(CONTRAST_NORMALIZATIONS),
+        default="none",
+        help="what the AMI contrasts and probes see: raw embeddings (none, the paper's), "
+        "z-scored over the held-out cells (global: the scale the hand-crafted features have), "
+        "or normalised to each plate's DMSO cells (zscore, whiten)",
+    )
     parser.add_argument("--device", default="auto")
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="import/embedding cache")
@@ -375,6 +388,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                 evaluate_embedding(
                     features, table, seeds=seeds, min_cells=args.min_cells,
                     how=args.aggregate, normalization=args.normalization,
+                    contrast_normalization=args.contrast_normalization,
                 )
             )  # fmt: skip
         scores = combine_draws(results)
@@ -402,6 +416,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "seeds": seeds,
         "aggregation": args.aggregate,
         "normalization": args.normalization,
+        "contrast_normalization": args.contrast_normalization,
         "import_seconds": import_seconds,
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
         "embeddings": entries,

@@ -97,6 +97,10 @@ def test_main_on_a_cropset_with_a_checkpoint(bench, tmp_path):
     assert report["embeddings"][1]["scores"]["nsc"] == again["embeddings"][1]["scores"]["nsc"]
     with pytest.raises(SystemExit, match="no such file"):
         bench.main([*argv[:-2], "--checkpoint", str(tmp_path / "nope.pt")])
+    scaled = bench.main([*argv, "--contrast-normalization", "global"])
+    assert report["contrast_normalization"] == "none"
+    assert scaled["contrast_normalization"] == "global" and scaled["embeddings"][1]["embed_cached"]
+    assert "contrast normalization global" in (tmp_path / "out" / "real_cells.md").read_text()
 
 
 @pytest.mark.slow

@@ -15,6 +15,7 @@ from phenossl.profile_report import FILES, write_profiles_csv
 from phenossl.profiles import (
     aggregate,
     compound_contrasts,
+    contrast_input,
     moa_accuracy,
     normalize_to_controls,
     prepare_table,
@@ -230,6 +231,61 @@ def test_compound_contrasts_planted():
     assert capped["far"]["n_per_side"] == 10
 
 
+def test_contrast_input_scales_each_embedding_the_same_way():
+    rng = np.random.default_rng(0)
+    table = pd.DataFrame(
+        {"compound": ["DMSO"] * 20 + ["t"] * 20, "moa": ["DMSO"] * 20 + ["M"] * 20,
+         "plate": ["Week1_A", "Week1_B"] * 20}
+    )  # fmt: skip
+    x = rng.normal(size=(40, 3)) * [1.0, 100.0, 0.0] + [0.0, 5.0, 2.0]
+    assert np.array_equal(contrast_input(x, table), x)  # "none": as it is
+    z = contrast_input(x, table, "global")
+    assert np.allclose(z[:, :2].mean(0), 0) and np.allclose(z[:, :2].std(0), 1)
+    assert np.allclose(z[:, 2], 0)  # a constant column is only centred
+    per_plate = contrast_input(x, table, "zscore")
+    assert np.allclose(per_plate, normalize_to_controls(x, table, min_controls=5)[0], atol=1e-5)
+    with pytest.raises(ValueError, match="normalization='plate'; expected one of"):
+        contrast_input(x, table, "plate")
+
+
+def test_contrast_normalization_decides_what_kmeans_sees():
+    # the compound moves feature 0 by 3 units; feature 1 is noise 20 times wider, and the two
+    # plates differ by 40 on feature 2. Raw KMeans splits on the noise or the plates; z-scoring
+    # every feature alone still splits on the plates; normalising to each plate's DMSO finds
+    # the compound.
+    rng = np.random.default_rng(0)
+    n = 60
+    compound = np.repeat(["DMSO", "t"], n)
+    plate = np.tile(["Week1_A", "Week1_B"], n)
+    x = rng.normal(size=(2 * n, 3)) * [1.0, 20.0, 1.0]
+    x[compound == "t", 0] += 3.0
+    x[plate == "Week1_B", 2] += 40.0
+    table = pd.DataFrame({"compound": compound, "moa": np.where(compound == "t", "M", "DMSO"),
+                          "plate": plate})  # fmt: skip
+    ami = {
+        how: compound_contrasts(x, table, seeds=(0, 1), n_permutations=0, normalization=how)["t"][
+            "ami"
+        ]
+        for how in ("none", "global", "zscore")
+    }
+    assert ami["none"] < 0.1 and ami["global"] < 0.1
+    assert ami["zscore"] > 0.5
+
+
+def test_score_profiles_records_the_contrast_normalization():
+    rng = np.random.default_rng(0)
+    t = pd.DataFrame({"compound": ["DMSO"] * 40 + ["a"] * 20 + ["b"] * 20,
+                      "moa": ["DMSO"] * 40 + ["X"] * 40, "plate": ["Week1_1"] * 80})  # fmt: skip
+    x = rng.normal(size=(80, 3))
+    x[40:, 0] += 8
+    x[:, 1] *= 50  # wide noise: raw KMeans splits on it, z-scored KMeans does not
+    raw = score_profiles(x, t, seeds=[0], n_permutations=0)
+    scaled = score_profiles(x, t, seeds=[0], n_permutations=0, contrast_normalization="global")
+    assert raw.settings["contrast_normalization"] == "none"
+    assert scaled.settings["contrast_normalization"] == "global"
+    assert scaled.contrasts["a"]["ami"] > raw.contrasts["a"]["ami"] + 0.3
+
+
 def test_compound_contrasts_reuse_the_clustering_module(monkeypatch):
     import phenossl.clustering
 
@@ -325,6 +381,17 @@ def test_cli_profile_writes_every_output(embedded_cropset, capsys):
     assert (frame["level"] == "treatment").sum() == 6
     assert "NSC" in (out / "summary.md").read_text()
     assert "NSC: 1.000" in capsys.readouterr().out
+
+
+def test_cli_profile_contrast_normalization(embedded_cropset):
+    tmp_path, emb = embedded_cropset
+    out = tmp_path / "global"
+    argv = ["-q", "profile", str(emb), "--out", str(out), "--seeds", "1"]
+    assert main([*argv, "--contrast-normalization", "global"]) == 0
+    scores = json.loads((out / "scores.json").read_text())
+    assert scores["settings"]["contrast_normalization"] == "global"
+    with pytest.raises(SystemExit):
+        main([*argv, "--contrast-normalization", "plate"])
 
 
 def test_cli_profile_split_and_bad_input(embedded_cropset, capsys):

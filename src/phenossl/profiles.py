@@ -39,6 +39,8 @@ from phenossl._progress import Progress, ProgressCallback, ProgressGenerator, dr
 CONTROL = "DMSO"
 AGGREGATIONS = ("median", "mean")
 NORMALIZATIONS = ("zscore", "whiten", "none")
+#: what the compound contrasts cluster (:func:`contrast_input`)
+CONTRAST_NORMALIZATIONS = ("none", "global", *NORMALIZATIONS[:2])
 _REQUIRED = ("compound", "moa", "plate")
 
 
@@ -377,10 +379,55 @@ def linear_probe(
     return float(np.mean(scores))
 
 
+def contrast_input(
+    features: np.ndarray,
+    table: pd.DataFrame,
+    normalization: str = "none",
+    *,
+    control: str = CONTROL,
+) -> np.ndarray:
+    """The cell features the compound contrasts cluster, float64 ``(N, D)``.
+
+    Parameters
+    ----------
+    features
+        ``(N, D)`` cell embeddings, rows matching ``table``.
+    table
+        Per-cell table (``compound``; ``plate`` for the per-plate normalisations).
+    normalization
+        ``"none"``: the embeddings as they are (the paper clusters them so); ``"global"``: each
+        feature z-scored over all cells of ``table``, which is what the hand-crafted features
+        (``embed(..., model="features")``) already are, so that every embedding reaches KMeans
+        on the same scale; ``"zscore"`` / ``"whiten"``: normalised to the DMSO cells of their
+        plate (:func:`normalize_to_controls`), which also removes plate effects.
+
+    Examples
+    --------
+    >>> t = pd.DataFrame({"compound": ["DMSO", "DMSO", "taxol"]})
+    >>> contrast_input(np.array([[0.0, 10.0], [2.0, 10.0], [4.0, 10.0]]), t, "global").round(3)
+    array([[-1.225,  0.   ],
+           [ 0.   ,  0.   ],
+           [ 1.225,  0.   ]])
+    """
+    from phenossl.cells.features import standardize
+
+    if normalization not in CONTRAST_NORMALIZATIONS:
+        raise ValueError(
+            f"normalization={normalization!r}; expected one of {CONTRAST_NORMALIZATIONS}"
+        )
+    x = _features(features, len(table))
+    if normalization == "global":
+        return standardize(x)[0].astype(np.float64)
+    if normalization != "none":
+        x = normalize_to_controls(x, table, method=normalization, control=control)[0]
+    return x.astype(np.float64)
+
+
 def iter_compound_contrasts(
     features: np.ndarray,
     table: pd.DataFrame,
     *,
+    normalization: str = "none",
     min_cells: int = 20,
     max_cells: int | None = None,
     seeds: Sequence[int] = (0, 1, 2),
@@ -393,7 +440,7 @@ def iter_compound_contrasts(
     """Cell-level compound-vs-DMSO scores; see :func:`compound_contrasts`."""
     from phenossl.clustering import cluster
 
-    x = _features(features, len(table))
+    x = contrast_input(features, table, normalization, control=control)
     compounds = table["compound"].astype(str).to_numpy()
     controls = np.flatnonzero(compounds == control)
     names, counts = np.unique(compounds[compounds != control], return_counts=True)
@@ -447,6 +494,9 @@ def iter_compound_contrasts(
 @drives(iter_compound_contrasts)
 def compound_contrasts(*, progress: ProgressCallback | None = None) -> dict[str, dict[str, Any]]:
     """For each compound with ``min_cells`` cells: KMeans K=2 AMI of its cells against DMSO.
+
+    The cells are clustered as :func:`contrast_input` gives them for ``normalization``
+    (default ``"none"``: the embeddings as they are).
 
     Each seed draws ``n = min(cells of the compound, DMSO cells, max_cells)`` cells of each side
     (balanced, without replacement), clusters them with
@@ -525,6 +575,7 @@ def iter_score_profiles(
     n_permutations: int = 10,
     probe: bool = False,
     contrasts: bool = True,
+    contrast_normalization: str = "none",
 ) -> ProgressGenerator[ProfileScores]:
     """Normalise, aggregate, score NSC/NSCB and the compound contrasts; see :func:`score_profiles`."""
     x = _features(features, len(table))
@@ -540,7 +591,7 @@ def iter_score_profiles(
         yield Progress(1, 3, "compound contrasts")
         gen = iter_compound_contrasts(
             x, t, min_cells=min_cells, max_cells=max_cells, seeds=seeds,
-            n_permutations=n_permutations, probe=probe,
+            n_permutations=n_permutations, probe=probe, normalization=contrast_normalization,
         )  # fmt: skip
         while True:
             try:
@@ -559,6 +610,7 @@ def iter_score_profiles(
         "seeds": [int(s) for s in seeds],
         "n_permutations": n_permutations,
         "similarity": "cosine",
+        "contrast_normalization": contrast_normalization,
     }
     return ProfileScores(
         t, cells, references, wells, well_meta, treatments, treatment_meta, nsc, nscb,
@@ -583,9 +635,12 @@ def score_profiles(*, progress: ProgressCallback | None = None) -> ProfileScores
     min_controls
         Fewest DMSO cells a plate needs to be its own reference.
     min_cells, max_cells, seeds, n_permutations, probe
-        For :func:`compound_contrasts` (computed on the raw embeddings, as in the paper).
+        For :func:`compound_contrasts`.
     contrasts
         False skips the compound contrasts (profiles and NSC/NSCB only: fast).
+    contrast_normalization
+        What the contrasts cluster (:func:`contrast_input`): ``"none"`` (default, the raw
+        embeddings, as in the paper), ``"global"``, ``"zscore"`` or ``"whiten"``.
 
     Returns
     -------

@@ -12,6 +12,7 @@ from phenossl.cli._common import (
     embeddings_cropset,
     run_with_progress,
 )
+from phenossl.profiles import CONTRAST_NORMALIZATIONS
 
 
 def _add_profile(sub: argparse._SubParsersAction) -> None:
@@ -30,6 +31,14 @@ def _add_profile(sub: argparse._SubParsersAction) -> None:
         default="zscore",
         help="against the plate's DMSO cells: z-score (default), z-score + DMSO whitening "
         "(typical variation normalisation), or none",
+    )
+    p.add_argument(
+        "--contrast-normalization",
+        choices=list(CONTRAST_NORMALIZATIONS),
+        default="none",
+        help="what the AMI contrasts cluster: the embeddings as they are (none, default, the "
+        "paper's), z-scored over all cells (global, as the hand-crafted features are), or "
+        "normalised to their plate's DMSO cells (zscore, whiten)",
     )
     p.add_argument(
         "--min-controls",
@@ -83,6 +92,7 @@ def _cmd_profile(args: argparse.Namespace) -> int:
             min_cells=args.min_cells,
             seeds=range(args.seeds),
             probe=args.probe,
+            contrast_normalization=args.contrast_normalization,
         ),
         args,
         "profile",
