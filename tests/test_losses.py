@@ -346,6 +346,8 @@ def test_losses_run_in_float32_under_autocast(pair):
         (lambda: L.dino_loss([torch.zeros(2, 3)] * 2, [torch.zeros(2, 3)], torch.zeros(3)), "dino"),
         (lambda: L.deepclusterv2_loss(torch.zeros(1, 2, 3, 4), torch.zeros(1, 4)), "(H, N)"),
         (lambda: L.sinkhorn(torch.zeros(3)), "sinkhorn"),
+        (lambda: L.vicreg_loss(torch.zeros(4, 3), torch.zeros(4, 2)), "vicreg_loss(z1, z2)"),
+        (lambda: L.vibcreg_loss(torch.zeros(4, 3), torch.zeros(4, 2)), "vibcreg_loss(z1, z2)"),
     ],
 )
 def test_bad_shapes_raise(call, message):

@@ -373,6 +373,7 @@ def vicreg_loss(
     >>> bool(vicreg_loss(z1, z1) < vicreg_loss(z1, noise))
     True
     """
+    _check_pair(z1, z2, "vicreg_loss(z1, z2)")  # named for the caller, not the shared loss
     weights = (sim_weight, var_weight, cov_weight)
     return variance_covariance_loss(z1, z2, weights, covariance_term)[0]
 
@@ -394,6 +395,7 @@ def vibcreg_loss(
 
     with ``r`` = :func:`normalized_covariance_term`.
     """
+    _check_pair(z1, z2, "vibcreg_loss(z1, z2)")  # named for the caller, not the shared loss
     weights = (sim_weight, var_weight, cov_weight)
     return variance_covariance_loss(z1, z2, weights, normalized_covariance_term)[0]
 
