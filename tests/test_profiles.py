@@ -248,6 +248,26 @@ def test_contrast_input_scales_each_embedding_the_same_way():
         contrast_input(x, table, "plate")
 
 
+def test_per_plate_contrasts_use_the_same_min_controls_as_the_profiles():
+    # plate B has 3 DMSO cells: its own reference with min_controls=3, the batch's with 10
+    rng = np.random.default_rng(2)
+    plates = ["Week1_A"] * 30 + ["Week1_B"] * 3 + ["Week1_A"] * 10 + ["Week1_B"] * 20
+    compounds = ["DMSO"] * 33 + ["t"] * 30
+    table = pd.DataFrame({"compound": compounds, "moa": ["DMSO"] * 33 + ["M"] * 30,
+                          "plate": plates})  # fmt: skip
+    x = rng.normal(size=(len(table), 3))
+    x[np.array(plates) == "Week1_B"] += 4.0
+    own = contrast_input(x, table, "zscore", min_controls=3)
+    assert np.allclose(own, normalize_to_controls(x, table, min_controls=3)[0], atol=1e-5)
+    assert not np.allclose(own, contrast_input(x, table, "zscore"), atol=1e-3)
+    scores = score_profiles(
+        x, table, min_controls=3, seeds=[0], n_permutations=0, min_cells=20,
+        contrast_normalization="zscore",
+    )  # fmt: skip
+    direct = compound_contrasts(own, table, seeds=[0], n_permutations=0, min_cells=20)
+    assert scores.contrasts["t"]["ami_per_seed"] == direct["t"]["ami_per_seed"]
+
+
 def test_contrast_normalization_decides_what_kmeans_sees():
     # the compound moves feature 0 by 3 units; feature 1 is noise 20 times wider, and the two
     # plates differ by 40 on feature 2. Raw KMeans splits on the noise or the plates; z-scoring

@@ -384,6 +384,7 @@ def contrast_input(
     table: pd.DataFrame,
     normalization: str = "none",
     *,
+    min_controls: int = 10,
     control: str = CONTROL,
 ) -> np.ndarray:
     """The cell features the compound contrasts cluster, float64 ``(N, D)``.
@@ -400,6 +401,8 @@ def contrast_input(
         (``embed(..., model="features")``) already are, so that every embedding reaches KMeans
         on the same scale; ``"zscore"`` / ``"whiten"``: normalised to the DMSO cells of their
         plate (:func:`normalize_to_controls`), which also removes plate effects.
+    min_controls, control
+        For :func:`normalize_to_controls` (the per-plate normalisations).
 
     Examples
     --------
@@ -419,7 +422,9 @@ def contrast_input(
     if normalization == "global":
         return standardize(x)[0].astype(np.float64)
     if normalization != "none":
-        x = normalize_to_controls(x, table, method=normalization, control=control)[0]
+        x = normalize_to_controls(
+            x, table, method=normalization, min_controls=min_controls, control=control
+        )[0]
     return x.astype(np.float64)
 
 
@@ -428,6 +433,7 @@ def iter_compound_contrasts(
     table: pd.DataFrame,
     *,
     normalization: str = "none",
+    min_controls: int = 10,
     min_cells: int = 20,
     max_cells: int | None = None,
     seeds: Sequence[int] = (0, 1, 2),
@@ -440,7 +446,9 @@ def iter_compound_contrasts(
     """Cell-level compound-vs-DMSO scores; see :func:`compound_contrasts`."""
     from phenossl.clustering import cluster
 
-    x = contrast_input(features, table, normalization, control=control)
+    x = contrast_input(
+        features, table, normalization, min_controls=min_controls, control=control
+    )
     compounds = table["compound"].astype(str).to_numpy()
     controls = np.flatnonzero(compounds == control)
     names, counts = np.unique(compounds[compounds != control], return_counts=True)
@@ -496,7 +504,7 @@ def compound_contrasts(*, progress: ProgressCallback | None = None) -> dict[str,
     """For each compound with ``min_cells`` cells: KMeans K=2 AMI of its cells against DMSO.
 
     The cells are clustered as :func:`contrast_input` gives them for ``normalization``
-    (default ``"none"``: the embeddings as they are).
+    (default ``"none"``: the embeddings as they are; ``min_controls`` for the per-plate ones).
 
     Each seed draws ``n = min(cells of the compound, DMSO cells, max_cells)`` cells of each side
     (balanced, without replacement), clusters them with
@@ -592,6 +600,7 @@ def iter_score_profiles(
         gen = iter_compound_contrasts(
             x, t, min_cells=min_cells, max_cells=max_cells, seeds=seeds,
             n_permutations=n_permutations, probe=probe, normalization=contrast_normalization,
+            min_controls=min_controls,
         )  # fmt: skip
         while True:
             try:
@@ -633,7 +642,8 @@ def score_profiles(*, progress: ProgressCallback | None = None) -> ProfileScores
     normalization
         ``"zscore"`` (default), ``"whiten"`` or ``"none"``; see :func:`normalize_to_controls`.
     min_controls
-        Fewest DMSO cells a plate needs to be its own reference.
+        Fewest DMSO cells a plate needs to be its own reference (for the profiles, and for the
+        contrasts under a per-plate ``contrast_normalization``).
     min_cells, max_cells, seeds, n_permutations, probe
         For :func:`compound_contrasts`.
     contrasts
