@@ -446,9 +446,7 @@ def iter_compound_contrasts(
     """Cell-level compound-vs-DMSO scores; see :func:`compound_contrasts`."""
     from phenossl.clustering import cluster
 
-    x = contrast_input(
-        features, table, normalization, min_controls=min_controls, control=control
-    )
+    x = contrast_input(features, table, normalization, min_controls=min_controls, control=control)
     compounds = table["compound"].astype(str).to_numpy()
     controls = np.flatnonzero(compounds == control)
     names, counts = np.unique(compounds[compounds != control], return_counts=True)
