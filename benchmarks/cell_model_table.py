@@ -104,14 +104,14 @@ def main(argv: list[str] | None = None) -> dict:
 
 def plot_curves(report: dict, path: Path) -> None:
     """NSC and mean AMI against the epoch for every run; the other rows as dashed levels."""
-    import matplotlib
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from phenossl.training.analysis.figures import save_png
 
     in_runs = {f"{name}_e{epoch}" for name, run in report["runs"].items() for epoch in run["curve"]}
     levels = {name: row for name, row in report["rows"].items() if name not in in_runs}
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4), constrained_layout=True)
+    fig = Figure(figsize=(10, 4), layout="constrained")
+    axes = fig.subplots(1, 2)
     for ax, metric, label in zip(
         axes, ("nsc", "ami"), ("NSC (1-NN MOA accuracy)", "mean AMI, K=2 vs DMSO"), strict=True
     ):
@@ -124,9 +124,7 @@ def plot_curves(report: dict, path: Path) -> None:
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
     axes[1].legend(fontsize=7, loc="best")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_png(path, fig, dpi=110)
 
 
 if __name__ == "__main__":
