@@ -48,7 +48,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from phenossl.profiles import CONTRAST_NORMALIZATIONS
+from phenossl.profiles import CONTRAST_NORMALIZATIONS, NORMALIZATIONS
 
 ROOT = Path(__file__).resolve().parent
 RESULTS = ROOT / "results"
@@ -348,7 +348,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--limit", type=int, default=None, help="evaluate a sample of N cells")
     parser.add_argument("--min-cells", type=int, default=20, help="cells a contrast needs")
     parser.add_argument("--aggregate", choices=["mean", "median"], default="mean")
-    parser.add_argument("--normalization", choices=["zscore", "whiten", "none"], default="zscore")
+    parser.add_argument("--normalization", choices=list(NORMALIZATIONS), default="zscore")
     parser.add_argument(
         "--contrast-normalization",
         choices=list(CONTRAST_NORMALIZATIONS),

@@ -12,7 +12,7 @@ from phenossl.cli._common import (
     embeddings_cropset,
     run_with_progress,
 )
-from phenossl.profiles import CONTRAST_NORMALIZATIONS
+from phenossl.profiles import CONTRAST_NORMALIZATIONS, NORMALIZATIONS
 
 
 def _add_profile(sub: argparse._SubParsersAction) -> None:
@@ -27,7 +27,7 @@ def _add_profile(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--normalization",
-        choices=["zscore", "whiten", "none"],
+        choices=list(NORMALIZATIONS),
         default="zscore",
         help="against the plate's DMSO cells: z-score (default), z-score + DMSO whitening "
         "(typical variation normalisation), or none",
