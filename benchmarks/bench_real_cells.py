@@ -354,8 +354,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         choices=list(CONTRAST_NORMALIZATIONS),
         default="none",
         help="what the AMI contrasts and probes see: raw embeddings (none, the paper's), "
-        "z-scored over the held-out cells (global: the scale the hand-crafted features have), "
-        "or normalised to each plate's DMSO cells (zscore, whiten)",
+        "z-scored over the held-out cells (global: the scale the hand-crafted features have) "
+        "or over each contrast's own cells (contrast), or normalised to each plate's DMSO "
+        "cells (zscore, whiten)",
     )
     parser.add_argument("--device", default="auto")
     parser.add_argument("--batch-size", type=int, default=128)

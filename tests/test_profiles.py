@@ -292,6 +292,28 @@ def test_contrast_normalization_decides_what_kmeans_sees():
     assert ami["zscore"] > 0.5
 
 
+def test_contrast_normalization_scales_each_draw_over_its_own_cells():
+    # the compound moves feature 0 by 4 units, feature 1 is noise 20 times wider: raw KMeans
+    # splits on the noise; z-scoring each drawn contrast (as a standardised selection is) finds
+    # the compound, and no per-column scale or offset changes what it finds
+    rng = np.random.default_rng(0)
+    n = 60
+    compound = np.repeat(["DMSO", "t"], n)
+    x = rng.normal(size=(2 * n, 2)) * [1.0, 20.0]
+    x[compound == "t", 0] += 4.0
+    table = pd.DataFrame({"compound": compound})
+    assert np.array_equal(contrast_input(x, table, "contrast"), x)  # scaled per draw, later
+
+    def scores(features, how):
+        out = compound_contrasts(features, table, seeds=(0, 1), n_permutations=0,
+                                 normalization=how, probe=True)["t"]  # fmt: skip
+        return out["ami_per_seed"], out["probe_per_seed"]
+
+    own = scores(x, "contrast")
+    assert scores(x, "none")[0][0] < 0.1 and min(own[0]) > 0.5
+    assert scores(x * [1e3, 1e-2] + [7.0, -4.0], "contrast") == pytest.approx(own)
+
+
 def test_score_profiles_records_the_contrast_normalization():
     rng = np.random.default_rng(0)
     t = pd.DataFrame({"compound": ["DMSO"] * 40 + ["a"] * 20 + ["b"] * 20,

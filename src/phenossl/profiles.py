@@ -40,7 +40,7 @@ CONTROL = "DMSO"
 AGGREGATIONS = ("median", "mean")
 NORMALIZATIONS = ("zscore", "whiten", "none")
 #: what the compound contrasts cluster (:func:`contrast_input`)
-CONTRAST_NORMALIZATIONS = ("none", "global", *NORMALIZATIONS[:2])
+CONTRAST_NORMALIZATIONS = ("none", "global", "contrast", *NORMALIZATIONS[:2])
 _REQUIRED = ("compound", "moa", "plate")
 
 
@@ -399,7 +399,9 @@ def contrast_input(
         ``"none"``: the embeddings as they are (the paper clusters them so); ``"global"``: each
         feature z-scored over all cells of ``table``, which is what the hand-crafted features
         (``embed(..., model="features")``) already are, so that every embedding reaches KMeans
-        on the same scale; ``"zscore"`` / ``"whiten"``: normalised to the DMSO cells of their
+        on the same scale; ``"contrast"``: the embeddings as they are here, each contrast's cells
+        z-scored over themselves by :func:`compound_contrasts` (what standardising a selection
+        before KMeans does); ``"zscore"`` / ``"whiten"``: normalised to the DMSO cells of their
         plate (:func:`normalize_to_controls`), which also removes plate effects.
     min_controls, control
         For :func:`normalize_to_controls` (the per-plate normalisations).
@@ -421,7 +423,7 @@ def contrast_input(
     x = _features(features, len(table))
     if normalization == "global":
         return standardize(x)[0].astype(np.float64)
-    if normalization != "none":
+    if normalization in NORMALIZATIONS[:2]:
         x = normalize_to_controls(
             x, table, method=normalization, min_controls=min_controls, control=control
         )[0]
@@ -444,6 +446,7 @@ def iter_compound_contrasts(
     control: str = CONTROL,
 ) -> ProgressGenerator[dict[str, dict[str, Any]]]:
     """Cell-level compound-vs-DMSO scores; see :func:`compound_contrasts`."""
+    from phenossl.cells.features import standardize
     from phenossl.clustering import cluster
 
     x = contrast_input(features, table, normalization, min_controls=min_controls, control=control)
@@ -467,8 +470,9 @@ def iter_compound_contrasts(
                 rng.choice(members, n, replace=False), rng.choice(controls, n, replace=False)
             ]
             labels = np.r_[np.ones(n, dtype=np.int64), np.zeros(n, dtype=np.int64)]
+            cells = standardize(x[rows])[0] if normalization == "contrast" else x[rows]
             result = cluster(
-                x[rows], labels, k=2, seed=seed, n_init=n_init,
+                cells, labels, k=2, seed=seed, n_init=n_init,
                 n_permutations=n_permutations, n_nearest=0,
             )  # fmt: skip
             assert result.ami is not None  # labels were given
@@ -476,7 +480,7 @@ def iter_compound_contrasts(
             ctrl_means.append(result.ami_control_mean)
             ctrl_stds.append(result.ami_control_std)
             if probe:
-                probes.append(linear_probe(x[rows], labels, folds=folds, seed=seed))
+                probes.append(linear_probe(cells, labels, folds=folds, seed=seed))
             yield Progress(i * len(seeds) + j + 1, total, f"{name}, seed {seed}")
         entry: dict[str, Any] = {
             "ami": float(np.mean(amis)),
@@ -502,7 +506,8 @@ def compound_contrasts(*, progress: ProgressCallback | None = None) -> dict[str,
     """For each compound with ``min_cells`` cells: KMeans K=2 AMI of its cells against DMSO.
 
     The cells are clustered as :func:`contrast_input` gives them for ``normalization``
-    (default ``"none"``: the embeddings as they are; ``min_controls`` for the per-plate ones).
+    (default ``"none"``: the embeddings as they are; ``"contrast"``: each draw's cells z-scored
+    over themselves; ``min_controls`` for the per-plate ones).
 
     Each seed draws ``n = min(cells of the compound, DMSO cells, max_cells)`` cells of each side
     (balanced, without replacement), clusters them with

@@ -37,8 +37,9 @@ def _add_profile(sub: argparse._SubParsersAction) -> None:
         choices=list(CONTRAST_NORMALIZATIONS),
         default="none",
         help="what the AMI contrasts cluster: the embeddings as they are (none, default, the "
-        "paper's), z-scored over all cells (global, as the hand-crafted features are), or "
-        "normalised to their plate's DMSO cells (zscore, whiten)",
+        "paper's), z-scored over all cells (global, as the hand-crafted features are) or over "
+        "each contrast's own cells (contrast, as a standardised selection), or normalised to "
+        "their plate's DMSO cells (zscore, whiten)",
     )
     p.add_argument(
         "--min-controls",
