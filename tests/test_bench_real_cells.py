@@ -2,25 +2,19 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from _benchmarks import load_benchmark
 
 from phenossl.data.cropset import CropSetWriter
-
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_real_cells.py"
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("bench_real_cells", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("bench_real_cells")
 
 
 def _synthetic(rng, n=24):

@@ -2,26 +2,20 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
+from _benchmarks import load_benchmark
 
 from phenossl.data.cropset import CropSetWriter
-
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "moco_state.py"
 
 
 @pytest.fixture(scope="module")
 def moco_state():
-    spec = importlib.util.spec_from_file_location("moco_state", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("moco_state")
 
 
 def test_effective_rank_counts_the_directions_used(moco_state):
