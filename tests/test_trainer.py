@@ -439,12 +439,14 @@ def _inverted_knn(backbone, bank, queries) -> float:
 def test_mocov2plus_on_real_mnist_beats_chance_and_learns_its_invariance(tmp_path, mnist_root):
     """MoCoV2+ (appendix B.2 preset: Adam 1e-3, queue 1024, T 0.07, batch 32) on 2000 digits.
 
-    Measured on a 2-core CPU (about a minute): kNN accuracy of held-out digits 0.60 (chance
-    0.1); random-init features already score about 0.85 and a run this short does not beat
-    them, but it does learn the colour-inversion invariance of the ``mnist_digit`` composition:
-    inverted digits against a normal bank go from 0.08 at init to 0.27. The one deviation from
-    the preset is a linear warm-up over the run: at a constant 1e-3 the first hundred steps
-    collapse the features (kNN about 0.3), from which MoCo recovers only over many epochs.
+    Measured on a 2-core CPU (about 1.5 minutes): kNN accuracy of held-out digits 0.53-0.60
+    (chance 0.1); random-init features already score about 0.85 and a run this short does not
+    beat them, but it does learn the colour-inversion invariance of the ``mnist_digit``
+    composition: inverted digits against a normal bank go from 0.08 at init to 0.30 after three
+    epochs. Two epochs gave 0.27 on one machine and 0.176 on another (AVX-512 kernels), too
+    close to the bound, hence the third. The one deviation from the preset is a linear warm-up
+    over the first two epochs: at a constant 1e-3 the first hundred steps collapse the
+    features (kNN about 0.3), from which MoCo recovers only over many epochs.
     """
     config = TrainConfig.from_dict(
         {
@@ -452,7 +454,7 @@ def test_mocov2plus_on_real_mnist_beats_chance_and_learns_its_invariance(tmp_pat
             "model": {"backbone": "vgg11_bn"},
             "method": {"name": "mocov2plus", "preset": "mocov2plus_mnist"},
             "augmentation": [{"name": "mnist_digit", "size": 16}],
-            "optim": {"epochs": 2, "scheduler": "warmup_cosine", "warmup_epochs": 2},
+            "optim": {"epochs": 3, "scheduler": "warmup_cosine", "warmup_epochs": 2},
             "run": {"device": "cpu", "log_every": 10, "eval": {"knn": True, "limit": 1000}},
         }
     )
