@@ -10,8 +10,9 @@ them, and prints (and writes as JSON):
 - ``loss_queue`` / ``loss_in_batch``: the MoCo loss against the queue, and against the other
   cells' keys of the same batch;
 - ``online_vs_momentum_cos``: the two encoders' projections of the same view;
-- ``effective_rank_backbone`` / ``effective_rank_projector``: exp of the entropy of the
-  normalised singular values of the centred features (how many directions they use).
+- ``effective_rank_backbone`` / ``effective_rank_projector``: the effective rank of the
+  centred features (:func:`phenossl.training.evaluate.collapse.effective_rank`: how many
+  directions they use).
 
 Example::
 
@@ -32,14 +33,6 @@ import torch
 import torch.nn.functional as F
 
 
-def effective_rank(features: torch.Tensor) -> float:
-    """exp(entropy) of the normalised squared singular values of the centred ``(N, D)`` rows."""
-    centred = features - features.mean(0)
-    power = torch.linalg.svdvals(centred.double()) ** 2
-    p = power / power.sum()
-    return float(torch.exp(-(p * p.clamp_min(1e-300).log()).sum()))
-
-
 def moco_state(
     checkpoint: str | Path, cropset: str | Path, *, cells: int = 256, batch: int = 64, seed: int = 0
 ) -> dict[str, Any]:
@@ -48,7 +41,9 @@ def moco_state(
     from phenossl.augment import build_augmentation
     from phenossl.data.cropset import CropSet
     from phenossl.models.backbones import build_backbone
+    from phenossl.ssl.losses import moco_loss
     from phenossl.ssl.methods import build_method
+    from phenossl.training.evaluate.collapse import effective_rank
     from phenossl.training.train.config import TrainConfig
 
     torch.manual_seed(seed)
@@ -92,9 +87,7 @@ def moco_state(
                 "positive_cos": positive.mean(),
                 "hardest_queued_cos": queued.max(1).values.mean(),
                 "mean_queued_cos": queued.mean(),
-                "loss_queue": F.cross_entropy(
-                    torch.cat([positive[:, None], queued], 1) / temperature, target
-                ),
+                "loss_queue": moco_loss(q, k, queue, temperature),
                 "loss_in_batch": F.cross_entropy(
                     torch.cat([positive[:, None], in_batch], 1) / temperature, target
                 ),
