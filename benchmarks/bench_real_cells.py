@@ -20,7 +20,8 @@ Embeddings: random-init VGG13-BN; hand-crafted features (``model="features"``); 
 and ResNet50 when their weights are in the local torch hub cache (skipped with the reason
 otherwise); and every ``--checkpoint PATH[=NAME]``. Crops are embedded at their own size (68 px)
 unless a checkpoint records another input size (``metadata.input_size``, or the ``size`` of its
-first augmentation).
+first augmentation). ``--embedding-norm`` sets how the network embeddings are normalised
+(:func:`phenossl.embed`'s ``normalize``; by default what each model records).
 
     python benchmarks/bench_real_cells.py --data ../shared/data/bbbc021_crops
     python benchmarks/bench_real_cells.py --cropset CS --checkpoint run/final.pt=mocov2 \\
@@ -48,6 +49,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from phenossl.embedding import EMBEDDING_NORMS
 from phenossl.profiles import CONTRAST_NORMALIZATIONS, NORMALIZATIONS
 
 ROOT = Path(__file__).resolve().parent
@@ -306,9 +308,11 @@ def embed_cached(spec: dict[str, Any], view, args: argparse.Namespace, seed: int
         st = Path(model).stat()
         stamp = f"{st.st_size}-{st.st_mtime_ns}"
     ids = view.table["cell_id"].to_numpy()
+    normalize = "auto" if model == "features" else args.embedding_norm
     key_text = json.dumps(
         [str(view.path.resolve()), model, spec.get("weights"), spec.get("input_size"), seed,
          stamp, hashlib.sha1(ids.tobytes()).hexdigest()]
+        + ([] if normalize == "auto" else [normalize])  # earlier keys stay valid
     )  # fmt: skip
     key = hashlib.sha1(key_text.encode()).hexdigest()[:16]
     path = Path(args.cache) / "real_cells_embeddings" / f"{key}.npz"
@@ -325,6 +329,7 @@ def embed_cached(spec: dict[str, Any], view, args: argparse.Namespace, seed: int
         batch_size=args.batch_size,
         input_size=spec.get("input_size"),
         seed=seed,
+        normalize=normalize,
     )
     seconds = time.perf_counter() - start
     save_embeddings(path, features, ids, {"key": key_text, "seconds": seconds})
@@ -357,6 +362,14 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "z-scored over the held-out cells (global: the scale the hand-crafted features have) "
         "or over each contrast's own cells (contrast), or normalised to each plate's DMSO "
         "cells (zscore, whiten)",
+    )
+    parser.add_argument(
+        "--embedding-norm",
+        choices=list(EMBEDDING_NORMS),
+        default="auto",
+        help="normalisation of the network embeddings (phenossl.embed's normalize): auto (what "
+        "each model records: l2 for phenossl-cells, none for the rest), none, or l2 (unit "
+        "length) for every network embedding; the hand-crafted features keep their z-scores",
     )
     parser.add_argument("--device", default="auto")
     parser.add_argument("--batch-size", type=int, default=128)
@@ -418,6 +431,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "aggregation": args.aggregate,
         "normalization": args.normalization,
         "contrast_normalization": args.contrast_normalization,
+        "embedding_norm": args.embedding_norm,
         "import_seconds": import_seconds,
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
         "embeddings": entries,

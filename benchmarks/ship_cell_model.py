@@ -5,8 +5,9 @@
         --row fluo_e3
 
 The metadata records the data, the training and held-out plates (from the CropSet's ``split``
-column), the composition, method, epochs, the crop and input size, and the held-out scores of the
-model and of the baselines (rows of the real-cell benchmark JSON).
+column), the composition, method, epochs, the crop and input size, how its embeddings are
+compared (``embedding_norm``), and the held-out scores of the model and of the baselines (rows of
+the real-cell benchmark JSON, scored with that normalisation).
 """
 
 from __future__ import annotations
@@ -33,6 +34,13 @@ def main(argv: list[str] | None = None) -> Path:
         "--bench", type=Path, nargs="+", required=True, help="real-cell benchmark JSON(s)"
     )
     p.add_argument("--row", required=True, help="the benchmark row of this checkpoint")
+    p.add_argument(
+        "--embedding-norm",
+        choices=["none", "l2"],
+        default="l2",
+        help="how the model's embeddings are compared, recorded for phenossl.embed's "
+        "normalize='auto' (default l2: by cosine, docs/cell-model.md)",
+    )
     p.add_argument("--out", type=Path, default=OUT)
     args = p.parse_args(argv)
 
@@ -69,6 +77,7 @@ def main(argv: list[str] | None = None) -> Path:
             **scores,
         },
         training_command="phenossl train --config training/phenossl_cells.yaml",
+        embedding_norm=args.embedding_norm,
     )
 
 

@@ -97,6 +97,21 @@ def test_crops_embed_cluster_chain(plate, tmp_path, capsys):
     assert set(clusters["cluster"]) == {0, 1}
 
 
+def test_embed_normalize_writes_unit_length_embeddings(plate, tmp_path):
+    from phenossl.embedding import load_embeddings
+
+    crops = tmp_path / "crops"
+    main(["-q", "crops", str(plate), "--out", str(crops), "--size", str(TINY_CROP), "--limit", "2"])
+    for normalize in ("none", "l2"):
+        out = tmp_path / f"{normalize}.npz"
+        assert main(["-q", "embed", str(crops), "--out", str(out), *FAST_MODEL,
+                     "--normalize", normalize]) == 0  # fmt: skip
+    raw, _, _ = load_embeddings(tmp_path / "none.npz")
+    unit, _, meta = load_embeddings(tmp_path / "l2.npz")
+    assert meta["normalize"] == "l2"
+    np.testing.assert_allclose(unit, raw / np.linalg.norm(raw, axis=1, keepdims=True), rtol=1e-4)
+
+
 def test_paper_subset_cli_writes_splits(plate, tmp_path):
     crops = tmp_path / "crops"
     args = ["-q", "crops", str(plate), "--out", str(crops), "--size", str(TINY_CROP)]

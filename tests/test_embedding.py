@@ -132,6 +132,43 @@ def test_checkpoint_path_uses_its_input_statistics(tmp_path, crops):
     np.testing.assert_allclose(out, direct, rtol=1e-5, atol=1e-5)
 
 
+def test_l2_normalize_scales_each_embedding_alone(crops, resnet, expected):
+    out = embed(crops, resnet, device="cpu", normalize="l2")
+    np.testing.assert_allclose(np.linalg.norm(out, axis=1), 1.0, rtol=1e-5)
+    direct = expected / np.linalg.norm(expected, axis=1, keepdims=True)
+    np.testing.assert_allclose(out, direct, rtol=1e-4, atol=1e-6)
+    # per cell: a cell's embedding does not depend on the others embedded with it
+    alone = embed(crops[3:4], resnet, device="cpu", normalize="l2")
+    np.testing.assert_allclose(alone[0], out[3], rtol=1e-4, atol=1e-6)
+    # "auto" on a module that records nothing and "none" keep the network's output
+    for normalize in ("auto", "none"):
+        np.testing.assert_allclose(
+            embed(crops, resnet, device="cpu", normalize=normalize), expected, rtol=1e-4, atol=1e-5
+        )
+    # an all-zero embedding stays zero (no division by zero)
+    grey = np.full_like(crops[:2], 128)
+    zeros = embed(grey, ChannelMeans(input_mean=128 / 255, input_std=1.0), normalize="l2")
+    np.testing.assert_array_equal(zeros, np.zeros((2, 3), np.float32))
+    with pytest.raises(ValueError, match="normalize='cosine'; expected one of auto, none, l2"):
+        embed(crops, resnet, device="cpu", normalize="cosine")
+
+
+def test_auto_normalisation_is_what_the_checkpoint_records(tmp_path, crops):
+    backbone = build_backbone("vgg11", seed=2)
+    plain = save_checkpoint(tmp_path / "plain.pt", backbone=backbone, metadata={})
+    cosine = save_checkpoint(
+        tmp_path / "l2.pt", backbone=backbone, metadata={"embedding_norm": "l2"}
+    )
+    raw = embed(crops[:4], str(plain), device="cpu")
+    assert not np.allclose(np.linalg.norm(raw, axis=1), 1.0)
+    unit = embed(crops[:4], str(cosine), device="cpu")
+    np.testing.assert_allclose(unit, raw / np.linalg.norm(raw, axis=1, keepdims=True), rtol=1e-5)
+    np.testing.assert_allclose(embed(crops[:4], str(cosine), device="cpu", normalize="none"), raw)
+    bad = save_checkpoint(tmp_path / "bad.pt", backbone=backbone, metadata={"embedding_norm": "x"})
+    with pytest.raises(ValueError, match="embedding_norm='x'; expected 'none' or 'l2'"):
+        embed(crops[:4], str(bad), device="cpu")
+
+
 def test_progress_events(crops, resnet):
     events: list[Progress] = []
     embed(crops, resnet, device="cpu", batch_size=4, progress=events.append)

@@ -49,6 +49,15 @@ def test_pipeline_embeds_every_cell_and_scores_clusters(table):
     assert summary["cells"] == len(result.cells)
 
 
+def test_pipeline_normalises_embeddings_as_asked(table):
+    raw = run_pipeline(table.head(2), PipelineOptions(**{**FAST.__dict__, "k": None}))
+    unit = run_pipeline(
+        table.head(2), PipelineOptions(**{**FAST.__dict__, "k": None, "normalize": "l2"})
+    )
+    expected = raw.embeddings / np.linalg.norm(raw.embeddings, axis=1, keepdims=True)
+    np.testing.assert_allclose(unit.embeddings, expected, rtol=1e-4, atol=1e-6)
+
+
 def test_pipeline_goes_on_past_broken_and_missing_fields(table, tmp_path):
     broken = table.copy()
     # a truncated TIFF in the first field, a missing file in the second

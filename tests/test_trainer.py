@@ -492,6 +492,20 @@ def test_model_init_starts_from_a_checkpoint_or_a_shipped_model(cifar_root, tmp_
         build_method_for(_config(cifar_root, "model.init=phenossl-cells"), dataset)
 
 
+def test_a_fine_tune_keeps_the_embedding_norm_of_its_starting_model(cifar_root, tmp_path):
+    from phenossl.models.backbones import build_backbone
+    from phenossl.models.checkpoint import save_checkpoint
+
+    source = build_backbone("vgg11_bn", seed=123)
+    cosine = save_checkpoint(tmp_path / "l2.pt", backbone=source, metadata={"embedding_norm": "l2"})
+    final = train(_config(cifar_root, f"model.init={cosine}"), tmp_path / "tuned")
+    assert load_checkpoint(final)["metadata"]["embedding_norm"] == "l2"
+    last = load_checkpoint(tmp_path / "tuned" / "checkpoints" / "last.pt")
+    assert last["metadata"]["embedding_norm"] == "l2"
+    scratch = train(_config(cifar_root), tmp_path / "scratch")
+    assert "embedding_norm" not in load_checkpoint(scratch)["metadata"]
+
+
 def test_read_ahead_keeps_order_and_raises_where_the_item_is_reached():
     from concurrent.futures import ThreadPoolExecutor
 

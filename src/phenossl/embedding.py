@@ -16,6 +16,13 @@ with the model's statistics: ImageNet's for ImageNet weights, the checkpoint's `
 ``input_mean``/``input_std`` attributes). Channel ``c`` of the crops goes to input channel ``c`` of
 the model: for BBBC021 crops DAPI, Tubulin, Actin (R, G, B for ImageNet weights).
 
+Normalisation (``normalize``): ``"l2"`` divides each embedding by its Euclidean length, so that
+KMeans compares cells by the cosine of their embeddings, the geometry contrastive methods train
+in; ``"none"`` keeps the network's output; ``"auto"`` (the default) takes what the model records
+(``embedding_norm`` of a shipped model or checkpoint: ``phenossl-cells`` records ``"l2"``, see
+docs/cell-model.md), else ``"none"``. It acts on each cell alone, so a cell's embedding does not
+depend on which other cells are embedded with it.
+
 On CUDA the model runs under autocast (bf16 where supported) in channels_last; batches travel as
 uint8 from pinned memory with non-blocking copies and are scaled on the GPU, and the host prepares
 batch i+1 while the GPU computes batch i.
@@ -39,6 +46,8 @@ from phenossl._scaling import InputScaler, per_channel
 from phenossl.models.backbones import RANDOM_INIT_MEAN, RANDOM_INIT_STD, available_backbones
 
 Batch = np.ndarray | Tensor
+#: values of ``normalize`` (module docstring)
+EMBEDDING_NORMS = ("auto", "none", "l2")
 _NP_DTYPES = (np.dtype(np.uint8), np.dtype(np.float32))
 
 
@@ -52,6 +61,7 @@ def iter_embed(
     input_size: int | None = None,
     amp: bool = True,
     seed: int = 0,
+    normalize: str = "auto",
 ) -> ProgressGenerator[np.ndarray]:
     """Embed crops batch by batch, yielding :class:`~phenossl.Progress` after each batch.
 
@@ -83,6 +93,9 @@ def iter_embed(
         Autocast on CUDA (ignored elsewhere); ``False`` computes in float32.
     seed
         Seed of the random initialisation when ``model`` is a name and ``weights`` is None.
+    normalize
+        ``"auto"`` (the model's recorded ``embedding_norm``, else none), ``"none"`` or ``"l2"``
+        (each embedding scaled to unit length); see the module docstring.
 
     Returns
     -------
@@ -101,12 +114,15 @@ def iter_embed(
         isinstance(input_size, bool) or not isinstance(input_size, int) or input_size < 1
     ):
         raise ValueError(f"input_size={input_size!r}; expected None or an integer >= 1")
+    if normalize not in EMBEDDING_NORMS:
+        raise ValueError(f"normalize={normalize!r}; expected one of {', '.join(EMBEDDING_NORMS)}")
     if isinstance(model, str) and model == "features":  # hand-crafted: phenossl.cells.features
         from phenossl.cells.features import iter_feature_embedding
 
         if weights is not None:
             raise ValueError("weights applies to a backbone name, not to model='features'")
-        return (yield from iter_feature_embedding(*_batches(crops, batch_size))).features
+        features = (yield from iter_feature_embedding(*_batches(crops, batch_size))).features
+        return l2_normalize(features) if normalize == "l2" else features
     dev = resolve_device(device)
     batches, total = _batches(crops, batch_size)
     first = next(batches, None)
@@ -122,7 +138,11 @@ def iter_embed(
         if input_size is None:  # a shipped model says which size it was trained at
             input_size = getattr(net, "input_size", None)
         _check_memory(net, label, first, channels, input_size, dev, amp)
-        runner = _Runner(net, label, dev, mean, std, amp=amp, input_size=input_size)
+        if normalize == "auto":  # a shipped model or checkpoint says how it is compared
+            normalize = getattr(net, "embedding_norm", None) or "none"
+        runner = _Runner(
+            net, label, dev, mean, std, amp=amp, input_size=input_size, l2=normalize == "l2"
+        )
         result = _Rows(total)
         pending: tuple[Tensor, int] | None = None  # output on the device, not yet fetched
         for index, batch in enumerate(itertools.chain([first], batches)):
@@ -152,7 +172,26 @@ def embed(*, progress: ProgressCallback | None = None) -> np.ndarray:
     >>> x = embed(np.zeros((2, 3, 32, 32), np.uint8), model="resnet18", device="cpu")
     >>> x.shape, x.dtype
     ((2, 512), dtype('float32'))
+
+    Unit-length embeddings, as the shipped model ``phenossl-cells`` gives by default:
+
+    >>> x = embed(np.full((2, 3, 32, 32), 128, np.uint8), "resnet18", device="cpu", normalize="l2")
+    >>> np.linalg.norm(x, axis=1).round(3)
+    array([1., 1.], dtype=float32)
     """
+
+
+def l2_normalize(features: np.ndarray) -> np.ndarray:
+    """Each row of ``features`` divided by its Euclidean length (all-zero rows stay zero).
+
+    Examples
+    --------
+    >>> l2_normalize(np.array([[3.0, 4.0], [0.0, 0.0]], np.float32))
+    array([[0.6, 0.8],
+           [0. , 0. ]], dtype=float32)
+    """
+    norms = np.linalg.norm(features, axis=1, keepdims=True)
+    return (features / np.maximum(norms, np.finfo(np.float32).tiny)).astype(np.float32)
 
 
 def load_model(
@@ -190,12 +229,14 @@ class Embedder:
         in_channels: int = 3,
         amp: bool = True,
         seed: int = 0,
+        normalize: str = "auto",
     ) -> None:
         self.net = load_model(model, weights=weights, in_channels=in_channels, seed=seed)
         self.device = resolve_device(device)
         self.batch_size = batch_size
         self.input_size = input_size
         self.amp = amp
+        self.normalize = normalize
 
     @property
     def feature_dim(self) -> int:
@@ -210,6 +251,7 @@ class Embedder:
             batch_size=self.batch_size,
             input_size=self.input_size,
             amp=self.amp,
+            normalize=self.normalize,
         )
 
 
@@ -275,9 +317,11 @@ class _Runner:
         *,
         amp: bool,
         input_size: int | None = None,
+        l2: bool = False,
     ) -> None:
         self.net = net
         self.input_size = input_size
+        self.l2 = l2
         self.label = label
         self.device = device
         self.amp = amp and device.type == "cuda"
@@ -327,7 +371,7 @@ class _Runner:
                 f"model {self.label!r} produced non-finite features for {bad.size} crop(s), "
                 f"rows {bad[:10].tolist()}; check those crops for NaN/inf{hint}"
             )
-        return rows
+        return l2_normalize(rows) if self.l2 else rows
 
 
 class _Rows:

@@ -365,6 +365,7 @@ class PipelineOptions:
     batch_size: int = 64
     input_size: int | None = None
     crop_size: int | None = None  # None: the size the model was trained on, else 196
+    normalize: str = "auto"  # embeddings: auto (the model's own), none or l2 (phenossl.embed)
     border: str = "drop"
     segment_params: dict[str, Any] = field(default_factory=dict)
     k: int | None = 2
@@ -433,6 +434,7 @@ def iter_pipeline(
         batch_size=opts.batch_size,
         input_size=opts.input_size,
         seed=opts.seed,
+        normalize=opts.normalize,
     )
     crop_size = resolve_crop_size(opts.crop_size, opts.model)
     writer = (

@@ -244,3 +244,13 @@ def test_the_shipped_model_is_the_default_and_has_no_weights_choice(make_napari_
     assert not widget.weights.native.isHidden()
     assert widget.options().weights == "imagenet"
     assert widget.model_label() == "resnet18 (ImageNet)"
+
+
+def test_the_embedding_normalisation_is_the_models_unless_chosen(make_napari_viewer):
+    viewer = make_napari_viewer()
+    widget = open_widget(viewer, "Embed and cluster")
+    assert widget.options().normalize == "auto"  # phenossl-cells: its recorded l2
+    widget.normalize.value = "l2"
+    assert widget.options().normalize == "l2"
+    widget.normalize.value = "none"
+    assert widget.options().normalize == "none"

@@ -46,6 +46,14 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
         default=None,
         help="resize crops to this size before the model (default: the crop size)",
     )
+    p.add_argument(
+        "--normalize",
+        choices=["auto", "none", "l2"],
+        default="auto",
+        help="embeddings: auto (default: what the model records; l2 for phenossl-cells), none "
+        "(the network's output) or l2 (each embedding scaled to unit length, so KMeans compares "
+        "cells by cosine)",
+    )
 
 
 def _add_embed(sub: argparse._SubParsersAction) -> None:
@@ -78,6 +86,7 @@ def _cmd_embed(args: argparse.Namespace) -> int:
             device=args.device,
             batch_size=args.batch_size,
             input_size=args.input_size,
+            normalize=args.normalize,
         ),
         args,
         "embed",
@@ -89,6 +98,7 @@ def _cmd_embed(args: argparse.Namespace) -> int:
         "model": str(args.model),
         "weights": weights,
         "input_size": args.input_size,
+        "normalize": args.normalize,
     }
     save_embeddings(args.out, features, crops.table["cell_id"].to_numpy(), meta)
     print(f"{features.shape[0]} embeddings of dimension {features.shape[1]} -> {args.out}")

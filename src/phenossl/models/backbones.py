@@ -109,10 +109,14 @@ class Backbone(nn.Module):
         Smallest height/width the architecture accepts.
     input_size, crop_size
         What a shipped model expects (set by :mod:`phenossl.models.pretrained`), else None.
+    embedding_norm
+        How its embeddings are compared, as a shipped model or checkpoint records it
+        (``"l2"``: by their cosine; see :func:`phenossl.embed`), else None.
     """
 
     input_size: int | None = None
     crop_size: int | None = None
+    embedding_norm: str | None = None
 
     def __init__(
         self,

@@ -143,7 +143,8 @@ def load_backbone(
     -------
     (Backbone, dict)
         The backbone in eval mode, on ``map_location`` when that names a device, with
-        ``input_mean``/``input_std`` from the metadata when recorded there; and the metadata.
+        ``input_mean``/``input_std`` and ``embedding_norm`` from the metadata when recorded
+        there; and the metadata.
     """
     data = load_checkpoint(path, map_location=map_location)
     meta = data["metadata"]
@@ -167,6 +168,10 @@ def load_backbone(
         if meta.get(key) is not None:
             value = per_channel(meta[key], backbone.in_channels, f"{path}: {key}")
             setattr(backbone, key, value)
+    norm = meta.get("embedding_norm")
+    if norm not in (None, "none", "l2"):
+        raise ValueError(f"{path}: metadata embedding_norm={norm!r}; expected 'none' or 'l2'")
+    backbone.embedding_norm = norm
     if isinstance(map_location, str | torch.device):
         backbone = backbone.to(map_location)
     return backbone.eval(), meta

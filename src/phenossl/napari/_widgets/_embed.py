@@ -153,6 +153,18 @@ class EmbedWidget(Container):
             tooltip="Crops are resized to this before the model; smaller is faster "
             "(the paper uses the full 196 px)",
         )
+        self.normalize = ComboBox(
+            choices=[
+                ("the model's own", "auto"),
+                ("as the network outputs them", "none"),
+                ("unit length (cosine)", "l2"),
+            ],
+            value="auto",
+            label="Embeddings",
+            tooltip="How embeddings reach KMeans: unit length compares cells by the cosine of "
+            "their embeddings (phenossl-cells and its fine-tunes do so by default); the paper "
+            "clusters the network's output",
+        )
         self.seed = SpinBox(value=0, min=0, max=2**31 - 1, label="Seed")
         self.n_nearest = SpinBox(
             value=8,
@@ -183,6 +195,7 @@ class EmbedWidget(Container):
             self.batch_size,
             self.crop_size,
             self.input_size,
+            self.normalize,
             self.seed,
             self.n_nearest,
             self.workers,
@@ -295,6 +308,7 @@ class EmbedWidget(Container):
             batch_size=self.batch_size.value,
             input_size=None if input_size == self.crop_size.value else input_size,
             crop_size=self.crop_size.value,
+            normalize=self.normalize.value,
             segment_params=dict(self.session.segment_params),
             k=self.k.value,
             label_column=self.label_column.value,

@@ -250,6 +250,8 @@ def _load_init(backbone: nn.Module, init: str) -> None:
         backbone.load_state_dict(source.float().state_dict(), strict=True)
     except RuntimeError as err:
         raise ValueError(f"model.init={init!r} does not fit model.backbone: {err}") from err
+    # a fine-tune is compared the way its starting model is (phenossl-cells: by cosine)
+    backbone.embedding_norm = source.embedding_norm
 
 
 def iter_train(
@@ -584,6 +586,9 @@ def _save(
         "config": config.to_dict(),
         "data_fingerprint": dataset.fingerprint,
     }
+    norm = getattr(method.backbone, "embedding_norm", None)
+    if norm is not None:  # inherited from model.init
+        metadata["embedding_norm"] = norm
     save_checkpoint(path, backbone=method.backbone, metadata=metadata, state=state)
 
 
