@@ -51,7 +51,12 @@ def test_embed_by_name_uses_the_shipped_weights_at_their_input_size():
     std = torch.tensor(meta["input_std"]).view(1, 3, 1, 1)
     with torch.no_grad():
         expected = backbone((resized - mean) / std).numpy()
-    np.testing.assert_allclose(features, expected, rtol=1e-4, atol=1e-4)
+    # it records embedding_norm "l2": unit-length embeddings unless asked otherwise
+    assert meta["embedding_norm"] == backbone.embedding_norm == "l2"
+    unit = expected / np.linalg.norm(expected, axis=1, keepdims=True)
+    np.testing.assert_allclose(features, unit, rtol=1e-4, atol=1e-5)
+    raw = phenossl.embed(crops, model="phenossl-cells", device="cpu", normalize="none")
+    np.testing.assert_allclose(raw, expected, rtol=1e-4, atol=1e-4)
     # a different random init gives different features: the weights are really loaded
     random = phenossl.embed(crops, model="vgg13_bn", device="cpu", input_size=48)
     assert not np.allclose(features, random, atol=1e-2)

@@ -5,9 +5,10 @@ A shipped model is a phenossl checkpoint (:mod:`phenossl.models.checkpoint`) sto
 and rebuilt in float32. Its metadata says what it is: the data and plates it was trained on, the
 composition, method and epochs, its scores on the held-out plates, and the crop it expects
 (``crop_size``: the side of the single-cell crops it was trained on, in field pixels;
-``input_size``: the side those crops are resized to before the network). The pipeline and the GUI
-read ``crop_size`` to cut fields the way the model was trained, and :func:`phenossl.embed` resizes
-to ``input_size``.
+``input_size``: the side those crops are resized to before the network) and how its embeddings
+are compared (``embedding_norm``: ``"l2"``, unit length). The pipeline and the GUI read
+``crop_size`` to cut fields the way the model was trained, and :func:`phenossl.embed` resizes to
+``input_size`` and normalises as ``embedding_norm`` says.
 
 ::
 
@@ -60,8 +61,8 @@ PRETRAINED: dict[str, PretrainedModel] = {
         filename="phenossl_cells.pt",
         summary=(
             "MoCoV2+ VGG13-BN trained on real BBBC021 single-cell crops (68 px, DAPI/Tubulin/"
-            "Actin) with the fluorescence composition: embeddings of 3-channel stained cells for "
-            "clustering and treatment profiles"
+            "Actin) with the fluorescence composition: unit-length embeddings (compared by cosine) "
+            "of 3-channel stained cells for clustering and treatment profiles"
         ),
     ),
 }
@@ -104,8 +105,8 @@ def pretrained_metadata(name: str) -> dict[str, Any]:
 def load_pretrained(name: str, map_location: Any = "cpu") -> tuple[Backbone, dict[str, Any]]:
     """The backbone of shipped model ``name`` in float32 eval mode, and its metadata.
 
-    The backbone carries ``input_size`` and ``crop_size`` attributes from the metadata, which
-    :func:`phenossl.embed` and the pipeline use.
+    The backbone carries ``input_size``, ``crop_size`` and ``embedding_norm`` attributes from the
+    metadata, which :func:`phenossl.embed` and the pipeline use.
 
     Examples
     --------
