@@ -44,7 +44,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 from torch.optim import Optimizer
 
 from phenossl._device import amp_dtype, autocast, resolve_device
@@ -232,7 +232,7 @@ def build_method_for(
             raise ValueError(f"method: {err}") from err
 
 
-def _load_init(backbone: nn.Module, init: str) -> None:
+def _load_init(backbone: Backbone, init: str) -> None:
     """Copy the weights of a shipped model or checkpoint into ``backbone`` (same architecture)."""
     from phenossl.models.checkpoint import load_backbone
     from phenossl.models.pretrained import PRETRAINED, load_pretrained
