@@ -49,7 +49,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from phenossl.embedding import EMBEDDING_NORMS
+from phenossl.models import NORMALIZE_CHOICES
 from phenossl.profiles import CONTRAST_NORMALIZATIONS, NORMALIZATIONS
 
 ROOT = Path(__file__).resolve().parent
@@ -365,7 +365,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     )
     parser.add_argument(
         "--embedding-norm",
-        choices=list(EMBEDDING_NORMS),
+        choices=list(NORMALIZE_CHOICES),
         default="auto",
         help="normalisation of the network embeddings (phenossl.embed's normalize): auto (what "
         "each model records: l2 for phenossl-cells, none for the rest), none, or l2 (unit "

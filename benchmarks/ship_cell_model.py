@@ -16,6 +16,8 @@ import argparse
 import json
 from pathlib import Path
 
+from phenossl.models import EMBEDDING_NORMS
+
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "src" / "phenossl" / "models" / "weights" / "phenossl_cells.pt"
 # paper_e0: the untrained VGG13-BN the runs start from (seed 0, dataset statistics, 48 px)
@@ -36,7 +38,7 @@ def main(argv: list[str] | None = None) -> Path:
     p.add_argument("--row", required=True, help="the benchmark row of this checkpoint")
     p.add_argument(
         "--embedding-norm",
-        choices=["none", "l2"],
+        choices=list(EMBEDDING_NORMS),
         default="l2",
         help="how the model's embeddings are compared, recorded for phenossl.embed's "
         "normalize='auto' (default l2: by cosine, docs/cell-model.md)",

@@ -43,11 +43,10 @@ from torch import Tensor, nn
 from phenossl._device import autocast, memory_format, resolve_device
 from phenossl._progress import Progress, ProgressCallback, ProgressGenerator, drives
 from phenossl._scaling import InputScaler, per_channel
+from phenossl.models import NORMALIZE_CHOICES
 from phenossl.models.backbones import RANDOM_INIT_MEAN, RANDOM_INIT_STD, available_backbones
 
 Batch = np.ndarray | Tensor
-#: values of ``normalize`` (module docstring)
-EMBEDDING_NORMS = ("auto", "none", "l2")
 _NP_DTYPES = (np.dtype(np.uint8), np.dtype(np.float32))
 
 
@@ -114,8 +113,8 @@ def iter_embed(
         isinstance(input_size, bool) or not isinstance(input_size, int) or input_size < 1
     ):
         raise ValueError(f"input_size={input_size!r}; expected None or an integer >= 1")
-    if normalize not in EMBEDDING_NORMS:
-        raise ValueError(f"normalize={normalize!r}; expected one of {', '.join(EMBEDDING_NORMS)}")
+    if normalize not in NORMALIZE_CHOICES:
+        raise ValueError(f"normalize={normalize!r}; expected one of {', '.join(NORMALIZE_CHOICES)}")
     if isinstance(model, str) and model == "features":  # hand-crafted: phenossl.cells.features
         from phenossl.cells.features import iter_feature_embedding
 
@@ -140,9 +139,7 @@ def iter_embed(
         _check_memory(net, label, first, channels, input_size, dev, amp)
         if normalize == "auto":  # a shipped model or checkpoint says how it is compared
             normalize = getattr(net, "embedding_norm", None) or "none"
-        runner = _Runner(
-            net, label, dev, mean, std, amp=amp, input_size=input_size, l2=normalize == "l2"
-        )
+        runner = _Runner(net, label, dev, mean, std, amp=amp, input_size=input_size)
         result = _Rows(total)
         pending: tuple[Tensor, int] | None = None  # output on the device, not yet fetched
         for index, batch in enumerate(itertools.chain([first], batches)):
@@ -154,7 +151,7 @@ def iter_embed(
         if pending is not None:
             result.add(runner.fetch(*pending))
             yield Progress(result.done, total, f"{label}: {result.done} cells")
-        return result.array()
+        return l2_normalize(result.array()) if normalize == "l2" else result.array()
     finally:
         net.train(was_training)
 
@@ -317,11 +314,9 @@ class _Runner:
         *,
         amp: bool,
         input_size: int | None = None,
-        l2: bool = False,
     ) -> None:
         self.net = net
         self.input_size = input_size
-        self.l2 = l2
         self.label = label
         self.device = device
         self.amp = amp and device.type == "cuda"
@@ -371,7 +366,7 @@ class _Runner:
                 f"model {self.label!r} produced non-finite features for {bad.size} crop(s), "
                 f"rows {bad[:10].tolist()}; check those crops for NaN/inf{hint}"
             )
-        return l2_normalize(rows) if self.l2 else rows
+        return rows
 
 
 class _Rows:

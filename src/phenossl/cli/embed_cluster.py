@@ -17,6 +17,7 @@ from phenossl.cli._common import (
     writable_file,
     writable_folder,
 )
+from phenossl.models import NORMALIZE_CHOICES
 
 #: cells per cluster in a montage (100 crops of 196 px make a 19,600 px wide PNG)
 MAX_NEAREST = 100
@@ -48,7 +49,7 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--normalize",
-        choices=["auto", "none", "l2"],
+        choices=list(NORMALIZE_CHOICES),
         default="auto",
         help="embeddings: auto (default: what the model records; l2 for phenossl-cells), none "
         "(the network's output) or l2 (each embedding scaled to unit length, so KMeans compares "

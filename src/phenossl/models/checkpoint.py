@@ -25,6 +25,7 @@ from torch import Tensor, nn
 
 from phenossl._atomic import atomic_open
 from phenossl._scaling import per_channel
+from phenossl.models import EMBEDDING_NORMS
 from phenossl.models.backbones import Backbone, build_backbone
 
 FORMAT = "phenossl-checkpoint"
@@ -169,8 +170,9 @@ def load_backbone(
             value = per_channel(meta[key], backbone.in_channels, f"{path}: {key}")
             setattr(backbone, key, value)
     norm = meta.get("embedding_norm")
-    if norm not in (None, "none", "l2"):
-        raise ValueError(f"{path}: metadata embedding_norm={norm!r}; expected 'none' or 'l2'")
+    if norm is not None and norm not in EMBEDDING_NORMS:
+        expected = " or ".join(map(repr, EMBEDDING_NORMS))
+        raise ValueError(f"{path}: metadata embedding_norm={norm!r}; expected {expected}")
     backbone.embedding_norm = norm
     if isinstance(map_location, str | torch.device):
         backbone = backbone.to(map_location)
