@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -18,6 +20,9 @@ from phenossl.models.pretrained import (
     pretrained_metadata,
     pretrained_path,
 )
+from phenossl.training.train.config import TrainConfig, load_config
+
+RECIPE = Path(__file__).resolve().parents[1] / "training" / "phenossl_cells.yaml"
 
 
 def test_the_cell_model_is_installed_small_and_loads_without_unpickling():
@@ -36,6 +41,20 @@ def test_the_cell_model_is_installed_small_and_loads_without_unpickling():
     assert meta["composition"] == "fluorescence"
     assert len(meta["plates"]["train"]) == 10 and len(meta["plates"]["held_out"]) == 17
     assert not set(meta["plates"]["train"]) & set(meta["plates"]["held_out"])
+
+
+def test_the_shipped_weights_come_from_the_documented_recipe():
+    # `phenossl train --config training/phenossl_cells.yaml` must reproduce what ships: the
+    # same method, backbone, composition, optimiser, schedule and seed (only where the data lives
+    # and the run's bookkeeping may differ)
+    meta = pretrained_metadata("phenossl-cells")
+    shipped, recipe = TrainConfig.from_dict(meta["config"]), load_config(RECIPE)
+    assert meta["training_command"] == f"phenossl train --config training/{RECIPE.name}"
+    for section in ("model", "method", "augmentation", "optim"):
+        assert getattr(shipped, section) == getattr(recipe, section), section
+    assert shipped.run.seed == recipe.run.seed and meta["seed"] == recipe.run.seed
+    assert (shipped.data.dataset, shipped.data.split) == (recipe.data.dataset, recipe.data.split)
+    assert meta["epochs"] == recipe.optim.epochs
 
 
 def test_embed_by_name_uses_the_shipped_weights_at_their_input_size():
