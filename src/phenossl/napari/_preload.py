@@ -49,16 +49,20 @@ def preload_training() -> None:
 def compile_label_colours() -> None:
     """Compile napari's colouring of labels by a direct colormap (the *clusters* layer).
 
-    numba compiles it on first use, 1-2 s of CPU that holds the GIL; done here, in the
-    background, the first *Embed and cluster* run does not pay it while it shows its results.
+    numba compiles it on first use, once per argument type (1-2 s of CPU that holds the GIL);
+    done here, in the background, the first *Embed and cluster* run does not pay it while it
+    shows its results. The types are those napari passes when it draws the layer: the
+    displayed slice (2-D int32 labels, as :mod:`phenossl.cells.segment` makes them) and every
+    value of the texture type (1-D uint8) for the colour table.
     """
     import numpy as np
+    from napari.utils.colormaps import DirectLabelColormap
 
-    from phenossl.napari._layers import cluster_labels_layer
-    from phenossl.napari._widgets._common import make_layer
-
-    # the dtypes of a real run: int32 labels (phenossl.cells.segment), a field stack's 3-D layer
-    make_layer(cluster_labels_layer(np.zeros((4, 4), np.int32), [1], [0], 2, field_index=0))
+    colormap = DirectLabelColormap(
+        color_dict={None: (0, 0, 0, 1), 0: (0, 0, 0, 0), 1: (1, 0, 0, 1)}
+    )
+    colormap.map(np.zeros((2, 2), np.int32))
+    colormap.map(np.arange(2, dtype=np.uint8))
 
 
 def preload_in_background() -> threading.Thread:
