@@ -4,8 +4,8 @@ Opens napari and the plugin's sample plate (its nocodazole subset: 8 fields of 7
 the four concentrations and four DMSO wells), sets the "Embed and cluster" widget, clicks the
 button and waits until the result layers have been drawn. The widget times the library calls it
 makes: ``phenossl.pipeline.iter_pipeline`` (segment, crop, embed, cluster every field),
-``phenossl.cells.recrop`` + ``phenossl.montage.centroid_gallery`` (the gallery's crops) and the
-segmentation of the field on screen. Everything else between the click and the drawn layers
+``phenossl.cells.recrop`` + ``phenossl.montage.centroid_gallery`` (the gallery's crops); the
+field on screen keeps its cell labels from the pipeline (``keep_labels``). Everything else between the click and the drawn layers
 (building the layers, the principal components of the points' features, the gallery's labels,
 Qt signalling, drawing) is the GUI's share; the target is at most 10 %.
 

@@ -105,6 +105,23 @@ def test_worker_processes_give_the_same_cells(table):
     np.testing.assert_allclose(inline.embeddings, pooled.embeddings, rtol=1e-5, atol=1e-6)
 
 
+def test_the_fields_asked_for_keep_their_cell_labels(table):
+    from phenossl.cells.segment import segment
+    from phenossl.data.fields import read_field
+
+    wanted = str(table["field_id"].iloc[1])
+    options = PipelineOptions(**{**FAST.__dict__, "k": None})
+    for workers in (0, 2):  # the labels come back from worker processes too
+        opts = PipelineOptions(**{**options.__dict__, "workers": workers})
+        result = run_pipeline(table.head(3), opts, keep_labels=[wanted])
+        assert list(result.labels) == [wanted]
+        expected = segment(read_field(table.iloc[1].to_dict())).cells
+        np.testing.assert_array_equal(result.labels[wanted], expected)
+        mine = result.cells.loc[result.cells["field_id"] == wanted, "label"]
+        assert set(mine) <= set(np.unique(expected)) - {0}
+    assert run_pipeline(table.head(2), options).labels == {}  # none unless asked
+
+
 def test_unknown_label_column_is_named(table):
     with pytest.raises(ValueError, match="'nope'"):
         run_pipeline(table.head(2), PipelineOptions(**{**FAST.__dict__, "label_column": "nope"}))

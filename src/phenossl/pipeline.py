@@ -17,7 +17,7 @@ import os
 import shutil
 import warnings
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -61,6 +61,7 @@ class FieldCrops:
     table: pd.DataFrame
     n_dropped: int
     metadata: dict[str, Any] = field(default_factory=dict)  # the field's FIELD_COLUMNS values
+    labels: np.ndarray | None = None  # the field's cell labels, where asked for (keep_labels)
 
 
 @dataclass
@@ -81,6 +82,9 @@ class PipelineResult:
     n_processed: int = 0
     n_dropped_border: int = 0
     cropset: Path | None = None
+    #: field id -> its cell label image (int32, the table's ``label`` values), for the fields
+    #: named in ``keep_labels``
+    labels: dict[str, np.ndarray] = field(default_factory=dict)
 
     def summary(self) -> dict[str, Any]:
         """JSON-ready counts: fields processed, failed, missing, cells kept and dropped."""
@@ -104,10 +108,12 @@ def process_field(
     crop_size: int = 196,
     border: str = "drop",
     normalize_percentiles: tuple[float, float] = (1.0, 99.8),
+    keep_labels: bool = False,
 ) -> FieldCrops:
     """Read, normalise, segment and crop one field (a field-table row).
 
-    Runs in worker processes, so it only imports what it needs (no torch).
+    Runs in worker processes, so it only imports what it needs (no torch). ``keep_labels``
+    also returns the cell label image.
     """
     from phenossl.cells.crops import crop_cells
     from phenossl.cells.segment import segment
@@ -122,7 +128,9 @@ def process_field(
     table = crops.table.assign(**meta)
     front = list(meta)
     table = table[front + [c for c in table.columns if c not in front]]
-    return FieldCrops(str(row.get("field_id", "")), crops.images, table, int(crops.n_dropped), meta)
+    labels = seg.cells if keep_labels else None
+    field_id = str(row.get("field_id", ""))
+    return FieldCrops(field_id, crops.images, table, int(crops.n_dropped), meta, labels)
 
 
 def _bounded_map(
@@ -165,11 +173,13 @@ def _bounded_map(
 class _FieldJob:
     """Picklable callable for worker processes."""
 
-    def __init__(self, **kwargs: Any) -> None:
+    def __init__(self, keep_labels: Collection[str] = (), **kwargs: Any) -> None:
+        self.keep_labels = frozenset(map(str, keep_labels))
         self.kwargs = kwargs
 
     def __call__(self, row: Mapping[str, Any]) -> FieldCrops:
-        return process_field(row, **self.kwargs)
+        keep = str(row.get("field_id", "")) in self.keep_labels
+        return process_field(row, keep_labels=keep, **self.kwargs)
 
 
 def iter_field_crops(
@@ -181,18 +191,20 @@ def iter_field_crops(
     workers: int = 0,
     failures: list[FieldFailure] | None = None,
     missing: list[str] | None = None,
+    keep_labels: Collection[str] = (),
 ) -> Iterator[FieldCrops]:
     """Yield :class:`FieldCrops` for every readable field of a field table, in table order.
 
     Fields whose ``exists`` is False are appended to ``missing``; fields that raise are appended to
-    ``failures``; neither stops the iteration.
+    ``failures``; neither stops the iteration. The fields named in ``keep_labels`` (field ids)
+    carry their cell label image.
     """
     if "exists" in fields.columns:
         absent = fields.loc[~fields["exists"].astype(bool), "field_id"].astype(str).tolist()
         if missing is not None:
             missing.extend(absent)
         fields = fields[fields["exists"].astype(bool)]
-    job = _FieldJob(segment_params=segment_params, crop_size=crop_size, border=border)
+    job = _FieldJob(keep_labels, segment_params=segment_params, crop_size=crop_size, border=border)
     rows = (row.to_dict() for _, row in fields.iterrows())
     for row, result, error in _bounded_map(job, rows, workers):
         if error is not None:
@@ -395,6 +407,7 @@ def iter_pipeline(
     *,
     cropset: str | Path | None = None,
     overwrite: bool = False,
+    keep_labels: Collection[str] = (),
 ) -> ProgressGenerator[PipelineResult]:
     """Run fields -> segment -> crops -> embed -> cluster, yielding progress per field.
 
@@ -409,6 +422,9 @@ def iter_pipeline(
         centroid gallery); otherwise they are discarded once embedded.
     overwrite
         Allow replacing an existing CropSet folder.
+    keep_labels
+        Field ids whose cell label images the result keeps (``result.labels``), e.g. the field
+        on screen, so that it need not be segmented again. Other fields' images are discarded.
 
     Returns
     -------
@@ -449,10 +465,14 @@ def iter_pipeline(
         workers=opts.workers,
         failures=failures,
         missing=missing,
+        keep_labels=keep_labels,
     )
+    labels: dict[str, np.ndarray] = {}
     try:
         for crops in stream:
             n_dropped += crops.n_dropped
+            if crops.labels is not None:
+                labels[crops.field_id] = crops.labels
             if len(crops.images) == 0:
                 empty.append(crops.field_id)
                 warnings.warn(f"field {crops.field_id}: no cells found", stacklevel=2)
@@ -483,6 +503,7 @@ def iter_pipeline(
         n_processed=len(tables) + len(empty),
         n_dropped_border=n_dropped,
         cropset=Path(cropset) if cropset is not None else None,
+        labels=labels,
     )
     if opts.k is not None and len(cells) >= max(opts.k, 2):
         yield Progress(total, total, f"clustering {len(cells)} cells (K={opts.k})")

@@ -10,12 +10,20 @@ from phenossl.napari._layers import cluster_colors
 from phenossl.napari._widgets._common import open_widget
 
 
-def test_embed_and_cluster_every_loaded_field(make_napari_viewer, qtbot, tiny_plate):
+def test_embed_and_cluster_every_loaded_field(make_napari_viewer, qtbot, tiny_plate, monkeypatch):
+    from phenossl.napari._widgets import _embed
+
+    segmented_again = []  # the run keeps the on-screen field's labels: no second segmentation
+    original = _embed.segment_again
+    monkeypatch.setattr(
+        _embed, "segment_again", lambda *a, **k: segmented_again.append(a) or original(*a, **k)
+    )
     viewer = make_napari_viewer(show=True)
     fields = open_fields(viewer, tiny_plate, preset="nocodazole").session.fields
     viewer.dims.set_point(0, 2)
     widget = run_embed(viewer, qtbot)
     run = widget.session.run
+    assert segmented_again == []
     assert run is not None and run.result.clustering is not None
     cells = run.result.cells
     assert set(cells["field_id"]) == set(fields["field_id"])  # not only the field on screen
@@ -32,6 +40,7 @@ def test_embed_and_cluster_every_loaded_field(make_napari_viewer, qtbot, tiny_pl
     clusters = viewer.layers["clusters"]
     assert clusters.metadata["phenossl"]["field_id"] == fields.loc[2, "field_id"]
     assert tuple(clusters.translate) == (2.0, 0.0, 0.0)
+    np.testing.assert_array_equal(clusters.data[0], run.result.labels[fields.loc[2, "field_id"]])
     mine = cells["field_id"] == fields.loc[2, "field_id"]
     colors = cluster_colors(2)
     labels = cells.loc[mine, "label"].to_numpy()

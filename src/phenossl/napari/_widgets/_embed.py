@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from magicgui.widgets import (
     ComboBox,
@@ -377,8 +378,13 @@ class EmbedWidget(Container):
             from phenossl.cluster_view import iter_cluster_gallery
             from phenossl.pipeline import iter_pipeline
 
+            # the field on screen keeps its cell labels: the clusters layer colours them
+            on_screen_id = None if on_screen is None else str(on_screen.field_id)
+            keep = [] if on_screen_id is None else [on_screen_id]
             with clock("pipeline", library=True):
-                result = yield from stage(iter_pipeline(fields, options), 0, 3, "cells")
+                result = yield from stage(
+                    iter_pipeline(fields, options, keep_labels=keep), 0, 3, "cells"
+                )
             if len(result.cells) == 0:
                 raise ValueError(_no_cells_message(result))
             clustering = result.clustering
@@ -419,14 +425,11 @@ class EmbedWidget(Container):
                 gallery_shown = make_layer(gallery_data)
             yield Progress(2000, 3000, "colouring the field on screen")
             labels_layer = None
-            if on_screen is not None:
-                with clock("segment_on_screen", library=True):
-                    seg = segment_again(
-                        on_screen.row, options.segment_params, percentiles=percentiles
-                    )
+            if on_screen_id in result.labels:
                 with clock("labels_layer"):
+                    cells = result.labels[on_screen_id]
                     labels_layer = make_layer(
-                        _cluster_labels(result, options, seg, on_screen, field_index)
+                        _cluster_labels(result, options, cells, on_screen, field_index)
                     )
             yield Progress(3000, 3000, "showing the results")
             run = EmbedRun(
@@ -580,7 +583,9 @@ class EmbedWidget(Container):
 
         def work():
             seg = segment_again(field.row, run.options.segment_params, percentiles=percentiles)
-            return make_layer(_cluster_labels(run.result, run.options, seg, field, field_index))
+            return make_layer(
+                _cluster_labels(run.result, run.options, seg.cells, field, field_index)
+            )
 
         def shown(layer_data: Any) -> None:
             if self.session.run is run and layer_data is not None:
@@ -598,13 +603,15 @@ class EmbedWidget(Container):
         worker.start()
 
 
-def _cluster_labels(result: Any, options: Any, seg: Any, field: Any, field_index: Any) -> Any:
-    """A field's cells coloured by the run's clusters."""
+def _cluster_labels(
+    result: Any, options: Any, cells: np.ndarray, field: Any, field_index: Any
+) -> Any:
+    """A field's cells (its cell label image) coloured by the run's clusters."""
     labels, clusters, table = field_clusters(
         result.cells, result.clustering.assignments, field.field_id, POINT_COLUMNS
     )
     return cluster_labels_layer(
-        seg.cells,
+        cells,
         labels,
         clusters,
         options.k,
