@@ -5,9 +5,10 @@ the four concentrations and four DMSO wells), sets the "Embed and cluster" widge
 button and waits until the result layers have been drawn. The widget times the library calls it
 makes: ``phenossl.pipeline.iter_pipeline`` (segment, crop, embed, cluster every field),
 ``phenossl.cells.recrop`` + ``phenossl.montage.centroid_gallery`` (the gallery's crops); the
-field on screen keeps its cell labels from the pipeline (``keep_labels``). Everything else between the click and the drawn layers
-(building the layers, the principal components of the points' features, the gallery's labels,
-Qt signalling, drawing) is the GUI's share; the target is at most 10 %.
+field on screen keeps its cell labels from the pipeline (``keep_labels``). Everything else
+between the click and the drawn layers (building the layers, the principal components of the
+points' features, the gallery's labels, Qt signalling, drawing) is the GUI's share; the target
+is at most 10 %.
 
 It also reports the longest GUI-thread stall during the run: the longest gap between two beats
 of a 10 ms ``QTimer`` on the GUI thread, from the click to the end of the run (its last layer
