@@ -6,7 +6,12 @@ import numpy as np
 import pytest
 
 from phenossl.napari._layers import cluster_labels_layer
-from phenossl.napari._preload import compile_label_colours
+from phenossl.napari._preload import (
+    FIRST_GLYPHS,
+    build_line_patterns,
+    compile_label_colours,
+    warm_canvas_text,
+)
 from phenossl.napari._widgets._common import show_layer
 
 
@@ -33,3 +38,51 @@ def test_the_label_colours_are_compiled_for_what_napari_draws(make_napari_viewer
     viewer.window._qt_viewer.canvas.native.repaint()
     qtbot.wait(50)
     assert _compiled(loop) == warmed  # drawing it compiled nothing new
+
+
+def test_the_line_patterns_are_built_before_a_labels_layer(make_napari_viewer, qtbot):
+    # every labels layer's outline overlays make a vispy dash atlas; the first one computes
+    # its patterns in Python loops (~0.1 s on the GUI thread) unless they were built ahead
+    dash_atlas = pytest.importorskip("vispy.visuals.line.dash_atlas")
+    dash_atlas._make_pattern.cache_clear()
+    build_line_patterns()
+    built = dash_atlas._make_pattern.cache_info().misses
+    assert built > 0
+
+    viewer = make_napari_viewer(show=True)
+    cells = np.zeros((32, 48), np.int32)
+    cells[4:9, 4:9] = 1
+    show_layer(viewer, cluster_labels_layer(cells, [1], [0], 2))
+    viewer.window._qt_viewer.canvas.native.repaint()
+    qtbot.wait(50)
+    assert dash_atlas._make_pattern.cache_info().misses == built  # none computed anew
+
+
+def _canvas_font(viewer):
+    info = viewer.window._qt_viewer.canvas.font_info()
+    return info.font_manager.get_font(info.face, False, False)
+
+
+def test_the_canvas_text_is_warmed_one_glyph_per_turn(make_napari_viewer, qtbot):
+    viewer = make_napari_viewer(show=True)
+    font = _canvas_font(viewer)
+    fresh = [c for c in "@#%&" if c not in font._glyphs]
+    if not fresh:
+        pytest.skip("every test glyph is cached already")
+    warm_canvas_text(viewer, "".join(fresh))
+    assert not set(fresh) & set(font._glyphs)  # nothing on the caller's turn
+    qtbot.waitUntil(lambda: set(fresh) <= set(font._glyphs), timeout=5000)
+
+
+def test_a_points_layer_draws_no_glyph_beyond_the_warmed_ones(make_napari_viewer, qtbot):
+    # the result layers' first text drawing renders exactly FIRST_GLYPHS: warmed, it renders none
+    viewer = make_napari_viewer(show=True)
+    font = _canvas_font(viewer)
+    warm_canvas_text(viewer)
+    qtbot.waitUntil(lambda: set(FIRST_GLYPHS) <= set(font._glyphs), timeout=5000)
+    before = set(font._glyphs)
+    centres = np.array([[0.0, 5.0, 5.0], [0.0, 20.0, 30.0]])
+    viewer.add_points(centres, size=6, name="cell centres")
+    viewer.window._qt_viewer.canvas.native.repaint()
+    qtbot.wait(50)
+    assert set(font._glyphs) == before

@@ -11,7 +11,10 @@ Importing torch and torchvision takes 2-5 s. The first widgets a user opens (*Se
 *Segment*) start that import in a background thread (:func:`preload_in_background`), so that
 opening *Embed and cluster* or *Train* later does not freeze the window; those widgets still call
 :func:`preload_torch` (at once when the import is done; waiting for it otherwise). The same
-thread compiles napari's labels colouring that the *clusters* layer needs (numba, 1-2 s).
+thread compiles napari's labels colouring that the *clusters* layer needs (numba, 1-2 s) and
+builds vispy's dash patterns that every labels layer's outline overlays use (~0.1 s).
+:func:`warm_canvas_text` renders, on the GUI thread but one glyph per event-loop turn, the glyphs
+that napari's first text drawing would otherwise render in one go (0.1-0.3 s).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import sys
 import threading
+from typing import Any
 
 _started = threading.Lock()
 _thread: threading.Thread | None = None
@@ -65,8 +69,54 @@ def compile_label_colours() -> None:
     colormap.map(np.arange(2, dtype=np.uint8))
 
 
+def build_line_patterns() -> None:
+    """Build vispy's dash patterns, which it caches for the whole process.
+
+    Every napari labels layer draws its polygon and brush outlines with vispy lines, each of
+    which makes a dash atlas: the first one computes its 13 patterns in Python loops (~0.1 s,
+    then cached by vispy). Done here, the first *clusters* layer does not pay it on the GUI
+    thread.
+    """
+    from vispy.visuals.line.dash_atlas import DashAtlas
+
+    DashAtlas()
+
+
+# vispy's text visual loads these on every draw to find the font's ascender and descender,
+# plus the space that napari's empty layer texts draw
+FIRST_GLYPHS = "ÅÉÑŐjgpqy "
+
+
+def warm_canvas_text(viewer: Any, chars: str = FIRST_GLYPHS) -> None:
+    """Render the glyphs of napari's first text drawing ahead, one per event-loop turn.
+
+    napari's canvas keeps one glyph cache for all its text (points, shapes and overlays);
+    each glyph is rendered on the GUI thread (Qt) into a signed-distance texture (NumPy),
+    10-40 ms each on a small CPU. The first layer with text (a points layer, even without
+    labels) draws ten of them in one paint. Spread over idle turns, the window stays
+    responsive; a viewer whose internals differ (another napari) is left alone.
+    """
+    from qtpy.QtCore import QTimer
+
+    try:
+        info = viewer.window._qt_viewer.canvas.font_info()
+        font = info.font_manager.get_font(info.face, False, False)
+    except Exception:  # napari's private canvas API moved: nothing to warm
+        return
+    pending = list(chars)
+
+    def render_next() -> None:
+        if not pending:
+            return
+        with contextlib.suppress(Exception):
+            font[pending.pop(0)]
+        QTimer.singleShot(0, render_next)
+
+    QTimer.singleShot(0, render_next)
+
+
 def preload_in_background() -> threading.Thread:
-    """Start :func:`preload_training` and :func:`compile_label_colours` in a daemon thread, once per process; return that thread.
+    """Start the preloads above in a daemon thread, once per process; return that thread.
 
     A failure there is left for the widget that needs torch to report (its own import raises
     again, on the GUI thread, with the real message).
@@ -86,3 +136,5 @@ def _quietly() -> None:
         preload_training()
     with contextlib.suppress(Exception):
         compile_label_colours()
+    with contextlib.suppress(Exception):
+        build_line_patterns()

@@ -46,7 +46,7 @@ from phenossl.napari._layers import (
     cluster_labels_layer,
     gallery_layer,
 )
-from phenossl.napari._preload import preload_in_background, preload_torch
+from phenossl.napari._preload import preload_in_background, preload_torch, warm_canvas_text
 from phenossl.napari._session import EmbedRun, same_fields, session_for
 from phenossl.napari._widgets._common import (
     channel_layers,
@@ -85,6 +85,7 @@ class EmbedWidget(Container):
     def __init__(self, napari_viewer: Any) -> None:
         preload_torch()  # first: before anything imports torchvision
         preload_in_background()  # the rest, e.g. the clusters layer's colouring, meanwhile
+        warm_canvas_text(napari_viewer)  # the result layers' first text drawing, at idle
         from phenossl.models.backbones import available_backbones
         from phenossl.models.pretrained import DEFAULT_MODEL, available_pretrained, expected_sizes
 
