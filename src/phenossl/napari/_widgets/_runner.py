@@ -24,6 +24,7 @@ from magicgui.widgets import Container, Label, ProgressBar, PushButton
 from napari.utils.notifications import show_error, show_info
 
 from phenossl._progress import Progress
+from phenossl.napari._heap import freeze_heap, thaw_heap
 from phenossl.napari._widgets._panels import wrapping
 
 logger = logging.getLogger(__name__)
@@ -94,6 +95,7 @@ class RunPanel(Container):
         self._activity_shown = 0.0
         self._progress: Progress | None = None  # the newest step not shown yet
         self._cancelled = False
+        self._holds_heap = False  # this panel's run keeps the heap frozen (see _heap)
         self.cancel_button.changed.connect(self.cancel)
 
     @property
@@ -132,6 +134,8 @@ class RunPanel(Container):
         self.bar.max, self.bar.value = 1, 0
         self.set_status(f"{self.title}: starting…")
         self._activity = _activity(self.title)
+        freeze_heap()  # short garbage collections while the worker allocates (see _heap)
+        self._holds_heap = True
         self.worker.start()
         return self.worker
 
@@ -255,6 +259,9 @@ class RunPanel(Container):
 
     def _end(self, on_end: Callable[[], None] | None) -> None:
         self._ended = None
+        if self._holds_heap:
+            self._holds_heap = False
+            thaw_heap()
         self.run_button.enabled = True
         if on_end is not None:
             on_end()
