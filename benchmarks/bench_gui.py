@@ -16,7 +16,8 @@ shown). While a handler runs on the GUI thread (adding a layer, a result callbac
 fires and the window does not respond; the target is below 100 ms. The longest single pass of
 ``processEvents`` is reported beside it; it overstates stalls where a handler runs a nested
 ``processEvents`` (napari's activity dock does, on every update), during which the window does
-respond.
+respond. Also counted: Python's full garbage collections during the run and the longest
+collection (any thread's; a collection holds the GIL, so the GUI thread waits for it).
 
 Configurations: ``paper`` is the widget's defaults (VGG13-BN, random init, 196 px crops and
 input); ``fast`` is ResNet18 on 96 px inputs, what a quick first look would use.
@@ -36,6 +37,7 @@ napari needs a display: on a machine without one, run it under ``xvfb-run``. Wri
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import platform
 import tempfile
@@ -91,6 +93,16 @@ def measure(viewer, config: dict, app, settle: float = 0.0) -> dict:
         app.processEvents()
         passes.append((began, time.perf_counter() - began))
 
+    collections: list[tuple[int, float]] = []  # (generation, seconds) of each collection
+    began: list[float] = []
+
+    def collected(phase: str, info: dict) -> None:
+        if phase == "start":
+            began[:] = [time.perf_counter()]
+        elif began:
+            collections.append((info["generation"], time.perf_counter() - began[0]))
+
+    gc.callbacks.append(collected)
     heartbeat.start()
     start = time.perf_counter()
     widget.panel.run_button.native.click()
@@ -108,6 +120,7 @@ def measure(viewer, config: dict, app, settle: float = 0.0) -> dict:
         time.sleep(0.002)
     process()
     heartbeat.stop()
+    gc.callbacks.remove(collected)
     stopped = time.perf_counter()
     longest = max([(start, clicked), *passes], key=lambda p: p[1])
     times = [start, *beats, stopped]
@@ -129,6 +142,8 @@ def measure(viewer, config: dict, app, settle: float = 0.0) -> dict:
         "longest_gui_stall_ms": round(1000 * stall[1], 1),
         "longest_gui_stall_at_s": round(stall[0] - start, 3),
         "gui_stalls_over_100ms": sum(seconds > 0.1 for _, seconds in gaps),
+        "full_collections": sum(generation == 2 for generation, _ in collections),
+        "longest_collection_ms": round(1000 * max([s for _, s in collections], default=0), 1),
         "longest_event_loop_pass_ms": round(1000 * longest[1], 1),
         "longest_event_loop_pass_at_s": round(longest[0] - start, 3),
         "event_loop_passes_over_100ms": sum(
@@ -183,7 +198,9 @@ def main() -> None:
                 f"{row['library_seconds']:7.2f} s, outside {row['outside_library_seconds']:5.2f} s "
                 f"({100 * row['outside_library_share']:.1f} %), {row['cells']} cells, longest "
                 f"GUI stall {row['longest_gui_stall_ms']:.0f} ms at {row['longest_gui_stall_at_s']} s"
-                f" (longest event-loop pass {row['longest_event_loop_pass_ms']:.0f} ms), load "
+                f" (longest event-loop pass {row['longest_event_loop_pass_ms']:.0f} ms), "
+                f"{row['full_collections']} full garbage collection(s), longest collection "
+                f"{row['longest_collection_ms']:.0f} ms, load "
                 f"{os.getloadavg()[0]:.1f}",
                 flush=True,
             )
