@@ -5,8 +5,11 @@ This script measures, without the plugin, the floor under that figure on the sam
 a bare repaint of three 8 x 768 x 1024 image layers (the sample plate's size), the first
 ``add_points`` of 520 points in a process (napari builds its points visual, controls and shaders
 the first time) and a second one (whether that cost recurs for every new layer), a repaint with
-the points shown, and a refill of the points' data (what the widget does on a second run). Under
-Xvfb these paints run in Mesa's software OpenGL.
+the points shown, and a refill of the points' data (what the widget does on a second run). Then,
+for each kind of layer *Embed and cluster* shows (points, the *clusters* labels, the RGB
+gallery), the GUI-thread cost of adding one, twice: the ``append`` alone (napari's visual,
+overlays, layer controls, layer-list row) and with the paint after it. Under Xvfb these paints
+run in Mesa's software OpenGL.
 
     xvfb-run -a python benchmarks/bench_canvas.py
 
@@ -33,6 +36,43 @@ def _ms(step: Callable[[], object], app) -> float:
     step()
     app.processEvents()
     return round((time.perf_counter() - start) * 1e3, 1)
+
+
+def _add_layers(viewer, app, rng, shape: tuple, n_points: int) -> dict:
+    """Append each result-layer kind twice: ms of the append alone and with the paint after it."""
+    import pandas as pd
+    from napari.layers import Image, Labels, Points
+
+    def make(kind: str):
+        if kind == "points":
+            features = pd.DataFrame({"cluster": pd.Categorical(rng.integers(0, 4, n_points))})
+            where = rng.random((n_points, 3)) * np.array(shape)
+            return Points(where, features=features, face_color="cluster", size=12)
+        if kind == "labels":
+            cells = rng.integers(0, 60, shape[1:]).astype(np.int32)
+            return Labels(cells, features=pd.DataFrame({"index": np.arange(60)}))
+        return Image(rng.integers(0, 255, (500, 700, 3), dtype=np.uint8), rgb=True)
+
+    native = viewer.window._qt_viewer.canvas.native
+    out: dict[str, list[dict[str, float]]] = {}
+    for kind in ("points", "labels", "gallery"):
+        for _ in range(2):
+            layer = make(kind)
+            for _ in range(10):
+                app.processEvents()
+            start = time.perf_counter()
+            viewer.layers.append(layer)
+            appended = time.perf_counter()
+            app.processEvents()
+            native.repaint()
+            painted = time.perf_counter()
+            out.setdefault(kind, []).append(
+                {
+                    "append": round((appended - start) * 1e3, 1),
+                    "with_paint": round((painted - start) * 1e3, 1),
+                }
+            )
+    return out
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -69,6 +109,7 @@ def main(argv: list[str] | None = None) -> dict:
     app.processEvents()
     with_points = [_ms(native.repaint, app) for _ in range(args.repeats)]
     refill = [_ms(lambda: setattr(layer, "data", points()), app) for _ in range(args.repeats)]
+    add_layer = _add_layers(viewer, app, rng, shape, args.points)
     viewer.close()
 
     report = {
@@ -80,6 +121,7 @@ def main(argv: list[str] | None = None) -> dict:
         "second_add_points_ms": second_add,
         "repaint_with_points_ms": with_points,
         "refill_points_ms": refill,
+        "add_layer_ms": add_layer,
         "machine": {
             "platform": platform.platform(),
             "display": os.environ.get("DISPLAY"),
@@ -92,6 +134,8 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"second add_points       {second_add} ms")
     print(f"repaint with points     {with_points} ms")
     print(f"refill points data      {refill} ms")
+    for kind, times in add_layer.items():
+        print(f"add {kind:8s} (append, with paint): {times}")
     write_json(args.out, report)
     print(f"wrote {args.out}")
     return report
