@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import weakref
 
+import numpy as np
 import pytest
 from _helpers import wait_for
 
@@ -64,3 +65,27 @@ def test_a_run_freezes_the_heap_until_it_has_ended(qtbot, outcome):
         assert len(seen) == 2 and seen[1] > 0  # still frozen while the result is shown
     assert gc.get_freeze_count() == 0
     assert runs_holding_the_heap() == 0
+
+
+def test_a_layer_removed_during_a_run_is_freed(make_napari_viewer, qtbot):
+    # napari collects garbage when it removes a layer (its OpenGL objects must go before the
+    # next draw), and the layer itself goes at a later collection: a layer made before the run
+    # is frozen, and must escape neither
+    from phenossl.napari._session import session_for
+
+    viewer = make_napari_viewer(show=True)
+    session_for(viewer)  # what every phenossl widget of the viewer does
+    layer = viewer.add_image(np.zeros((32, 32), np.float32), name="before the run")
+    qtbot.wait(20)
+    alive = weakref.ref(layer)
+    freeze_heap()  # a run starts
+    try:
+        viewer.layers.remove(layer)
+        del layer
+        qtbot.wait(20)
+        assert gc.get_freeze_count() == 0  # unfrozen for the rest of the run
+        gc.collect()  # the next automatic collection
+        assert alive() is None
+    finally:
+        thaw_heap()
+    assert runs_holding_the_heap() == 0 and gc.get_freeze_count() == 0

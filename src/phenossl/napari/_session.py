@@ -16,6 +16,8 @@ import numpy as np
 import pandas as pd
 from psygnal import Signal
 
+from phenossl.napari._heap import release_for_removals
+
 
 @dataclass
 class EmbedRun:
@@ -110,4 +112,5 @@ def session_for(viewer: Any) -> Session:
         return entry[1]
     session = Session()
     _SESSIONS[key] = (weakref.ref(viewer, partial(_forget, key)), session)
+    release_for_removals(viewer)  # runs freeze the heap; napari's removals must see it all
     return session
