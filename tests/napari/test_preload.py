@@ -9,6 +9,7 @@ from phenossl.napari._layers import cluster_labels_layer
 from phenossl.napari._preload import (
     FIRST_GLYPHS,
     build_line_patterns,
+    canvas_font,
     compile_label_colours,
     warm_canvas_text,
 )
@@ -58,14 +59,10 @@ def test_the_line_patterns_are_built_before_a_labels_layer(make_napari_viewer, q
     assert dash_atlas._make_pattern.cache_info().misses == built  # none computed anew
 
 
-def _canvas_font(viewer):
-    info = viewer.window._qt_viewer.canvas.font_info()
-    return info.font_manager.get_font(info.face, False, False)
-
-
 def test_the_canvas_text_is_warmed_one_glyph_per_turn(make_napari_viewer, qtbot):
     viewer = make_napari_viewer(show=True)
-    font = _canvas_font(viewer)
+    font = canvas_font(viewer)
+    assert font is not None
     fresh = [c for c in "@#%&" if c not in font._glyphs]
     if not fresh:
         pytest.skip("every test glyph is cached already")
@@ -77,7 +74,8 @@ def test_the_canvas_text_is_warmed_one_glyph_per_turn(make_napari_viewer, qtbot)
 def test_a_points_layer_draws_no_glyph_beyond_the_warmed_ones(make_napari_viewer, qtbot):
     # the result layers' first text drawing renders exactly FIRST_GLYPHS: warmed, it renders none
     viewer = make_napari_viewer(show=True)
-    font = _canvas_font(viewer)
+    font = canvas_font(viewer)
+    assert font is not None
     warm_canvas_text(viewer)
     qtbot.waitUntil(lambda: set(FIRST_GLYPHS) <= set(font._glyphs), timeout=5000)
     before = set(font._glyphs)

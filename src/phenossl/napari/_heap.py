@@ -28,7 +28,6 @@ from typing import Any
 
 _lock = threading.Lock()
 _runs = 0  # runs under way that froze the heap
-_thawed = False  # unfrozen for a layer removal until the runs under way have ended
 
 
 def freeze_heap() -> None:
@@ -43,20 +42,18 @@ def freeze_heap() -> None:
     >>> gc.get_freeze_count()
     0
     """
-    global _runs, _thawed
+    global _runs
     with _lock:
         _runs += 1
-        _thawed = False
         gc.freeze()
 
 
 def thaw_heap() -> None:
     """A run has ended: unfreeze the heap once no other run is under way."""
-    global _runs, _thawed
+    global _runs
     with _lock:
         _runs = max(_runs - 1, 0)
         if _runs == 0:
-            _thawed = False
             gc.unfreeze()
 
 
@@ -79,8 +76,6 @@ def release_for_removals(viewer: Any) -> None:
 
 
 def _thaw_for_removal(_event: Any = None) -> None:
-    global _thawed
     with _lock:
-        if _runs and not _thawed:
+        if _runs:
             gc.unfreeze()  # for the rest of the runs under way (see the module docstring)
-            _thawed = True

@@ -87,6 +87,15 @@ def build_line_patterns() -> None:
 FIRST_GLYPHS = "ÅÉÑŐjgpqy "
 
 
+def canvas_font(viewer: Any) -> Any:
+    """The glyph cache of ``viewer``'s canvas font (None where napari's private API differs)."""
+    try:
+        info = viewer.window._qt_viewer.canvas.font_info()
+        return info.font_manager.get_font(info.face, False, False)
+    except Exception:  # napari's private canvas API moved: nothing to warm
+        return None
+
+
 def warm_canvas_text(viewer: Any, chars: str = FIRST_GLYPHS) -> None:
     """Render the glyphs of napari's first text drawing ahead, one per event-loop turn.
 
@@ -98,10 +107,8 @@ def warm_canvas_text(viewer: Any, chars: str = FIRST_GLYPHS) -> None:
     """
     from qtpy.QtCore import QTimer
 
-    try:
-        info = viewer.window._qt_viewer.canvas.font_info()
-        font = info.font_manager.get_font(info.face, False, False)
-    except Exception:  # napari's private canvas API moved: nothing to warm
+    font = canvas_font(viewer)
+    if font is None:
         return
     pending = list(chars)
 
