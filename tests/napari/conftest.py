@@ -12,6 +12,13 @@ from _plates import TINY_SHAPE, write_tiny_plate
 pytest.importorskip("napari")
 pytest.importorskip("pytestqt")
 
+# As in napari with the plugin: once a canvas has loaded Mesa's LLVM, loading triton's segfaults
+# the process, and later tests in the same session (the docstring examples, the trainer) import
+# torch modules that pull triton in. The plugin hides triton from torch; so do the GUI tests.
+from phenossl.napari._preload import hide_triton
+
+hide_triton()
+
 HERE = Path(__file__).parent
 
 
