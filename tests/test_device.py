@@ -1,7 +1,8 @@
 import pytest
 import torch
 
-from phenossl._device import amp_dtype, autocast, memory_format, resolve_device
+import phenossl._device as device_module
+from phenossl._device import amp_dtype, autocast, cpu_has_native_bf16, memory_format, resolve_device
 
 
 def test_auto_resolves_to_an_available_device():
@@ -17,6 +18,25 @@ def test_cpu_has_no_amp_and_contiguous_format():
     assert memory_format(cpu) == torch.contiguous_format
     with autocast(cpu):
         assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype == torch.float32
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_cpu_bf16_only_when_asked_and_native(monkeypatch, native):
+    cpu = resolve_device("cpu")
+    monkeypatch.setattr(device_module, "cpu_has_native_bf16", lambda: native)
+    assert amp_dtype(cpu) is None  # not asked: full precision
+    assert amp_dtype(cpu, cpu=True) == (torch.bfloat16 if native else None)
+    with autocast(cpu, cpu=True):
+        product = torch.ones(2, 2) @ torch.ones(2, 2)
+    assert product.dtype == (torch.bfloat16 if native else torch.float32)
+    with autocast(cpu, enabled=False, cpu=True):
+        assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype == torch.float32
+
+
+def test_the_cpu_probe_agrees_with_torch():
+    probes = [getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported",)]
+    if probes[0] is not None and probes[0]():
+        assert cpu_has_native_bf16()
 
 
 def test_bad_device_name_says_what_was_expected():

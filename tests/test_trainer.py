@@ -203,6 +203,28 @@ def _step(config: TrainConfig, augmentations, dataset, *, total_steps: int = 4) 
     )
 
 
+@pytest.mark.parametrize(("cpu_amp", "native", "bf16"), [
+    (True, True, True), (False, True, False), (True, False, False),
+])  # fmt: skip
+def test_cpu_amp_runs_the_forward_in_bf16_on_cpus_that_have_it(
+    cifar_root, monkeypatch, cpu_amp, native, bf16
+):
+    import phenossl._device
+
+    monkeypatch.setattr(phenossl._device, "cpu_has_native_bf16", lambda: native)
+    config = _config(cifar_root, f"run.cpu_amp={str(cpu_amp).lower()}")
+    dataset = build_dataset("cifar10", cifar_root, limit=8)
+    step = _step(config, [(build_augmentation("identity", size=16), 1.0)], dataset)
+    seen = []
+    step.method.backbone.register_forward_hook(lambda module, args, out: seen.append(out.dtype))
+    images, _ = dataset.get_batch(torch.arange(8))
+    logs = step(images, torch.arange(8), 0)
+    assert step.amp is bf16
+    assert set(seen) == {torch.bfloat16 if bf16 else torch.float32}
+    assert torch.isfinite(logs["loss"]) and logs["loss"].dtype == torch.float32
+    assert all(p.dtype == torch.float32 for p in step.method.parameters())
+
+
 def test_loss_mix_weights_the_losses_and_their_gradients(cifar_root):
     config = _config(
         cifar_root, "optim={optimizer: sgd, weight_decay: 0, scheduler: constant, lr: 0.1}"

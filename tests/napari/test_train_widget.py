@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import torch
 from _helpers import open_fields, wait_for
 from _plates import TINY_CROP
@@ -60,6 +61,28 @@ def test_train_then_embed_with_the_checkpoint(make_napari_viewer, qtbot, tiny_pl
     assert embed.session.run.model_label == "checkpoint final.pt"
     assert embed.session.run.result.embeddings.shape[1] == 512
     assert "cell centres" in viewer.layers
+
+
+@pytest.mark.parametrize("native", [False, True])
+def test_bf16_is_offered_where_the_cpu_has_it_and_reaches_the_run(
+    make_napari_viewer, qtbot, tiny_plate, tmp_path, monkeypatch, native
+):
+    import phenossl._device
+
+    monkeypatch.setattr(phenossl._device, "cpu_has_native_bf16", lambda: native)
+    viewer = make_napari_viewer()
+    train = open_widget(viewer, "Train")
+    assert train.cpu_amp.native.isHidden() is not native  # hidden, not just collapsed
+    if not native:
+        return
+    open_fields(viewer, tiny_plate, preset="nocodazole")
+    _fast_train(train, tmp_path / "runs")
+    train.cpu_amp.value = True
+    train.panel.run_button.native.click()
+    wait_for(qtbot, train.panel, timeout=300)
+    (run,) = (tmp_path / "runs").iterdir()
+    config = torch.load(run / "run" / "final.pt", weights_only=True)["metadata"]["config"]
+    assert config["run"]["cpu_amp"] is True
 
 
 def test_cancel_training_leaves_no_checkpoint(

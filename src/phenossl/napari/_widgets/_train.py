@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from magicgui.widgets import ComboBox, Container, FileEdit, SpinBox
+from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, SpinBox
 from napari.utils.notifications import show_error, show_info
 
 from phenossl._progress import Progress
@@ -33,6 +33,7 @@ class TrainWidget(Container):
 
     def __init__(self, napari_viewer: Any) -> None:
         preload_training()  # first: before anything imports torchvision
+        from phenossl._device import cpu_has_native_bf16
         from phenossl.augment import COMPOSITIONS
         from phenossl.models.backbones import available_backbones
         from phenossl.napari._widgets._embed import available_devices
@@ -75,6 +76,13 @@ class TrainWidget(Container):
             tooltip="Side of the augmented views the model trains on; smaller is faster",
         )  # fmt: skip
         self.seed = SpinBox(value=0, min=0, max=2**31 - 1, label="Seed")
+        self.cpu_amp = CheckBox(
+            value=False, label="CPU precision", text="bf16 (faster)",
+            tooltip="Train in bf16 when training on the CPU: about 1.8x faster on this CPU, which "
+            "has bf16 instructions, in bf16's precision",
+        )  # fmt: skip
+        if not cpu_has_native_bf16():  # elsewhere bf16 is emulated: slower, so not offered
+            self.cpu_amp.visible = False
         self.loss = hint(muted=False)
         self.panel = RunPanel(
             "Train",
@@ -96,7 +104,9 @@ class TrainWidget(Container):
                     self.device,
                     self.folder,
                 ),
-                collapsible("Advanced", form(self.crop_size, self.view_size, self.seed)),
+                collapsible(
+                    "Advanced", form(self.crop_size, self.view_size, self.seed, self.cpu_amp)
+                ),
                 self.panel,
                 self.loss,
             ],
@@ -136,6 +146,7 @@ class TrainWidget(Container):
             "batch_size": self.batch_size.value,
             "device": self.device.value,
             "seed": self.seed.value,
+            "cpu_amp": self.cpu_amp.value,
         }
         crop_size = self.crop_size.value
         segment_params = dict(self.session.segment_params)

@@ -23,7 +23,7 @@
       optimizer: adam          # sgd | adam | lars (lars_eta, lars_clip_lr, ...)
       lr: 1.0e-3               # base rate, per 256 images when lr_scaling is linear
       ...
-    run: {seed: 0, device: auto, amp: true, channels_last: true, checkpoint_every: 1,
+    run: {seed: 0, device: auto, amp: true, cpu_amp: false, channels_last: true, checkpoint_every: 1,
           log_every: 50, num_threads: null, eval: {knn: false, split: test, ...}}
     smoke:                     # applied on top of the rest with smoke=True (--smoke)
       data: {limit: 512}
@@ -387,7 +387,11 @@ class KnnMonitorConfig(KnnSettings):
 class RunConfig(Section):
     """Seed, device and bookkeeping of a run.
 
-    ``amp`` and ``channels_last`` take effect on CUDA only. ``checkpoint_every`` is in epochs
+    ``amp`` and ``channels_last`` take effect on CUDA. ``cpu_amp`` extends ``amp`` to the CPU:
+    bf16 autocast of the training steps on CPUs with bf16 instructions (AVX512-BF16 or AMX;
+    1.6-1.9x faster, measured by ``benchmarks/bench_cpu_precision.py``), ignored on other CPUs,
+    where bf16 is emulated and slower. Off by default: it changes the numbers a CPU run
+    gives. ``checkpoint_every`` is in epochs
     (the last epoch is always saved); ``keep_epochs`` also keeps each of those saves as a small
     ``checkpoints/epoch<N>.pt`` (backbone and metadata, like ``final.pt``), for learning curves;
     ``log_every`` is in optimiser steps. ``num_threads`` sets torch's CPU threads for the run
@@ -397,6 +401,7 @@ class RunConfig(Section):
     seed: int = 0
     device: str = "auto"
     amp: bool = True
+    cpu_amp: bool = False
     channels_last: bool = True
     checkpoint_every: Positive = 1
     keep_epochs: bool = False

@@ -21,7 +21,8 @@ normalised with the dataset's mean/std; the method's loss of each composition is
 summed (the paper's loss mix; queue and memory-bank updates wait until every composition's loss is
 computed, so no composition is contrasted against keys of the batch's own images); backward, optimiser step at the scheduled rate, and the method's
 gradient-free momentum updates. On CUDA the forward runs under autocast (bf16 where supported)
-with channels_last inputs. The last partial batch of every epoch is dropped.
+with channels_last inputs; on the CPU under bf16 autocast with ``run.cpu_amp`` on a CPU with
+bf16 instructions. The last partial batch of every epoch is dropped.
 
 Exact resume: ``last.pt`` holds the backbone, the method's complete state (heads, momentum
 networks, queues), the optimiser, the AMP scaler, the epoch and step counters (the schedule is
@@ -134,13 +135,14 @@ class TrainStep:
         self.total_steps = total_steps
         self.warmup_steps = warmup_steps
         self.base_lr = config.optim.effective_lr()
-        self.amp = config.run.amp and amp_dtype(device) is not None
+        self.cpu_amp = config.run.cpu_amp
+        self.amp = config.run.amp and amp_dtype(device, cpu=self.cpu_amp) is not None
         cuda = device.type == "cuda"
         self.memory_format = (
             torch.channels_last if cuda and config.run.channels_last else torch.contiguous_format
         )
         self.scale = InputScaler(mean, std, device, memory_format=self.memory_format)
-        fp16 = self.amp and amp_dtype(device) == torch.float16
+        fp16 = self.amp and amp_dtype(device, cpu=self.cpu_amp) == torch.float16
         self.scaler = torch.amp.GradScaler(device.type) if fp16 else None
 
     def lr(self, step: int) -> float:
@@ -166,7 +168,10 @@ class TrainStep:
         logs: dict[str, Tensor] = {}
         loss: Tensor | None = None
         # every composition sees the queues of earlier steps; this step's keys go in at the end
-        with autocast(self.device, enabled=self.amp), self.method.deferred_enqueues():
+        with (
+            autocast(self.device, enabled=self.amp, cpu=self.cpu_amp),
+            self.method.deferred_enqueues(),
+        ):
             for name, (_, weight), pair in zip(self.names, self.augmentations, views):
                 out = self.method.training_step(pair, indices)
                 part = out["loss"]
@@ -314,6 +319,7 @@ def cropset_train_config(
     init: str | None = None,
     optim: dict[str, Any] | None = None,
     log_every: int = 1,
+    cpu_amp: bool = False,
 ) -> TrainConfig:
     """The :class:`~phenossl.training.train.config.TrainConfig` of a run on a CropSet's crops.
 
@@ -334,6 +340,8 @@ def cropset_train_config(
         ``batch_size``.
     log_every
         Steps between two logged losses.
+    cpu_amp
+        Train in bf16 on a CPU with bf16 instructions (``run.cpu_amp``).
 
     Examples
     --------
@@ -348,7 +356,7 @@ def cropset_train_config(
             "method": {"name": method, "preset": CELL_PRESETS.get(method, method)},
             "augmentation": [{"name": augmentation, "size": view_size}],
             "optim": {**(optim or {}), "epochs": epochs, "batch_size": batch_size},
-            "run": {"seed": seed, "device": device, "log_every": log_every},
+            "run": {"seed": seed, "device": device, "log_every": log_every, "cpu_amp": cpu_amp},
         }
     )
 
