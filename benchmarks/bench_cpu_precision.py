@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -28,19 +29,13 @@ from phenossl.training.train.config import TrainConfig
 RESULTS = Path(__file__).resolve().parent / "results" / "cpu_precision.json"
 
 #: Fig. 4's MNIST network and batch (VGG11-BN, 32 px, batch 32), here on 3-channel images
-MNIST_LIKE = Case(
+MNIST_LIKE = replace(
+    CASES[0],
     name="mocov2plus_vgg11_32px",
     method="mocov2plus",
     preset="mocov2plus_mnist",
     backbone="vgg11_bn",
     cifar_stem=False,
-    composition="cifar",
-    dataset="cifar10",
-    cpu_size=32,
-    cpu_batch=32,
-    cuda_size=32,
-    cuda_batch=32,
-    target_views_per_s=0.0,
 )
 
 

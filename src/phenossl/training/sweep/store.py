@@ -34,6 +34,7 @@ import numpy as np
 import pandas as pd
 
 from phenossl._json import to_json
+from phenossl.training.train.config import differing_keys
 
 __all__ = [
     "STATUSES",
@@ -530,26 +531,7 @@ def json_safe(value: Any) -> Any:
 
 
 def _spec_differences(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
-    a, b = _flatten(old), _flatten(new)
-    return sorted(
-        key
-        for key in a.keys() | b.keys()
-        if a.get(key) != b.get(key) and not key.startswith(VOLATILE_SPEC_KEYS)
-    )
-
-
-def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(tree, Mapping):
-        out: dict[str, Any] = {}
-        for key, value in tree.items():
-            out.update(_flatten(value, f"{prefix}{key}."))
-        return out if out else {prefix.rstrip("."): {}}
-    if isinstance(tree, list):
-        out = {}
-        for i, value in enumerate(tree):
-            out.update(_flatten(value, f"{prefix}{i}."))
-        return out if out else {prefix.rstrip("."): []}
-    return {prefix.rstrip("."): tree}
+    return differing_keys(old, new, ignore=VOLATILE_SPEC_KEYS)
 
 
 def _ordered_columns(rows: list[dict[str, Any]], base: list[str]) -> list[str]:

@@ -186,6 +186,32 @@ def join_key(*parts: str) -> str:
     return ".".join(part for part in parts if part)
 
 
+def differing_keys(a: Any, b: Any, *, ignore: tuple[str, ...] = ()) -> list[str]:
+    """The dotted keys whose values differ between two nested mappings, except those starting
+    with a prefix in ``ignore``. Lists are compared item by item; an empty mapping or list
+    counts as absent (an older run's config that lacks it describes the same run).
+
+    Examples
+    --------
+    >>> differing_keys({"a": {"b": 1, "c": [1, 2]}}, {"a": {"b": 2, "c": [1, 3]}, "d": {}})
+    ['a.b', 'a.c.1']
+    """
+    ours, theirs = _flat(a), _flat(b)
+    keys = ours.keys() | theirs.keys()
+    return sorted(k for k in keys if ours.get(k) != theirs.get(k) and not k.startswith(ignore))
+
+
+def _flat(tree: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(tree, Mapping | list):
+        items = tree.items() if isinstance(tree, Mapping) else enumerate(tree)
+        return {
+            k: v
+            for key, value in items
+            for k, v in _flat(value, join_key(prefix, str(key))).items()
+        }
+    return {prefix: tree}
+
+
 # --- the sections -------------------------------------------------------------------------------
 
 

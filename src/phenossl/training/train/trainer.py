@@ -56,7 +56,7 @@ from phenossl._scaling import InputScaler, per_channel
 from phenossl.augment import Augmentation, weak_view
 from phenossl.data.image_dataset import ImageDataset
 from phenossl.training.train.batches import make_feeder
-from phenossl.training.train.config import TrainConfig, load_config
+from phenossl.training.train.config import TrainConfig, differing_keys, load_config
 from phenossl.training.train.monitor import KnnMonitor
 from phenossl.training.train.optim import (
     build_optimizer,
@@ -658,32 +658,13 @@ def _check_resumable(
 
 
 def _check_same_config(config: TrainConfig, saved: dict[str, Any], path: Path) -> None:
-    ours, theirs = _flatten(config.to_dict()), _flatten(saved)
-    differ = sorted(
-        key
-        for key in ours.keys() | theirs.keys()
-        if ours.get(key) != theirs.get(key) and not key.startswith(_RESUMABLE_CHANGES)
-    )
+    differ = differing_keys(config.to_dict(), saved, ignore=_RESUMABLE_CHANGES)
     if differ:
         raise ValueError(
             f"{path} was written by a run with a different config ({', '.join(differ[:8])} "
             "differ); resume with the same config, use another output folder, or start over "
             "(resume=False / --no-resume)"
         )
-
-
-def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(tree, dict):
-        out: dict[str, Any] = {}
-        for key, value in tree.items():
-            out.update(_flatten(value, f"{prefix}{key}."))
-        return out
-    if isinstance(tree, list):
-        out = {}
-        for i, value in enumerate(tree):
-            out.update(_flatten(value, f"{prefix}{i}."))
-        return out
-    return {prefix.rstrip("."): tree}
 
 
 def _clear(out: Path) -> None:
