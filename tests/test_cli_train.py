@@ -37,6 +37,7 @@ def test_train_smoke_run_writes_the_run_folder_and_resumes(tmp_path, config_file
     printed = capsys.readouterr().out
     assert f"final checkpoint -> {out / 'final.pt'}" in printed
     assert "byol / vgg11_bn on cifar10 for 1 epochs" in printed
+    assert "precision: float32 on cpu" in printed
     saved = yaml.safe_load((out / "config.yaml").read_text())
     assert saved["optim"]["epochs"] == 1
     assert saved["data"]["limit"] == 16

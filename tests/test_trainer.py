@@ -225,6 +225,23 @@ def test_cpu_amp_runs_the_forward_in_bf16_on_cpus_that_have_it(
     assert all(p.dtype == torch.float32 for p in step.method.parameters())
 
 
+@pytest.mark.parametrize(("native", "cpu_amp", "said"), [
+    (True, True, "precision: bfloat16 autocast on cpu"),
+    (True, False, "precision: float32 on cpu (this CPU has bf16 instructions: run.cpu_amp=true"),
+    (False, True, "precision: float32 on cpu"),
+])  # fmt: skip
+def test_the_precision_is_described_with_the_faster_option(
+    cifar_root, monkeypatch, native, cpu_amp, said
+):
+    import phenossl._device
+    from phenossl.training.train.trainer import describe_precision
+
+    monkeypatch.setattr(phenossl._device, "cpu_has_native_bf16", lambda: native)
+    text = describe_precision(_config(cifar_root, f"run.cpu_amp={str(cpu_amp).lower()}"))
+    assert text.startswith(said)
+    assert ("trains about 1.8x faster" in text) is (native and not cpu_amp)
+
+
 def test_loss_mix_weights_the_losses_and_their_gradients(cifar_root):
     config = _config(
         cifar_root, "optim={optimizer: sgd, weight_decay: 0, scheduler: constant, lr: 0.1}"

@@ -48,7 +48,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
     from phenossl.training.train.config import load_config, parse_overrides
     from phenossl.training.train.optim import describe_optimizer
-    from phenossl.training.train.trainer import iter_train
+    from phenossl.training.train.trainer import describe_precision, iter_train
 
     overrides = parse_overrides(args.overrides)
     if args.device is not None:
@@ -61,6 +61,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         f"for {config.optim.epochs} epochs -> {out}"
     )
     print(describe_optimizer(config.optim))
+    print(describe_precision(config))
     final = run_with_progress(iter_train(config, out, resume=args.resume), args, "train", "step")
     print(f"final checkpoint -> {final}")
     print(f"metrics -> {out / 'metrics.jsonl'}")

@@ -73,6 +73,7 @@ __all__ = [
     "TrainStep",
     "build_method_for",
     "cropset_train_config",
+    "describe_precision",
     "iter_train",
     "run_seeds",
     "train",
@@ -298,6 +299,27 @@ def iter_train(
 @drives(iter_train)
 def train(*, progress: ProgressCallback | None = None) -> Path:
     """Train an SSL method and return the path of ``final.pt``; see :func:`iter_train`."""
+
+
+def describe_precision(config: TrainConfig) -> str:
+    """The precision a run of ``config`` trains in on this machine; on a CPU with bf16
+    instructions that trains in float32, how to make it faster.
+
+    Examples
+    --------
+    >>> describe_precision(TrainConfig.from_dict({"run": {"device": "cpu"}}))  # doctest: +ELLIPSIS
+    'precision: float32 on cpu...'
+    """
+    from phenossl import _device
+
+    device = resolve_device(config.run.device)
+    dtype = amp_dtype(device, cpu=config.run.cpu_amp) if config.run.amp else None
+    if dtype is not None:
+        return f"precision: {str(dtype).removeprefix('torch.')} autocast on {device.type}"
+    text = f"precision: float32 on {device.type}"
+    if device.type == "cpu" and _device.cpu_has_native_bf16():
+        text += " (this CPU has bf16 instructions: run.cpu_amp=true trains about 1.8x faster)"
+    return text
 
 
 #: the cellular preset of a method, where the paper has one (others use their CIFAR preset)
