@@ -81,13 +81,21 @@ def _assert_same_state(a: Path, b: Path) -> None:
 # --- exact resume ---------------------------------------------------------------------------------
 
 
-def test_resume_after_an_interruption_ends_bit_identical(tmp_path, cifar_root):
-    # MoCoV2+: momentum encoder, queue, SGD momentum, warm-up + cosine schedule, tau schedule
+@pytest.mark.parametrize("cpu_amp", [False, True])
+def test_resume_after_an_interruption_ends_bit_identical(
+    tmp_path, cifar_root, monkeypatch, cpu_amp
+):
+    # MoCoV2+: momentum encoder, queue, SGD momentum, warm-up + cosine schedule, tau schedule;
+    # also in bf16 on the CPU (run.cpu_amp; forced on here: emulated bf16 is deterministic too)
+    import phenossl._device
+
+    monkeypatch.setattr(phenossl._device, "cpu_has_native_bf16", lambda: True)
     config = _config(
         cifar_root,
         "method={name: mocov2plus, proj_hidden_dim: 32, proj_output_dim: 16, queue_size: 16}",
         "optim.epochs=3",
         "optim.warmup_epochs=1",
+        f"run.cpu_amp={str(cpu_amp).lower()}",
     )
     full = train(config, tmp_path / "full")
 
