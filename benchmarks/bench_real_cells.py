@@ -313,6 +313,7 @@ def embed_cached(spec: dict[str, Any], view, args: argparse.Namespace, seed: int
         [str(view.path.resolve()), model, spec.get("weights"), spec.get("input_size"), seed,
          stamp, hashlib.sha1(ids.tobytes()).hexdigest()]
         + ([] if normalize == "auto" else [normalize])  # earlier keys stay valid
+        + (["cpu_amp"] if args.cpu_amp else [])
     )  # fmt: skip
     key = hashlib.sha1(key_text.encode()).hexdigest()[:16]
     path = Path(args.cache) / "real_cells_embeddings" / f"{key}.npz"
@@ -330,6 +331,7 @@ def embed_cached(spec: dict[str, Any], view, args: argparse.Namespace, seed: int
         input_size=spec.get("input_size"),
         seed=seed,
         normalize=normalize,
+        cpu_amp=args.cpu_amp,
     )
     seconds = time.perf_counter() - start
     save_embeddings(path, features, ids, {"key": key_text, "seconds": seconds})
@@ -372,6 +374,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "length) for every network embedding; the hand-crafted features keep their z-scores",
     )
     parser.add_argument("--device", default="auto")
+    parser.add_argument(
+        "--cpu-amp", action="store_true", help="embed in bf16 on a CPU with bf16 instructions"
+    )
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="import/embedding cache")
     parser.add_argument("--no-cache", action="store_true", help="re-embed everything")
@@ -432,6 +437,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "normalization": args.normalization,
         "contrast_normalization": args.contrast_normalization,
         "embedding_norm": args.embedding_norm,
+        "cpu_amp": args.cpu_amp,
         "import_seconds": import_seconds,
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
         "embeddings": entries,

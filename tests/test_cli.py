@@ -110,6 +110,10 @@ def test_embed_normalize_writes_unit_length_embeddings(plate, tmp_path):
     unit, _, meta = load_embeddings(tmp_path / "l2.npz")
     assert meta["normalize"] == "l2"
     np.testing.assert_allclose(unit, raw / np.linalg.norm(raw, axis=1, keepdims=True), rtol=1e-4)
+    assert meta["cpu_amp"] is False
+    assert main(["-q", "embed", str(crops), "--out", str(tmp_path / "bf16.npz"), *FAST_MODEL,
+                 "--cpu-amp"]) == 0  # fmt: skip
+    assert load_embeddings(tmp_path / "bf16.npz")[2]["cpu_amp"] is True
 
 
 def test_paper_subset_cli_writes_splits(plate, tmp_path):

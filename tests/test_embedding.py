@@ -68,6 +68,33 @@ def test_array_gives_the_direct_computation(crops, resnet, expected):
     np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("native", [True, False])
+def test_cpu_amp_embeds_in_bf16_only_on_cpus_that_have_it(monkeypatch, crops, resnet, native):
+    import phenossl._device
+    from phenossl.embedding import Embedder
+
+    monkeypatch.setattr(phenossl._device, "cpu_has_native_bf16", lambda: native)
+    seen = []
+    hook = resnet.register_forward_hook(lambda module, args, out: seen.append(out.dtype))
+    try:
+        plain = embed(crops, resnet, device="cpu", batch_size=4)
+        fast = embed(crops, resnet, device="cpu", batch_size=4, cpu_amp=True)
+        streamed = Embedder(resnet, device="cpu", batch_size=4, cpu_amp=True)(crops)
+    finally:
+        hook.remove()
+    assert fast.dtype == np.float32 and fast.shape == plain.shape
+    np.testing.assert_array_equal(streamed, fast)
+    low = torch.bfloat16 if native else torch.float32
+    assert seen == [torch.float32] * 3 + [low] * 6  # 3 batches each
+    if native:
+        cosine = (
+            (fast * plain).sum(1) / np.linalg.norm(fast, axis=1) / np.linalg.norm(plain, axis=1)
+        )
+        assert cosine.min() > 0.99 and not np.array_equal(fast, plain)
+    else:
+        np.testing.assert_array_equal(fast, plain)
+
+
 @pytest.mark.parametrize("kind", ["tensor", "list", "iterator", "cropset", "crops", "float"])
 def test_every_input_kind_gives_the_same_result(crops, resnet, expected, kind):
     source = {

@@ -40,7 +40,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from phenossl._device import autocast, memory_format, resolve_device
+from phenossl._device import amp_dtype, autocast, memory_format, resolve_device
 from phenossl._progress import Progress, ProgressCallback, ProgressGenerator, drives
 from phenossl._scaling import InputScaler, per_channel
 from phenossl.models import NORMALIZE_CHOICES
@@ -59,6 +59,7 @@ def iter_embed(
     batch_size: int = 64,
     input_size: int | None = None,
     amp: bool = True,
+    cpu_amp: bool = False,
     seed: int = 0,
     normalize: str = "auto",
 ) -> ProgressGenerator[np.ndarray]:
@@ -90,6 +91,9 @@ def iter_embed(
         (the cost of a convnet grows with the pixel count).
     amp
         Autocast on CUDA (ignored elsewhere); ``False`` computes in float32.
+    cpu_amp
+        With ``amp``, also bf16 autocast on a CPU with bf16 instructions (AVX512-BF16 or AMX;
+        ignored on other CPUs): about 1.8x faster, features at bf16 precision.
     seed
         Seed of the random initialisation when ``model`` is a name and ``weights`` is None.
     normalize
@@ -139,7 +143,9 @@ def iter_embed(
         _check_memory(net, label, first, channels, input_size, dev, amp)
         if normalize == "auto":  # a shipped model or checkpoint says how it is compared
             normalize = getattr(net, "embedding_norm", None) or "none"
-        runner = _Runner(net, label, dev, mean, std, amp=amp, input_size=input_size)
+        runner = _Runner(
+            net, label, dev, mean, std, amp=amp, cpu_amp=cpu_amp, input_size=input_size
+        )
         result = _Rows(total)
         pending: tuple[Tensor, int] | None = None  # output on the device, not yet fetched
         for index, batch in enumerate(itertools.chain([first], batches)):
@@ -225,6 +231,7 @@ class Embedder:
         input_size: int | None = None,
         in_channels: int = 3,
         amp: bool = True,
+        cpu_amp: bool = False,
         seed: int = 0,
         normalize: str = "auto",
     ) -> None:
@@ -233,6 +240,7 @@ class Embedder:
         self.batch_size = batch_size
         self.input_size = input_size
         self.amp = amp
+        self.cpu_amp = cpu_amp
         self.normalize = normalize
 
     @property
@@ -248,6 +256,7 @@ class Embedder:
             batch_size=self.batch_size,
             input_size=self.input_size,
             amp=self.amp,
+            cpu_amp=self.cpu_amp,
             normalize=self.normalize,
         )
 
@@ -313,13 +322,15 @@ class _Runner:
         std: Sequence[float],
         *,
         amp: bool,
+        cpu_amp: bool = False,
         input_size: int | None = None,
     ) -> None:
         self.net = net
         self.input_size = input_size
         self.label = label
         self.device = device
-        self.amp = amp and device.type == "cuda"
+        self.cpu_amp = cpu_amp
+        self.amp = amp and amp_dtype(device, cpu=cpu_amp) is not None
         self.scale = InputScaler(
             mean, std, device, input_size=input_size, memory_format=memory_format(device)
         )
@@ -328,7 +339,7 @@ class _Runner:
     def launch(self, host: Tensor) -> Tensor:
         with torch.inference_mode():
             x = self.scale(host, out=self._input_buffer(host))
-            with autocast(self.device, enabled=self.amp):
+            with autocast(self.device, enabled=self.amp, cpu=self.cpu_amp):
                 out = self.net(x)
         if out.ndim != 2 or out.shape[0] != host.shape[0]:
             raise ValueError(

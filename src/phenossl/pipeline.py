@@ -378,6 +378,7 @@ class PipelineOptions:
     input_size: int | None = None
     crop_size: int | None = None  # None: the size the model was trained on, else 196
     normalize: str = "auto"  # embeddings: auto (the model's own), none or l2 (phenossl.embed)
+    cpu_amp: bool = False  # bf16 embedding on a CPU with bf16 instructions (phenossl.embed)
     border: str = "drop"
     segment_params: dict[str, Any] = field(default_factory=dict)
     k: int | None = 2
@@ -451,6 +452,7 @@ def iter_pipeline(
         input_size=opts.input_size,
         seed=opts.seed,
         normalize=opts.normalize,
+        cpu_amp=opts.cpu_amp,
     )
     crop_size = resolve_crop_size(opts.crop_size, opts.model)
     writer = (

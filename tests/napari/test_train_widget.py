@@ -72,9 +72,13 @@ def test_bf16_is_offered_where_the_cpu_has_it_and_reaches_the_run(
     monkeypatch.setattr(phenossl._device, "cpu_has_native_bf16", lambda: native)
     viewer = make_napari_viewer()
     train = open_widget(viewer, "Train")
-    assert train.cpu_amp.native.isHidden() is not native  # hidden, not just collapsed
+    embed = open_widget(viewer, "Embed and cluster")
+    for widget in (train, embed):
+        assert widget.cpu_amp.native.isHidden() is not native  # hidden, not just collapsed
     if not native:
         return
+    embed.cpu_amp.value = True
+    assert embed.options().cpu_amp is True
     open_fields(viewer, tiny_plate, preset="nocodazole")
     _fast_train(train, tmp_path / "runs")
     train.cpu_amp.value = True

@@ -55,6 +55,12 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
         "(the network's output) or l2 (each embedding scaled to unit length, so KMeans compares "
         "cells by cosine)",
     )
+    p.add_argument(
+        "--cpu-amp",
+        action="store_true",
+        help="on a CPU with bf16 instructions (AVX512-BF16 or AMX), embed in bf16: about 1.8x "
+        "faster, features at bf16 precision (ignored on other CPUs)",
+    )
 
 
 def _add_embed(sub: argparse._SubParsersAction) -> None:
@@ -88,6 +94,7 @@ def _cmd_embed(args: argparse.Namespace) -> int:
             batch_size=args.batch_size,
             input_size=args.input_size,
             normalize=args.normalize,
+            cpu_amp=args.cpu_amp,
         ),
         args,
         "embed",
@@ -100,6 +107,7 @@ def _cmd_embed(args: argparse.Namespace) -> int:
         "weights": weights,
         "input_size": args.input_size,
         "normalize": args.normalize,
+        "cpu_amp": args.cpu_amp,
     }
     save_embeddings(args.out, features, crops.table["cell_id"].to_numpy(), meta)
     print(f"{features.shape[0]} embeddings of dimension {features.shape[1]} -> {args.out}")

@@ -56,7 +56,14 @@ from phenossl.napari._widgets._common import (
     make_layer,
     show_layer,
 )
-from phenossl.napari._widgets._panels import collapsible, form, heading, hint, pack_top
+from phenossl.napari._widgets._panels import (
+    collapsible,
+    cpu_precision_box,
+    form,
+    heading,
+    hint,
+    pack_top,
+)
 from phenossl.napari._widgets._runner import RunPanel, describe_error
 
 BACKBONE, CHECKPOINT = "backbone", "checkpoint"
@@ -168,6 +175,7 @@ class EmbedWidget(Container):
             "clusters the network's output",
         )
         self.seed = SpinBox(value=0, min=0, max=2**31 - 1, label="Seed")
+        self.cpu_amp = cpu_precision_box("Embed")
         self.n_nearest = SpinBox(
             value=8,
             min=1,
@@ -201,6 +209,7 @@ class EmbedWidget(Container):
             self.seed,
             self.n_nearest,
             self.workers,
+            self.cpu_amp,
         )
         super().__init__(
             labels=False,
@@ -311,6 +320,7 @@ class EmbedWidget(Container):
             input_size=None if input_size == self.crop_size.value else input_size,
             crop_size=self.crop_size.value,
             normalize=self.normalize.value,
+            cpu_amp=self.cpu_amp.value,
             segment_params=dict(self.session.segment_params),
             k=self.k.value,
             label_column=self.label_column.value,

@@ -1,11 +1,11 @@
-"""A collapsible section (superqt's ``QCollapsible``) as a magicgui widget."""
+"""Layout pieces of the dock widgets: collapsible sections, forms, hints, shared controls."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from magicgui.backends._qtpy.widgets import QBaseWidget
-from magicgui.widgets import Container, Label, Widget
+from magicgui.widgets import CheckBox, Container, Label, Widget
 
 
 class _CollapsibleBackend(QBaseWidget):
@@ -90,3 +90,23 @@ def pack_top(container: Container) -> Container:
     container.native.layout().addStretch(1)
     fit_in_dock(container.native)
     return container
+
+
+def cpu_precision_box(what: str) -> CheckBox:
+    """The Advanced *CPU precision: bf16* box of a widget that runs a network (``what``).
+
+    Hidden on CPUs without bf16 instructions, where bf16 is emulated and slower. Asks torch
+    about the CPU: call it once torch is imported.
+    """
+    from phenossl._device import cpu_has_native_bf16
+
+    box = CheckBox(
+        value=False,
+        label="CPU precision",
+        text="bf16 (faster)",
+        tooltip=f"{what} in bf16 when running on the CPU: about 1.8x faster on this CPU, which "
+        "has bf16 instructions, at bf16's precision",
+    )
+    if not cpu_has_native_bf16():
+        box.visible = False
+    return box

@@ -14,13 +14,19 @@ import time
 from pathlib import Path
 from typing import Any
 
-from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, SpinBox
+from magicgui.widgets import ComboBox, Container, FileEdit, SpinBox
 from napari.utils.notifications import show_error, show_info
 
 from phenossl._progress import Progress
 from phenossl.napari._preload import preload_training
 from phenossl.napari._session import session_for
-from phenossl.napari._widgets._panels import collapsible, form, hint, pack_top
+from phenossl.napari._widgets._panels import (
+    collapsible,
+    cpu_precision_box,
+    form,
+    hint,
+    pack_top,
+)
 from phenossl.napari._widgets._runner import RunPanel
 
 PAPER_METHOD, PAPER_BACKBONE, PAPER_AUGMENTATION = "mocov2plus", "vgg13_bn", "cell_affine_crop"
@@ -33,7 +39,6 @@ class TrainWidget(Container):
 
     def __init__(self, napari_viewer: Any) -> None:
         preload_training()  # first: before anything imports torchvision
-        from phenossl._device import cpu_has_native_bf16
         from phenossl.augment import COMPOSITIONS
         from phenossl.models.backbones import available_backbones
         from phenossl.napari._widgets._embed import available_devices
@@ -76,13 +81,7 @@ class TrainWidget(Container):
             tooltip="Side of the augmented views the model trains on; smaller is faster",
         )  # fmt: skip
         self.seed = SpinBox(value=0, min=0, max=2**31 - 1, label="Seed")
-        self.cpu_amp = CheckBox(
-            value=False, label="CPU precision", text="bf16 (faster)",
-            tooltip="Train in bf16 when training on the CPU: about 1.8x faster on this CPU, which "
-            "has bf16 instructions, in bf16's precision",
-        )  # fmt: skip
-        if not cpu_has_native_bf16():  # elsewhere bf16 is emulated: slower, so not offered
-            self.cpu_amp.visible = False
+        self.cpu_amp = cpu_precision_box("Train")
         self.loss = hint(muted=False)
         self.panel = RunPanel(
             "Train",
