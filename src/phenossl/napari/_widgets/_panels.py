@@ -93,7 +93,7 @@ def pack_top(container: Container) -> Container:
 
 
 def cpu_precision_box(what: str) -> CheckBox:
-    """The Advanced *CPU precision: bf16* box of a widget that runs a network (``what``).
+    """The Advanced *<what> in bf16 on the CPU* box of a widget that runs a network.
 
     Hidden on CPUs without bf16 instructions, where bf16 is emulated and slower. Asks torch
     about the CPU: call it once torch is imported.
@@ -103,7 +103,7 @@ def cpu_precision_box(what: str) -> CheckBox:
     box = CheckBox(
         value=False,
         label="CPU precision",
-        text="bf16 (faster)",
+        text=f"{what.lower()} in bf16 on the CPU (faster)",
         tooltip=f"{what} in bf16 when running on the CPU: about 1.8x faster on this CPU, which "
         "has bf16 instructions, at bf16's precision",
     )
