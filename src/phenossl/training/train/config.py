@@ -23,8 +23,9 @@
       optimizer: adam          # sgd | adam | lars (lars_eta, lars_clip_lr, ...)
       lr: 1.0e-3               # base rate, per 256 images when lr_scaling is linear
       ...
-    run: {seed: 0, device: auto, amp: true, cpu_amp: false, channels_last: true, checkpoint_every: 1,
-          log_every: 50, num_threads: null, eval: {knn: false, split: test, ...}}
+    run: {seed: 0, device: auto, amp: true, cpu_amp: false, channels_last: true,
+          checkpoint_every: 1, log_every: 50, num_threads: null,
+          eval: {knn: false, split: test, ...}}
     smoke:                     # applied on top of the rest with smoke=True (--smoke)
       data: {limit: 512}
       optim: {epochs: 1, batch_size: 32}

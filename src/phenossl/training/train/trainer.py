@@ -137,13 +137,14 @@ class TrainStep:
         self.warmup_steps = warmup_steps
         self.base_lr = config.optim.effective_lr()
         self.cpu_amp = config.run.cpu_amp
-        self.amp = config.run.amp and amp_dtype(device, cpu=self.cpu_amp) is not None
+        dtype = run_dtype(config, device)
+        self.amp = dtype is not None
         cuda = device.type == "cuda"
         self.memory_format = (
             torch.channels_last if cuda and config.run.channels_last else torch.contiguous_format
         )
         self.scale = InputScaler(mean, std, device, memory_format=self.memory_format)
-        fp16 = self.amp and amp_dtype(device, cpu=self.cpu_amp) == torch.float16
+        fp16 = dtype == torch.float16
         self.scaler = torch.amp.GradScaler(device.type) if fp16 else None
 
     def lr(self, step: int) -> float:
@@ -301,6 +302,11 @@ def train(*, progress: ProgressCallback | None = None) -> Path:
     """Train an SSL method and return the path of ``final.pt``; see :func:`iter_train`."""
 
 
+def run_dtype(config: TrainConfig, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype of ``config``'s training steps on ``device`` (None: float32)."""
+    return amp_dtype(device, cpu=config.run.cpu_amp) if config.run.amp else None
+
+
 def describe_precision(config: TrainConfig) -> str:
     """The precision a run of ``config`` trains in on this machine; on a CPU with bf16
     instructions that trains in float32, how to make it faster.
@@ -313,7 +319,7 @@ def describe_precision(config: TrainConfig) -> str:
     from phenossl import _device
 
     device = resolve_device(config.run.device)
-    dtype = amp_dtype(device, cpu=config.run.cpu_amp) if config.run.amp else None
+    dtype = run_dtype(config, device)
     if dtype is not None:
         return f"precision: {str(dtype).removeprefix('torch.')} autocast on {device.type}"
     text = f"precision: float32 on {device.type}"
