@@ -34,9 +34,10 @@ def test_cpu_bf16_only_when_asked_and_native(monkeypatch, native):
 
 
 def test_the_cpu_probe_agrees_with_torch():
-    probes = [getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported",)]
-    if probes[0] is not None and probes[0]():
-        assert cpu_has_native_bf16()
+    probe = getattr(torch.cpu, "_is_avx512_bf16_supported", None)
+    if probe is None or not probe():
+        pytest.skip("torch does not report AVX512-BF16 on this CPU")
+    assert cpu_has_native_bf16()
 
 
 def test_bad_device_name_says_what_was_expected():
