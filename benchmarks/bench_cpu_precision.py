@@ -6,7 +6,7 @@ fastest repeat. bf16 only takes effect on a CPU with bf16 instructions (AVX512-B
 ``phenossl._device.cpu_has_native_bf16``); elsewhere both paths run in float32 and the report
 says so.
 
-    python benchmarks/bench_cpu_precision.py              # three cases, a few minutes on 2 cores
+    python benchmarks/bench_cpu_precision.py              # four cases, about 6 minutes on 2 cores
     python benchmarks/bench_cpu_precision.py --steps 8 --repeats 3
 
 Writes ``benchmarks/results/cpu_precision.json`` (``--out``) and prints a table.
