@@ -95,6 +95,11 @@ def test_crops_embed_cluster_chain(plate, tmp_path, capsys):
     assert composition.to_numpy().sum() == data["n_cells"]
     clusters = pd.read_csv(report / "clusters.csv")
     assert set(clusters["cluster"]) == {0, 1}
+    # the tiny plate is one plate: an AMI against it is undefined, not the formula's 0
+    assert main(["-q", "cluster", str(emb), "--out", str(report), "--label", "plate"]) == 0
+    (plate_name,) = pd.read_csv(report / "clusters.csv")["plate"].unique()
+    expected = f"AMI (plate, K=2, {data['n_cells']} cells): undefined (every cell has plate "
+    assert f"{expected}{plate_name})" in capsys.readouterr().out
 
 
 def test_embed_normalize_writes_unit_length_embeddings(plate, tmp_path):

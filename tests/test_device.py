@@ -2,7 +2,14 @@ import pytest
 import torch
 
 import phenossl._device as device_module
-from phenossl._device import amp_dtype, autocast, cpu_has_native_bf16, memory_format, resolve_device
+from phenossl._device import (
+    amp_dtype,
+    autocast,
+    available_devices,
+    cpu_has_native_bf16,
+    memory_format,
+    resolve_device,
+)
 
 
 def test_auto_resolves_to_an_available_device():
@@ -10,6 +17,14 @@ def test_auto_resolves_to_an_available_device():
     assert dev.type in {"cpu", "cuda", "mps"}
     if not torch.cuda.is_available():
         assert dev.type in {"cpu", "mps"}
+
+
+def test_every_device_offered_resolves():
+    devices = available_devices()
+    assert devices[:2] == ["auto", "cpu"]
+    assert ("cuda:0" in devices) == torch.cuda.is_available()
+    for name in devices:
+        resolve_device(name)
 
 
 def test_cpu_has_no_amp_and_contiguous_format():

@@ -44,6 +44,10 @@ MODULES = [
     "phenossl._scaling",
     "phenossl.data.cropset",
     "phenossl.cluster_view",
+    "phenossl.clustering_report",
+    "phenossl.pipeline",
+    "phenossl.export",
+    "phenossl._device",
 ]
 FLAGS = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
 

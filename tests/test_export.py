@@ -13,6 +13,7 @@ from phenossl.export import (
     embedding_columns,
     export_cells,
     has_parquet,
+    run_parameters,
     to_json,
 )
 
@@ -95,3 +96,28 @@ def test_to_json_converts_numpy_paths_and_dataclasses():
 
     value = {"o": Options(2, (np.int32(1), 2.5)), "a": np.arange(2), "na": pd.NA}
     assert to_json(value) == {"o": {"k": 2, "sizes": [1, 2.5]}, "a": [0, 1], "na": None}
+
+
+def test_run_parameters_are_the_runs_settings_and_scores_as_json(cells):
+    from phenossl.clustering import cluster
+    from phenossl.pipeline import PipelineOptions, PipelineResult
+
+    rng = np.random.default_rng(0)
+    clustering = cluster(rng.normal(size=(3, 4)), ["a", "b", "a"], k=2, seed=5, n_nearest=1)
+    result = PipelineResult(cells, rng.normal(size=(3, 4)), clustering, n_fields=2, n_processed=2)
+    options = PipelineOptions(model="resnet18", k=2, seed=5)
+    params = run_parameters(
+        result,
+        options,
+        model="resnet18 (random init)",
+        fields=cells["field_id"].unique(),
+        timings={"total_s": 1.5},
+    )
+    assert params["model"] == "resnet18 (random init)" and params["seed"] == 5
+    assert params["options"]["model"] == "resnet18" and params["options"]["k"] == 2
+    assert params["fields"] == ["P/B02/s1", "P/C03/s1"] and params["n_fields"] == 2
+    assert params["summary"]["cells"] == 3 and params["timings_s"] == {"total_s": 1.5}
+    assert (
+        params["clustering"]["ami"] == clustering.ami and "assignments" not in params["clustering"]
+    )
+    assert json.loads(json.dumps(to_json(params))) == to_json(params)

@@ -3,6 +3,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import tifffile
 from _plates import TINY_CROP, write_tiny_plate
@@ -11,7 +12,9 @@ from phenossl._progress import run
 from phenossl.data.bbbc021 import load_image_table
 from phenossl.data.cropset import CropSet
 from phenossl.pipeline import (
+    FieldFailure,
     PipelineOptions,
+    PipelineResult,
     iter_make_cropset,
     iter_pipeline,
     run_pipeline,
@@ -72,6 +75,28 @@ def test_pipeline_goes_on_past_broken_and_missing_fields(table, tmp_path):
     assert result.missing == [broken.loc[1, "field_id"]]
     assert result.summary()["fields_processed"] == len(table) - 2
     assert len(result.cells) > 0
+    first = broken.loc[0, "field_id"]
+    assert result.describe() == (
+        f"{len(result.cells):,} cells from {len(table) - 2} field(s); 1 failed ({first}); "
+        "1 with missing files"
+    )
+
+
+def test_a_run_without_cells_says_why():
+    failed = PipelineResult(
+        pd.DataFrame(),
+        np.zeros((0, 8), np.float32),
+        failures=[FieldFailure("p1_A01_1", "truncated.tif: not a TIFF")],
+        missing=["p1_A02_1"],
+        n_fields=3,
+        n_processed=1,
+    )
+    assert failed.why_no_cells() == (
+        "no cells were found in the 3 field(s); 1 failed (first: p1_A01_1: truncated.tif: not "
+        "a TIFF); 1 have missing files. Check the segmentation parameters on one of them."
+    )
+    blank = PipelineResult(pd.DataFrame(), np.zeros((0, 8), np.float32), n_fields=2)
+    assert blank.why_no_cells() == "no cells were found in the 2 field(s)."
 
 
 def test_channels_of_different_shapes_fail_that_field_only(table, tmp_path):

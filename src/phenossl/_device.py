@@ -47,6 +47,23 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     return dev
 
 
+def available_devices() -> list[str]:
+    """The ``device`` values that can run here: ``auto``, ``cpu`` and each accelerator torch sees.
+
+    Examples
+    --------
+    >>> available_devices()[:2]
+    ['auto', 'cpu']
+    """
+    devices = ["auto", "cpu"]
+    if torch.cuda.is_available():
+        devices += [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        devices.append("mps")
+    return devices
+
+
 @functools.cache
 def cpu_has_native_bf16() -> bool:
     """Whether this CPU has bf16 instructions (AVX512-BF16 or AMX tiles).

@@ -139,6 +139,77 @@ def report_dict(
     return {**head, **result.to_dict(arrays=False), **dict(extra or {})}
 
 
+def _why_undefined(report: Mapping[str, Any]) -> str | None:
+    """Why a report's AMI cannot be read (no labels, a single label value), or None."""
+    column = report.get("label_column")
+    if not column or report.get("ami") is None:
+        return "no label column to score against"
+    values = (report.get("composition") or {}).get("columns")
+    if values is not None and len(values) < 2:
+        only = f" (every cell has {column} {values[0]})" if values else ""
+        return f"undefined{only}"
+    return None
+
+
+def describe_ami(report: Mapping[str, Any]) -> tuple[str, str]:
+    """A clustering's AMI in words: a headline and a line that says what it means.
+
+    ``report`` is a :func:`report_dict` (``report.json``). The AMI compares two groupings, so it
+    is *undefined* where the cells carry a single label value (a DMSO-only field): the headline
+    says so instead of showing the 0 that the formula gives.
+
+    Examples
+    --------
+    >>> report = {"ami": 0.25, "ami_control_mean": 0.001, "ami_control_std": 0.004,
+    ...           "label_column": "compound", "composition": {"columns": ["DMSO", "taxol"]}}
+    >>> describe_ami(report)[0]
+    'AMI vs compound: 0.250'
+    >>> describe_ami({**report, "composition": {"columns": ["DMSO"]}})[0]
+    'AMI vs compound: undefined (every cell has compound DMSO)'
+    """
+    column = report.get("label_column")
+    why = _why_undefined(report)
+    if why is not None:
+        if not column:
+            return f"AMI: {why}", ""
+        return f"AMI vs {column}: {why}", (
+            f"The AMI compares the clusters with the {column} labels and needs at least two "
+            f"{column} values among the cells: load fields of several treatments or score "
+            "against another column."
+        )
+    meaning = f"AMI: how well the clusters match the {column} labels, 0 = chance, 1 = identical."
+    headline = f"AMI vs {column}: {report['ami']:.3f}"
+    if report.get("ami_control_mean") is None:
+        return headline, meaning
+    control = (
+        f"randomised {column} labels: {report['ami_control_mean']:.3f} "
+        f"± {report['ami_control_std']:.3f}"
+    )
+    return headline, f"{control}. {meaning}"
+
+
+def format_ami(report: Mapping[str, Any]) -> str:
+    """One line for a terminal: the AMI of a :func:`report_dict`, K, cells and the control.
+
+    Examples
+    --------
+    >>> format_ami({"ami": 0.25, "ami_control_mean": 0.001, "ami_control_std": 0.004, "k": 2,
+    ...             "n_cells": 500, "label_column": "compound"})
+    'AMI (compound, K=2, 500 cells): 0.250   randomised-label control: 0.001 ± 0.004'
+    """
+    line = f"AMI ({report.get('label_column')}, K={report['k']}, {report['n_cells']} cells): "
+    why = _why_undefined(report)
+    if why is not None:
+        return line + why
+    line += f"{report['ami']:.3f}"
+    if report.get("ami_control_mean") is not None:
+        line += (
+            f"   randomised-label control: {report['ami_control_mean']:.3f} "
+            f"± {report['ami_control_std']:.3f}"
+        )
+    return line
+
+
 def write_cluster_report(
     out: str | Path,
     features: np.ndarray,

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +71,56 @@ def cells_with_embeddings(
         raise ValueError(f"the cell table already has column(s) {', '.join(clash[:5])}")
     features = pd.DataFrame(embeddings.astype(np.float32, copy=False), columns=names)
     return pd.concat([table, features], axis=1)
+
+
+def run_parameters(
+    result: Any,
+    options: Any,
+    *,
+    model: str,
+    fields: Iterable[str],
+    timings: Mapping[str, float] | None = None,
+) -> dict[str, Any]:
+    """The parameters, seed and scores of a pipeline run: the ``<name>.json`` of its export.
+
+    Parameters
+    ----------
+    result, options
+        The run's :class:`~phenossl.pipeline.PipelineResult` and
+        :class:`~phenossl.pipeline.PipelineOptions`.
+    model
+        How the model is named to a reader ("phenossl-cells (shipped model)").
+    fields
+        The ids of the fields the run covered.
+    timings
+        Seconds per step, if measured.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from phenossl.pipeline import PipelineOptions, PipelineResult
+    >>> result = PipelineResult(pd.DataFrame({"field_id": ["f1"]}), None, n_fields=1)
+    >>> params = run_parameters(result, PipelineOptions(k=3), model="vgg13_bn", fields=["f1"])
+    >>> params["options"]["k"], params["n_fields"], params["clustering"]
+    (3, 1, None)
+    """
+    from dataclasses import asdict
+
+    import phenossl
+
+    fields = [str(f) for f in fields]
+    clustering = result.clustering
+    return {
+        "phenossl_version": phenossl.__version__,
+        "model": model,
+        "options": asdict(options),
+        "seed": options.seed,
+        "n_fields": len(fields),
+        "fields": fields,
+        "summary": result.summary(),
+        "clustering": None if clustering is None else clustering.to_dict(arrays=False),
+        "timings_s": dict(timings or {}),
+    }
 
 
 def iter_export_cells(

@@ -100,6 +100,37 @@ class PipelineResult:
             "missing": list(self.missing),
         }
 
+    def describe(self) -> str:
+        """The run in one sentence: cells, fields, and what failed or was missing.
+
+        Examples
+        --------
+        >>> import pandas as pd
+        >>> PipelineResult(pd.DataFrame({"cell": range(5)}), None, n_fields=2, n_processed=1,
+        ...                missing=["plate1_A01_s1"]).describe()
+        '5 cells from 1 field(s); 1 with missing files'
+        """
+        problems = []
+        if self.failures:
+            failed = ", ".join(f.field_id for f in self.failures[:3])
+            problems.append(f"{len(self.failures)} failed ({failed})")
+        if self.missing:
+            problems.append(f"{len(self.missing)} with missing files")
+        text = f"{len(self.cells):,} cells from {self.n_processed:,} field(s)"
+        return text + (f"; {'; '.join(problems)}" if problems else "")
+
+    def why_no_cells(self) -> str:
+        """Why a run found no cell, and where to look: for a run whose ``cells`` is empty."""
+        text = f"no cells were found in the {self.n_fields} field(s)"
+        if self.failures:
+            first = self.failures[0]
+            text += f"; {len(self.failures)} failed (first: {first.field_id}: {first.error})"
+        if self.missing:
+            text += f"; {len(self.missing)} have missing files"
+        if self.n_processed:
+            text += ". Check the segmentation parameters on one of them"
+        return text + "."
+
 
 def process_field(
     row: Mapping[str, Any],

@@ -199,6 +199,15 @@ def test_another_label_column_and_k(make_napari_viewer, qtbot, tiny_plate):
     assert len(viewer.layers["gallery"].data) == 3 * 64 + 4 * 4
 
 
+def test_a_label_with_one_value_gives_no_ami_number(make_napari_viewer, qtbot, tiny_plate):
+    viewer = make_napari_viewer()
+    open_fields(viewer, tiny_plate, preset="nocodazole")
+    widget = run_embed(viewer, qtbot, label_column="plate")  # the tiny plate is one plate
+    (plate,) = widget.session.run.result.cells["plate"].unique()
+    assert widget.ami.value == f"AMI vs plate: undefined (every cell has plate {plate})"
+    assert "needs at least two plate values" in widget.control.value
+
+
 def test_a_field_opened_from_its_tiffs_is_embedded(make_napari_viewer, qtbot, tiny_plate):
     from phenossl.data.bbbc021 import load_image_table
 

