@@ -92,11 +92,12 @@ def pack_top(container: Container) -> Container:
     return container
 
 
-def cpu_precision_box(what: str) -> CheckBox:
+def cpu_precision_box(what: str, note: str = "") -> CheckBox:
     """The Advanced *<what> in bf16 on the CPU* box of a widget that runs a network.
 
-    Hidden on CPUs without bf16 instructions, where bf16 is emulated and slower. Asks torch
-    about the CPU: call it once torch is imported.
+    Hidden on CPUs without bf16 instructions, where bf16 is emulated and slower. ``note`` ends
+    the tooltip (what bf16 costs there). Asks torch about the CPU: call it once torch is
+    imported.
     """
     from phenossl._device import cpu_has_native_bf16
 
@@ -105,7 +106,7 @@ def cpu_precision_box(what: str) -> CheckBox:
         label="CPU precision",
         text=f"{what.lower()} in bf16 on the CPU (faster)",
         tooltip=f"{what} in bf16 when running on the CPU: about 1.8x faster on this CPU, which "
-        "has bf16 instructions, at bf16's precision",
+        "has bf16 instructions, at bf16's precision" + (f". {note}" if note else ""),
     )
     if not cpu_has_native_bf16():
         box.visible = False
