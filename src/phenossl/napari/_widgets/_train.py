@@ -84,8 +84,8 @@ class TrainWidget(Container):
         self.cpu_amp = cpu_precision_box(
             "Train",
             "On real BBBC021 cells a bf16-trained model separated treatments from DMSO as well "
-            "but grouped compounds by mechanism less well (docs/cell-model.md): good for a "
-            "quick look; train a model to keep in float32",
+            "but grouped compounds by mechanism somewhat less well (docs/cell-model.md): good "
+            "for a quick look; train a model to keep in float32",
         )
         self.loss = hint(muted=False)
         self.panel = RunPanel(
