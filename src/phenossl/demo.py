@@ -103,7 +103,7 @@ def iter_demo(
     from phenossl.models.pretrained import (
         available_pretrained,
         expected_sizes,
-        pretrained_metadata,
+        finetune_settings,
     )
 
     shipped = DEMO_PRETRAINED if DEMO_PRETRAINED in available_pretrained() else None
@@ -185,16 +185,17 @@ def iter_demo(
     if train_epochs:
         from phenossl.training.train.trainer import iter_train
 
+        tune = finetune_settings(shipped) if shipped else None
         config = demo_train_config(
             out / "crops",
-            model=pretrained_metadata(shipped)["backbone"] if shipped else model,
+            model=tune["backbone"] if tune else model,
             input_size=shipped_input,
             epochs=train_epochs,
             batch_size=min(train_batch_size, int((crops.table["split"] == "train").sum())),
             seed=seed,
             device=device,
             init=shipped,
-            augmentation="fluorescence" if shipped else "cell_affine_crop",
+            augmentation=tune["composition"] if tune else "cell_affine_crop",
         )
         t0 = time.perf_counter()
         checkpoint = yield from stage(

@@ -63,6 +63,35 @@ def test_train_then_embed_with_the_checkpoint(make_napari_viewer, qtbot, tiny_pl
     assert "cell centres" in viewer.layers
 
 
+def test_go_on_training_the_shipped_model(make_napari_viewer, qtbot, tiny_plate, tmp_path):
+    viewer = make_napari_viewer()
+    open_fields(viewer, tiny_plate, preset="nocodazole")
+    train = open_widget(viewer, "Train")
+    assert train.start.value == "random" and train.backbone.enabled  # random init by default
+    train.start.value = "phenossl-cells"
+    # the shipped model's own settings: its architecture is fixed, the rest can change
+    assert train.backbone.value == "vgg13_bn" and not train.backbone.enabled
+    assert train.augmentation.value == "fluorescence"
+    assert (train.crop_size.value, train.view_size.value) == (68, 48)
+    assert (train.epochs.value, train.batch_size.value) == (3, 64)
+    train.epochs.value, train.batch_size.value, train.device.value = 1, 32, "cpu"
+    train.folder.value = tmp_path / "runs"
+    train.panel.run_button.native.click()
+    wait_for(qtbot, train.panel, timeout=300)
+
+    (run,) = (tmp_path / "runs").iterdir()
+    assert run.name.startswith("mocov2plus_phenossl-cells_")
+    config = torch.load(run / "run" / "final.pt", weights_only=True)["metadata"]["config"]
+    assert config["model"] == {**config["model"], "init": "phenossl-cells", "backbone": "vgg13_bn"}
+    assert config["optim"]["scheduler"] == "warmup_cosine" and config["optim"]["warmup_epochs"] == 1
+    assert config["augmentation"][0]["name"] == "fluorescence"
+    embed = open_widget(viewer, "Embed and cluster")
+    assert (embed.crop_size.value, embed.input_size.value) == (68, 48)
+
+    train.start.value = "random"
+    assert train.backbone.enabled
+
+
 @pytest.mark.parametrize("native", [False, True])
 def test_bf16_is_offered_where_the_cpu_has_it_and_reaches_the_run(
     make_napari_viewer, qtbot, tiny_plate, tmp_path, monkeypatch, native

@@ -156,6 +156,30 @@ def expected_sizes(model: Any, default: int) -> tuple[int, int]:
     return crop, int(getattr(model, "input_size", None) or crop)
 
 
+def finetune_settings(name: str) -> dict[str, Any]:
+    """How to go on training shipped model ``name`` on other cells: what it was trained with.
+
+    Returns the ``backbone``, the augmentation ``composition`` and the ``crop_size`` and
+    ``view_size`` (the size of the training views, the model's input size) of its training,
+    and the ``optim`` schedule of a short fine-tune: a one-epoch warm-up then cosine decay, so
+    that the first steps' full-size updates do not undo the trained features.
+
+    Examples
+    --------
+    >>> finetune_settings("phenossl-cells")  # doctest: +SKIP
+    {'backbone': 'vgg13_bn', 'composition': 'fluorescence', 'crop_size': 68, 'view_size': 48, \
+'optim': {'scheduler': 'warmup_cosine', 'warmup_epochs': 1}}
+    """
+    meta = pretrained_metadata(name)
+    return {
+        "backbone": str(meta["backbone"]),
+        "composition": str(meta["composition"]),
+        "crop_size": int(meta["crop_size"]),
+        "view_size": int(meta["input_size"]),
+        "optim": {"scheduler": "warmup_cosine", "warmup_epochs": 1},
+    }
+
+
 def export_pretrained(
     checkpoint: str | os.PathLike, out: str | os.PathLike, **metadata: Any
 ) -> Path:

@@ -4,7 +4,9 @@ Two library steps in one worker: :func:`phenossl.pipeline.iter_make_cropset` wri
 the loaded fields (segmented with the Segment widget's settings) as a CropSet, then
 :func:`phenossl.training.train.trainer.iter_train` trains on it with a named augmentation composition,
 yielding progress per optimiser step. The final checkpoint is selected in "Embed and cluster"
-right away (with the crop and input sizes it was trained at).
+right away (with the crop and input sizes it was trained at). *Start from* a shipped model
+trains it further (``model.init``) with the settings it was trained with
+(:func:`phenossl.models.pretrained.finetune_settings`).
 """
 
 from __future__ import annotations
@@ -31,6 +33,9 @@ from phenossl.napari._widgets._runner import RunPanel
 
 PAPER_METHOD, PAPER_BACKBONE, PAPER_AUGMENTATION = "mocov2plus", "vgg13_bn", "cell_affine_crop"
 PAPER_CROP = 196
+RANDOM_INIT = "random"
+#: a short run on top of a shipped model: the shipped recipe's epochs and batch size
+FINETUNE_EPOCHS, FINETUNE_BATCH = 3, 64
 _CELL_COMPOSITIONS = ("cell_affine_crop", "cell_affine_rot360", "cell_fig6_left", "cell_fig6_right")
 
 
@@ -42,6 +47,7 @@ class TrainWidget(Container):
         from phenossl._device import available_devices
         from phenossl.augment import COMPOSITIONS
         from phenossl.models.backbones import available_backbones
+        from phenossl.models.pretrained import available_pretrained
         from phenossl.ssl.methods import METHODS
 
         self.viewer = napari_viewer
@@ -54,6 +60,18 @@ class TrainWidget(Container):
             choices=sorted(METHODS), value=PAPER_METHOD, label="Method",
             tooltip="Self-supervised method; the paper's cellular experiments use MoCoV2+",
         )  # fmt: skip
+        self.start = ComboBox(
+            choices=[("random init", RANDOM_INIT)]
+            + [
+                (f"{name} (go on training the shipped model)", name)
+                for name in available_pretrained()
+            ],
+            value=RANDOM_INIT,
+            label="Start from",
+            tooltip="Random init, or a shipped model trained on real BBBC021 cells, trained "
+            "further on your cells: its backbone, augmentation, crop and view sizes, 3 epochs "
+            "of batch 64 with a one-epoch warm-up (change them under Advanced)",
+        )
         self.backbone = ComboBox(
             choices=available_backbones(), value=PAPER_BACKBONE, label="Backbone"
         )
@@ -100,6 +118,7 @@ class TrainWidget(Container):
             widgets=[
                 self.scope,
                 form(
+                    self.start,
                     self.method,
                     self.backbone,
                     self.augmentation,
@@ -117,8 +136,24 @@ class TrainWidget(Container):
         )
         pack_top(self)
         self.panel.run_button.changed.connect(self.run)
+        self.start.changed.connect(self._on_start)
         self.session.fields_loaded.connect(self._on_fields)
         self._on_fields()
+
+    def _on_start(self, *_: Any) -> None:
+        """A shipped model to start from brings the settings it was trained with."""
+        from phenossl.models.pretrained import finetune_settings
+
+        name = self.start.value
+        self.backbone.enabled = name == RANDOM_INIT  # the weights fix the architecture
+        if name == RANDOM_INIT:
+            return
+        settings = finetune_settings(name)
+        self.backbone.value = settings["backbone"]
+        self.augmentation.value = settings["composition"]
+        self.crop_size.value = settings["crop_size"]
+        self.view_size.value = settings["view_size"]
+        self.epochs.value, self.batch_size.value = FINETUNE_EPOCHS, FINETUNE_BATCH
 
     def _on_fields(self, *_: Any) -> None:
         fields = self.session.fields
@@ -139,7 +174,11 @@ class TrainWidget(Container):
         if fields is None or fields.empty:
             show_error("Train: no fields loaded; load fields with 'Select fields' first")
             return None
-        name = f"{self.method.value}_{self.backbone.value}_{time.strftime('%Y%m%d-%H%M%S')}"
+        from phenossl.models.pretrained import finetune_settings
+
+        init = None if self.start.value == RANDOM_INIT else self.start.value
+        start = init or self.backbone.value
+        name = f"{self.method.value}_{start}_{time.strftime('%Y%m%d-%H%M%S')}"
         out = Path(self.folder.value) / name
         settings = {
             "method": self.method.value,
@@ -151,6 +190,8 @@ class TrainWidget(Container):
             "device": self.device.value,
             "seed": self.seed.value,
             "cpu_amp": self.cpu_amp.value,
+            "init": init,
+            "optim": finetune_settings(init)["optim"] if init else None,
         }
         crop_size = self.crop_size.value
         segment_params = dict(self.session.segment_params)
