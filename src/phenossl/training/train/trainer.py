@@ -324,7 +324,10 @@ def describe_precision(config: TrainConfig) -> str:
         return f"precision: {str(dtype).removeprefix('torch.')} autocast on {device.type}"
     text = f"precision: float32 on {device.type}"
     if device.type == "cpu" and _device.cpu_has_native_bf16():
-        text += " (this CPU has bf16 instructions: run.cpu_amp=true trains about 1.8x faster)"
+        text += (
+            " (this CPU has bf16 instructions: run.cpu_amp=true trains about 1.8x faster, at a"
+            " small cost to treatment profiles on real cells: docs/cell-model.md)"
+        )
     return text
 
 
