@@ -166,9 +166,9 @@ def finetune_settings(name: str) -> dict[str, Any]:
 
     Examples
     --------
-    >>> finetune_settings("phenossl-cells")  # doctest: +SKIP
-    {'backbone': 'vgg13_bn', 'composition': 'fluorescence', 'crop_size': 68, 'view_size': 48, \
-'optim': {'scheduler': 'warmup_cosine', 'warmup_epochs': 1}}
+    >>> settings = finetune_settings("phenossl-cells")
+    >>> settings["backbone"], settings["composition"], settings["crop_size"], settings["view_size"]
+    ('vgg13_bn', 'fluorescence', 68, 48)
     """
     meta = pretrained_metadata(name)
     return {
